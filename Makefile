@@ -27,7 +27,7 @@ $(VENV)/.setup-done: pyproject.toml
 	touch $@
 
 model: setup
-	$(SLMOPS) prepare
+	$(SLMOPS) prepare --tuned
 
 course: model
 	$(SLMOPS) run --profile $(PROFILE)

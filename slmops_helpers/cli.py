@@ -1,7 +1,8 @@
 """The ``slmops`` command: set-up checks and course runs from the terminal.
 
 slmops doctor                 versions, device, RAM, and whether the model is ready
-slmops prepare [--model M]    convert the offline model into the cache (once)
+slmops prepare [--model M] [--tuned]
+                              convert the offline model into the cache (once); --tuned: also fine-tune it
 slmops run --profile smoke    execute the notebooks into artifacts/, print metrics
 slmops summary                print the recorded metrics again
 slmops render-labs            regenerate labs/*.ipynb from labs/source/
@@ -56,6 +57,12 @@ def _prepare(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     where = models.prepare_model(args.model, force=args.force)
     print(f"{args.model} ready at {where} ({time.perf_counter() - start:.1f} s)")
+    if args.tuned:
+        from .finetune import prepare_tuned_model
+
+        start = time.perf_counter()
+        where = prepare_tuned_model(args.model, force=args.force)
+        print(f"tuned {args.model} ready at {where} ({time.perf_counter() - start:.1f} s)")
     return 0
 
 
@@ -98,6 +105,11 @@ def build_parser() -> argparse.ArgumentParser:
     prepare = sub.add_parser("prepare", help="prepare the offline model cache")
     prepare.add_argument("--model", default=models.DEFAULT_MODEL)
     prepare.add_argument("--force", action="store_true", help="convert again even if the cache is complete")
+    prepare.add_argument(
+        "--tuned",
+        action="store_true",
+        help="also fine-tune the course's tuned model (sections 2 and 4; minutes on CPU)",
+    )
     prepare.set_defaults(func=_prepare)
     run = sub.add_parser("run", help="execute the course notebooks with papermill")
     run.add_argument("--profile", choices=sorted(PROFILES), default="smoke")

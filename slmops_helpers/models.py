@@ -278,3 +278,51 @@ def peak_rss_mb() -> float:
     """Highest resident memory this process has reached, in MiB."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / MIB if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
+
+
+class PeakMemory:
+    """Measure the extra memory a block of work needs, in MiB, on CPU or CUDA.
+
+    CUDA: the allocator's peak above what was allocated on entry. CPU: resident memory
+    sampled every ``interval_s`` by a background thread, peak minus the value on entry
+    (the OS-wide ``ru_maxrss`` only ever grows, so it cannot isolate one phase).
+
+    >>> with PeakMemory("cpu") as mem:          # doctest: +SKIP
+    ...     train(...)
+    >>> mem.peak_mb                             # doctest: +SKIP
+    """
+
+    def __init__(self, device: str = "cpu", interval_s: float = 0.02) -> None:
+        self.device, self.interval_s, self.peak_mb = device, interval_s, 0.0
+
+    def __enter__(self) -> PeakMemory:
+        import threading
+
+        if self.device == "cuda":
+            import torch
+
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self._start = torch.cuda.memory_allocated() / MIB
+            return self
+        self._start = self._peak = rss_mb()
+        self._stop = threading.Event()
+
+        def sample() -> None:
+            while not self._stop.wait(self.interval_s):
+                self._peak = max(self._peak, rss_mb())
+
+        self._thread = threading.Thread(target=sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.device == "cuda":
+            import torch
+
+            torch.cuda.synchronize()
+            self.peak_mb = torch.cuda.max_memory_allocated() / MIB - self._start
+            return
+        self._stop.set()
+        self._thread.join()
+        self.peak_mb = max(self._peak, rss_mb()) - self._start

@@ -135,3 +135,17 @@ def test_prepare_model_unwritable_cache_fails_before_work(tmp_path, offline_pres
 
 def test_prepare_model_hub_preset_returns_its_id():
     assert models.prepare_model("qwen2.5-0.5b-instruct") == "Qwen/Qwen2.5-0.5B-Instruct"
+
+
+def test_peak_memory_sees_a_large_allocation():
+    with models.PeakMemory("cpu", interval_s=0.005) as mem:
+        block = torch.ones(64 * 2**20 // 4)  # 64 MiB, touched
+        block += 1
+        import time
+
+        time.sleep(0.05)
+        del block
+    assert 40 < mem.peak_mb < 200
+    with models.PeakMemory("cpu") as idle:
+        pass
+    assert idle.peak_mb < 40

@@ -1,0 +1,210 @@
+"""A short, readable training loop shared by fine-tuning (section 3) and distillation
+(section 2): chat-formatted examples with the prompt masked out of the loss, AdamW,
+validation loss, early stopping, progress bar, time per step and peak memory.
+
+The loss is pluggable: fine-tuning uses the model's own cross-entropy, distillation
+passes a function that mixes in the teacher's soft targets.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from .data import format_chat, format_target
+from .models import PeakMemory
+
+IGNORE = -100  # label value the cross-entropy skips: prompt tokens and padding
+
+
+@dataclass
+class TrainConfig:
+    """Knobs of one training run; validated so that a typo fails before step one."""
+
+    lr: float = 2e-4
+    max_steps: int = 30
+    batch_size: int = 8
+    max_length: int = 256  # tokens; longer examples are cut from the right
+    eval_every: int = 10  # steps between validation losses
+    patience: int | None = None  # evaluations without improvement before stopping; None: never
+    warmup_steps: int = 0
+    weight_decay: float = 0.0
+    gradient_checkpointing: bool = False
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"TrainConfig.lr must be a positive number, got {self.lr}.")
+        for name in ("max_steps", "batch_size", "max_length", "eval_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}.")
+        if self.patience is not None and self.patience < 1:
+            raise ValueError(f"TrainConfig.patience must be >= 1 or None, got {self.patience}.")
+
+
+@dataclass
+class TrainResult:
+    history: list[dict[str, float]] = field(default_factory=list)  # step, train_loss[, val_loss]
+    steps: int = 0
+    s_per_step: float = 0.0
+    peak_mb: float = 0.0  # extra memory training needed, see models.PeakMemory
+    best_val_loss: float = math.inf
+    best_step: int = 0
+    stopped_early: bool = False
+
+
+def encode_example(
+    tokenizer: Any, row: dict[str, str], max_length: int, target: str | None = None
+) -> dict[str, list[int]]:
+    """Token ids of prompt + answer, with labels only on the answer (and its end token).
+
+    ``target`` defaults to the human-written reference; distillation passes the
+    teacher's answer instead.
+    """
+    prompt = format_chat(tokenizer, row)
+    answer = (target if target is not None else format_target(row)) + tokenizer.eos_token
+    prompt_ids = tokenizer(prompt, add_special_tokens=False).input_ids
+    answer_ids = tokenizer(answer, add_special_tokens=False).input_ids
+    input_ids = (prompt_ids + answer_ids)[:max_length]
+    labels = ([IGNORE] * len(prompt_ids) + answer_ids)[:max_length]
+    if all(label == IGNORE for label in labels):
+        raise ValueError(
+            f"Row {row.get('id', '?')}: the prompt alone fills max_length={max_length} tokens, nothing left to learn. "
+            "Fix: raise max_length."
+        )
+    return {"input_ids": input_ids, "labels": labels}
+
+
+def collate(examples: list[dict[str, list[int]]], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-pad a batch: (B, T) input_ids, attention_mask and labels (padding ignored)."""
+    width = max(len(e["input_ids"]) for e in examples)
+    input_ids = torch.full((len(examples), width), pad_id)
+    labels = torch.full((len(examples), width), IGNORE)
+    mask = torch.zeros((len(examples), width), dtype=torch.long)
+    for i, e in enumerate(examples):
+        n = len(e["input_ids"])
+        input_ids[i, :n] = torch.tensor(e["input_ids"])
+        labels[i, :n] = torch.tensor(e["labels"])
+        mask[i, :n] = 1
+    return {"input_ids": input_ids, "attention_mask": mask, "labels": labels}
+
+
+def _batches(examples: list, batch_size: int, rng: random.Random):
+    """Endless shuffled batches: a new permutation every epoch."""
+    while True:
+        order = list(range(len(examples)))
+        rng.shuffle(order)
+        for i in range(0, len(order) - batch_size + 1 if len(order) >= batch_size else 1, batch_size):
+            yield [examples[j] for j in order[i : i + batch_size]]
+
+
+def _set_checkpointing(model: Any, on: bool) -> None:
+    """Recompute activations in the backward pass instead of storing them (less memory, more time).
+
+    transformers 5 renamed gradient_checkpointing_* to activation_checkpointing_*; peft
+    wrappers forward either name to the base model.
+    """
+    prefix = "activation" if hasattr(model, "activation_checkpointing_enable") else "gradient"
+    getattr(model, f"{prefix}_checkpointing_{'enable' if on else 'disable'}")()
+    model.config.use_cache = not on
+
+
+def default_loss(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    return model(**batch).loss
+
+
+@torch.no_grad()
+def evaluate_loss(
+    model: Any, examples: list, pad_id: int, batch_size: int = 16, loss_fn: Callable = default_loss
+) -> float:
+    """Mean loss over ``examples`` (batch means weighted by batch size)."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    total = 0.0
+    for i in range(0, len(examples), batch_size):
+        chunk = examples[i : i + batch_size]
+        batch = {k: v.to(device) for k, v in collate(chunk, pad_id).items()}
+        total += float(loss_fn(model, batch)) * len(chunk)
+    model.train(was_training)
+    return total / len(examples)
+
+
+def train(
+    model: Any,
+    train_examples: list,
+    val_examples: list,
+    config: TrainConfig,
+    pad_id: int,
+    loss_fn: Callable[[Any, dict[str, torch.Tensor]], torch.Tensor] = default_loss,
+    desc: str = "training",
+) -> TrainResult:
+    """Train the parameters of ``model`` that require grad; keep the best by validation loss.
+
+    With ``patience`` set, stops after that many evaluations without a new best
+    validation loss, and restores the best trainable weights before returning.
+    """
+    from tqdm.auto import tqdm
+
+    if not train_examples:
+        raise ValueError("No training examples: pass at least one encoded row.")
+    if not val_examples:
+        raise ValueError("No validation examples: early stopping and curves need a validation set.")
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("The model has no trainable parameters; unfreeze some (or add an adapter) first.")
+    device = next(model.parameters()).device
+    torch.manual_seed(config.seed)
+    rng = random.Random(config.seed)
+    if config.gradient_checkpointing:
+        _set_checkpointing(model, True)
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    warmup = max(config.warmup_steps, 1)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (config.max_steps - s) / max(config.max_steps - warmup, 1)))
+    )
+    result, best_state, bad_evals = TrainResult(), None, 0
+    model.train()
+    batches = _batches(train_examples, config.batch_size, rng)
+    start = time.perf_counter()
+    with PeakMemory(device.type) as memory:
+        for step in (bar := tqdm(range(1, config.max_steps + 1), desc=desc, unit="step")):
+            batch = {k: v.to(device) for k, v in collate(next(batches), pad_id).items()}
+            loss = loss_fn(model, batch)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"Loss became {float(loss)} at step {step}. Fix: lower lr (now {config.lr}).")
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            schedule.step()
+            optimizer.zero_grad(set_to_none=True)
+            record = {"step": step, "train_loss": float(loss.detach())}
+            if step % config.eval_every == 0 or step == config.max_steps:
+                record["val_loss"] = evaluate_loss(model, val_examples, pad_id, loss_fn=loss_fn)
+                if record["val_loss"] < result.best_val_loss:
+                    result.best_val_loss, result.best_step, bad_evals = record["val_loss"], step, 0
+                    best_state = [p.detach().clone() for p in params] if config.patience else None
+                else:
+                    bad_evals += 1
+                bar.set_postfix(val_loss=f"{record['val_loss']:.3f}")
+            result.history.append(record)
+            result.steps = step
+            if config.patience and bad_evals >= config.patience:
+                result.stopped_early = True
+                break
+    result.s_per_step = (time.perf_counter() - start) / result.steps
+    result.peak_mb = memory.peak_mb
+    if best_state is not None:
+        with torch.no_grad():
+            for p, best in zip(params, best_state, strict=True):
+                p.copy_(best)
+    if config.gradient_checkpointing:
+        _set_checkpointing(model, False)
+    model.eval()
+    return result

@@ -1,0 +1,201 @@
+"""Fine-tuning helpers on a tiny random Llama: target checks, trainable shares, adapter
+save/load/switch, merge parity, the YAML grid, and the errors bad input should give."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from slmops_helpers import finetune, training
+from slmops_helpers.finetune import ATTENTION, MethodSpec
+
+
+def test_linear_module_names_lists_attention_and_mlp(tiny_model):
+    assert finetune.linear_module_names(tiny_model) == sorted(ATTENTION + finetune.MLP)
+
+
+def test_unknown_target_names_the_choices(tiny_model):
+    with pytest.raises(ValueError, match=r"q_prj.*choose from.*q_proj"):
+        finetune.check_targets(tiny_model, ("q_prj",))
+    with pytest.raises(ValueError, match="No target modules"):
+        finetune.check_targets(tiny_model, ())
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"method": "lora", "rank": 0}, "rank"),
+        ({"method": "lora", "rank": -2}, "rank"),
+        ({"method": "dora"}, "Unknown method"),
+        ({"method": "lora", "alpha": 0}, "alpha"),
+    ],
+)
+def test_method_spec_rejects_bad_values(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        MethodSpec(**kwargs)
+
+
+def test_lora_trains_only_the_adapter_and_count_matches_the_formula(tiny_model):
+    expected = finetune.lora_parameter_count(tiny_model, 4, ("q_proj", "v_proj"))
+    # q_proj 32->32 and v_proj 32->16 (2 kv heads of 8) in each of 2 layers: 4*(64+48)*2
+    assert expected == 4 * (32 + 32 + 32 + 16) * 2
+    model = finetune.make_trainable(tiny_model, MethodSpec("lora", rank=4, targets=("q_proj", "v_proj")))
+    count, pct = finetune.trainable_share(model)
+    assert count == expected and 0 < pct < 100
+
+
+def test_ia3_is_smaller_than_lora(tiny_model, tiny_tokenizer):
+    from transformers import LlamaForCausalLM
+
+    other = LlamaForCausalLM(tiny_model.config)
+    ia3, _ = finetune.trainable_share(finetune.make_trainable(tiny_model, MethodSpec("ia3")))
+    lora, _ = finetune.trainable_share(finetune.make_trainable(other, MethodSpec("lora", rank=4)))
+    assert 0 < ia3 < lora
+
+
+def test_full_fine_tuning_trains_everything(tiny_model):
+    tiny_model.requires_grad_(False)
+    _, pct = finetune.trainable_share(finetune.make_trainable(tiny_model, MethodSpec("full")))
+    assert pct == 100.0
+
+
+def _trained_lora(model, seed):
+    peft_model = finetune.make_trainable(model, MethodSpec("lora", rank=4))
+    torch.manual_seed(seed)
+    with torch.no_grad():  # lora_B starts at zero: give it weights so the adapter changes outputs
+        for name, p in peft_model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.5)
+    return peft_model.eval()
+
+
+def test_merge_keeps_the_logits(tiny_model):
+    ids = torch.randint(0, tiny_model.config.vocab_size, (2, 7))
+    base_logits = tiny_model(input_ids=ids).logits.clone()
+    peft_model = _trained_lora(tiny_model, 0)
+    merged, diff = finetune.merge_with_parity(peft_model, ids)
+    assert diff < 1e-4
+    assert not hasattr(merged, "peft_config")  # a plain transformers model again
+    assert (merged(input_ids=ids).logits - base_logits).abs().max() > 1e-3  # and the adapter is in it
+
+
+def test_adapters_save_load_and_switch(tiny_model, tmp_path):
+    from transformers import LlamaForCausalLM
+
+    ids = torch.randint(0, tiny_model.config.vocab_size, (1, 6))
+    base_state = {k: v.clone() for k, v in tiny_model.state_dict().items()}
+    outputs = {}
+    for name, seed in (("customer_a", 1), ("customer_b", 2)):
+        fresh = LlamaForCausalLM(tiny_model.config)
+        fresh.load_state_dict(base_state)
+        adapter = _trained_lora(fresh, seed)
+        outputs[name] = adapter(input_ids=ids).logits
+        mb = finetune.save_artifact(adapter, tmp_path / name)
+        assert 0 < mb < 1 and (tmp_path / name / "adapter_config.json").is_file()
+    base = LlamaForCausalLM(tiny_model.config)
+    base.load_state_dict(base_state)
+    model = finetune.load_adapters(base, {n: tmp_path / n for n in outputs})
+    for name, expected in outputs.items():
+        model.set_adapter(name)
+        assert torch.allclose(model(input_ids=ids).logits, expected, atol=1e-5), name
+
+
+def test_an_adapter_for_another_base_is_refused(tiny_model, tmp_path):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    finetune.save_artifact(_trained_lora(tiny_model, 0), tmp_path / "a")
+    wider = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=40,
+            hidden_size=48,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+        )
+    )
+    with pytest.raises(ValueError, match="different base model"):
+        finetune.load_adapters(wider, {"a": tmp_path / "a"})
+    deeper_config = tiny_model.config.to_dict() | {"num_hidden_layers": 1}
+    shallow = LlamaForCausalLM(LlamaConfig(**deeper_config))
+    with pytest.raises(ValueError, match="absent from this base model"):
+        finetune.check_adapter_fits(shallow, tmp_path / "a")
+    with pytest.raises(FileNotFoundError, match="adapter_config.json"):
+        finetune.check_adapter_fits(tiny_model, tmp_path)
+
+
+def test_save_artifact_is_atomic(tiny_model, tmp_path):
+    class Broken:
+        def save_pretrained(self, folder):
+            (folder / "half.bin").write_bytes(b"x")
+            raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        finetune.save_artifact(Broken(), tmp_path / "out")
+    assert not (tmp_path / "out").exists() and list(tmp_path.iterdir()) == []
+
+
+def test_grid_expands_every_combination(tmp_path):
+    path = tmp_path / "grid.yaml"
+    path.write_text("fixed: {targets: [q_proj], steps: 2}\nsearch: {rank: [4, 8], lr: [0.001, 0.0003]}\n")
+    runs = finetune.read_grid(path)
+    assert len(runs) == 4
+    assert {(r["rank"], r["lr"]) for r in runs} == {(4, 0.001), (4, 0.0003), (8, 0.001), (8, 0.0003)}
+    assert all(r["targets"] == ["q_proj"] and r["steps"] == 2 for r in runs)
+
+
+def test_the_course_grid_file_is_valid(root):
+    runs = finetune.read_grid(root / finetune.GRID_EXAMPLE)
+    assert len(runs) >= 2 and all("lr" in r and "rank" in r for r in runs)
+
+
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("search: [1, 2]", "mapping"),
+        ("search: {rank: 4}", "non-empty list"),
+        ("search: {depth: [1]}", "unknown key"),
+        ("search: {rank: [4.5]}", "should be a int"),
+        ("fixed: {lr: yes}\nsearch: {rank: [4]}", "should be a float"),
+        ("search: {rank: [4]\n  lr: [", "not valid YAML"),
+        ("serch: {rank: [4]}", "expected a mapping"),
+    ],
+)
+def test_malformed_grids_name_the_fix(tmp_path, text, match):
+    path = tmp_path / "grid.yaml"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=match):
+        finetune.read_grid(path)
+
+
+def test_olive_command_carries_the_run_settings():
+    cmd = finetune.olive_finetune_command(
+        "HuggingFaceTB/SmolLM2-135M-Instruct",
+        MethodSpec("lora", rank=16, alpha=32),
+        training.TrainConfig(lr=5e-4, max_steps=60, batch_size=4),
+        "tickets.jsonl",
+        "out/lora",
+    )
+    for part in (
+        "olive finetune --method lora",
+        "--lora_r 16",
+        "--lora_alpha 32",
+        "--max_steps 60",
+        "--per_device_train_batch_size 4",
+        "--learning_rate 0.0005",
+        "-o out/lora",
+    ):
+        assert part in cmd
+    with pytest.raises(ValueError, match="lora and qlora"):
+        finetune.olive_finetune_command("m", MethodSpec("ia3"), training.TrainConfig(), "d", "o")
+
+
+def test_qlora_reason_is_none_or_names_a_fix():
+    reason = finetune.qlora_unavailable_reason()
+    assert reason is None or "bitsandbytes" in reason
+
+
+def test_tuned_recipe_key_changes_with_the_recipe():
+    a = finetune.TunedRecipe()
+    b = finetune.TunedRecipe(config=training.TrainConfig(lr=1e-3, max_steps=41, batch_size=8, eval_every=10))
+    assert a.key("m") == finetune.TunedRecipe().key("m") != b.key("m") and a.key("m") != a.key("other")

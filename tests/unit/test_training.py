@@ -1,0 +1,167 @@
+"""The shared training loop on a tiny random Llama: masking, batching, learning, early
+stopping, and the errors a typo should produce."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from slmops_helpers import training
+from slmops_helpers.training import IGNORE, TrainConfig
+
+
+@pytest.fixture
+def row():
+    return {
+        "id": "t1",
+        "split": "train",
+        "message": "my hub is offline",
+        "category": "wifi",
+        "error_code": "none",
+        "reply": "reset the hub.",
+    }
+
+
+def _examples(tok, row, n=8):
+    return [training.encode_example(tok, row, max_length=128) for _ in range(n)]
+
+
+def test_encode_masks_the_prompt_and_keeps_the_answer(tiny_tokenizer, row):
+    e = training.encode_example(tiny_tokenizer, row, max_length=128)
+    assert len(e["input_ids"]) == len(e["labels"])
+    learned = [t for t, label in zip(e["input_ids"], e["labels"], strict=True) if label != IGNORE]
+    assert learned == [label for label in e["labels"] if label != IGNORE]
+    assert learned[-1] == tiny_tokenizer.eos_token_id  # the model learns to stop
+    assert e["labels"][0] == IGNORE
+
+
+def test_encode_uses_a_given_target(tiny_tokenizer, row):
+    ref = training.encode_example(tiny_tokenizer, row, 128)
+    other = training.encode_example(tiny_tokenizer, row, 128, target="category: billing")
+    assert sum(x != IGNORE for x in other["labels"]) < sum(x != IGNORE for x in ref["labels"])
+
+
+def test_encode_refuses_a_prompt_that_fills_max_length(tiny_tokenizer, row):
+    with pytest.raises(ValueError, match="raise max_length"):
+        training.encode_example(tiny_tokenizer, row, max_length=3)
+
+
+def test_collate_right_pads_and_ignores_padding(tiny_tokenizer, row):
+    short = {"input_ids": [5, 6], "labels": [IGNORE, 6]}
+    long = {"input_ids": [5, 6, 7, 8], "labels": [IGNORE, IGNORE, 7, 8]}
+    b = training.collate([short, long], pad_id=1)
+    assert b["input_ids"].shape == (2, 4)
+    assert b["input_ids"][0].tolist() == [5, 6, 1, 1]
+    assert b["attention_mask"][0].tolist() == [1, 1, 0, 0]
+    assert b["labels"][0].tolist() == [IGNORE, 6, IGNORE, IGNORE]
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"lr": 0}, "lr"),
+        ({"lr": math.nan}, "lr"),
+        ({"max_steps": 0}, "max_steps"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"patience": 0}, "patience"),
+    ],
+)
+def test_config_rejects_bad_values(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        TrainConfig(**kwargs)
+
+
+def test_training_lowers_the_loss_and_records_history(tiny_model, tiny_tokenizer, row):
+    ex = _examples(tiny_tokenizer, row)
+    pad = tiny_tokenizer.pad_token_id
+    before = training.evaluate_loss(tiny_model, ex, pad)
+    result = training.train(tiny_model, ex, ex[:2], TrainConfig(lr=1e-2, max_steps=20, batch_size=4, eval_every=5), pad)
+    after = training.evaluate_loss(tiny_model, ex, pad)
+    assert after < 0.5 * before
+    assert result.steps == 20 and len(result.history) == 20
+    assert [h["step"] for h in result.history if "val_loss" in h] == [5, 10, 15, 20]
+    assert result.s_per_step > 0 and result.best_val_loss == min(h.get("val_loss", math.inf) for h in result.history)
+    assert not tiny_model.training  # handed back ready for inference
+
+
+def test_early_stopping_restores_the_best_weights(tiny_model, tiny_tokenizer, row):
+    """Train on one answer, validate on another: validation loss soon rises, training stops,
+    and the weights that scored best on validation come back."""
+    pad = tiny_tokenizer.pad_token_id
+    train_ex = _examples(tiny_tokenizer, row)
+    val_ex = [training.encode_example(tiny_tokenizer, row, 128, target="category: billing , setup .")]
+    config = TrainConfig(lr=3e-2, max_steps=200, batch_size=4, eval_every=2, patience=2)
+    result = training.train(tiny_model, train_ex, val_ex, config, pad)
+    assert result.stopped_early and result.steps < 200
+    assert training.evaluate_loss(tiny_model, val_ex, pad) == pytest.approx(result.best_val_loss, rel=1e-4)
+
+
+def test_only_trainable_parameters_change(tiny_model, tiny_tokenizer, row):
+    for name, p in tiny_model.named_parameters():
+        p.requires_grad = "layers.1." in name
+    frozen = {n: p.detach().clone() for n, p in tiny_model.named_parameters() if not p.requires_grad}
+    ex = _examples(tiny_tokenizer, row, 4)
+    training.train(tiny_model, ex, ex, TrainConfig(lr=1e-2, max_steps=3, batch_size=2), tiny_tokenizer.pad_token_id)
+    for n, p in tiny_model.named_parameters():
+        if n in frozen:
+            assert torch.equal(p, frozen[n]), n
+
+
+def test_gradient_checkpointing_gives_the_same_first_step(tiny_tokenizer, row):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    def one_step(checkpointing: bool) -> float:
+        torch.manual_seed(0)
+        model = LlamaForCausalLM(
+            LlamaConfig(
+                vocab_size=len(tiny_tokenizer),
+                hidden_size=32,
+                intermediate_size=64,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                num_key_value_heads=2,
+            )
+        )
+        ex = _examples(tiny_tokenizer, row, 2)
+        cfg = TrainConfig(lr=1e-2, max_steps=1, batch_size=2, gradient_checkpointing=checkpointing)
+        return training.train(model, ex, ex, cfg, tiny_tokenizer.pad_token_id).history[0]["train_loss"]
+
+    assert one_step(True) == pytest.approx(one_step(False), rel=1e-5)
+
+
+def test_train_refuses_empty_or_frozen_input(tiny_model, tiny_tokenizer, row):
+    ex = _examples(tiny_tokenizer, row, 2)
+    pad = tiny_tokenizer.pad_token_id
+    with pytest.raises(ValueError, match="No training examples"):
+        training.train(tiny_model, [], ex, TrainConfig(), pad)
+    with pytest.raises(ValueError, match="validation"):
+        training.train(tiny_model, ex, [], TrainConfig(), pad)
+    tiny_model.requires_grad_(False)
+    with pytest.raises(ValueError, match="no trainable parameters"):
+        training.train(tiny_model, ex, ex, TrainConfig(), pad)
+
+
+def test_a_custom_loss_is_used(tiny_model, tiny_tokenizer, row):
+    calls = []
+
+    def loss_fn(model, batch):
+        calls.append(batch["input_ids"].shape[0])
+        return training.default_loss(model, batch) * 0.5
+
+    ex = _examples(tiny_tokenizer, row, 4)
+    training.train(tiny_model, ex, ex, TrainConfig(max_steps=2, batch_size=2), tiny_tokenizer.pad_token_id, loss_fn)
+    assert calls  # training steps and the validation pass both went through it
+
+
+def test_diverging_loss_names_the_fix(tiny_model, tiny_tokenizer, row):
+    ex = _examples(tiny_tokenizer, row, 2)
+
+    def nan_loss(model, batch):
+        return training.default_loss(model, batch) * math.nan
+
+    with pytest.raises(FloatingPointError, match="lower lr"):
+        training.train(
+            tiny_model, ex, ex, TrainConfig(max_steps=2, batch_size=2), tiny_tokenizer.pad_token_id, nan_loss
+        )
