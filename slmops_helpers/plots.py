@@ -88,3 +88,94 @@ def plot_fleet(plan: Any) -> Figure:
     ax.set_title(f"{plan.devices_fitting:,} of {plan.devices_total:,} devices can run it")
     fig.tight_layout()
     return fig
+
+
+def plot_methods(rows: list[dict[str, Any]], base_score: float) -> Figure:
+    """Fine-tuning methods side by side: task score, trainable %, peak memory, artifact size."""
+    panels = [
+        ("score", "held-out task score (0–100)", False),
+        ("trainable_pct", "trainable parameters (%)", True),
+        ("peak_mb", "peak memory in training (MB)", False),
+        ("artifact_mb", "artifact to ship (MB)", True),
+    ]
+    fig, axes = plt.subplots(1, len(panels), figsize=(15, 3.6))
+    names = [r["method"] for r in rows]
+    for ax, (key, label, log) in zip(axes, panels, strict=True):
+        ax.bar(names, [r[key] for r in rows], color="tab:blue")
+        ax.set_title(label, fontsize=10)
+        if log:
+            ax.set_yscale("log")
+        ax.tick_params(axis="x", rotation=30)
+    axes[0].axhline(base_score, color="black", linestyle="--", label="untuned base")
+    axes[0].legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_loss_curves(histories: dict[str, list[dict[str, float]]], stopped_at: dict[str, int] | None = None) -> Figure:
+    """Training loss (thin) and validation loss (dots) per run; a dotted line where a run stopped early."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for (name, history), color in zip(
+        histories.items(), plt.rcParams["axes.prop_cycle"].by_key()["color"], strict=False
+    ):
+        ax.plot([h["step"] for h in history], [h["train_loss"] for h in history], color=color, alpha=0.5, lw=1)
+        val = [h for h in history if "val_loss" in h]
+        ax.plot([h["step"] for h in val], [h["val_loss"] for h in val], "o-", color=color, label=f"{name} (validation)")
+        if stopped_at and name in stopped_at:
+            ax.axvline(stopped_at[name], color=color, linestyle=":")
+    ax.set(xlabel="step", ylabel="loss (nats per answer token)", title="Training (thin) and validation (dots) loss")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_memory_tips(rows: list[dict[str, Any]]) -> Figure:
+    """Measured peak training memory and time per step for batch size × gradient checkpointing."""
+    fig, (ax_mem, ax_time) = plt.subplots(1, 2, figsize=(10, 3.6))
+    labels = [f"batch {r['batch_size']}" + (" + ckpt" if r["checkpointing"] else "") for r in rows]
+    ax_mem.bar(labels, [r["peak_mb"] for r in rows], color="tab:purple")
+    ax_time.bar(labels, [r["s_per_step"] for r in rows], color="tab:gray")
+    ax_mem.set(ylabel="MB", title="extra memory one step needs")
+    ax_time.set(ylabel="seconds", title="time per step")
+    for ax in (ax_mem, ax_time):
+        ax.tick_params(axis="x", rotation=20)
+    fig.tight_layout()
+    return fig
+
+
+def plot_temperature(view: dict[str, Any], labels: list[str], temperature: float) -> Figure:
+    """Teacher and student probabilities of the teacher's top tokens at one temperature
+    (``view`` from ``distill.temperature_view``)."""
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    x = range(len(labels))
+    ax.bar([i - 0.2 for i in x], view["teacher_probs"], width=0.4, label="teacher", color="tab:blue")
+    ax.bar([i + 0.2 for i in x], view["student_probs"], width=0.4, label="student", color="tab:orange")
+    ax.set_xticks(list(x), labels, rotation=30)
+    ax.set_ylim(0, 1)
+    ax.set(ylabel=f"probability at T = {temperature:g}", title=f"T²·KL = {view['kd_term']:.3f}")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_distillation_tradeoff(rows: list[dict[str, Any]]) -> Figure:
+    """Task score against ms per generated token, one point per model; marker area ∝ parameters."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    biggest = max(r["params"] for r in rows)
+    for r in rows:
+        ax.scatter(r["ms_per_token"], r["score"], s=60 + 900 * r["params"] / biggest, alpha=0.6)
+        ax.annotate(
+            f"{r['name']}\n{r['params'] / 1e6:.0f} M params",
+            (r["ms_per_token"], r["score"]),
+            textcoords="offset points",
+            xytext=(8, 6),
+            fontsize=9,
+        )
+    ax.set(
+        xlabel="ms per generated token (p50, lower is faster)",
+        ylabel="task score on held-out references",
+        title="Quality against speed: up and to the left is better",
+    )
+    ax.margins(0.25)
+    fig.tight_layout()
+    return fig

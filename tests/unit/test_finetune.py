@@ -3,6 +3,8 @@ save/load/switch, merge parity, the YAML grid, and the errors bad input should g
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 import torch
 
@@ -190,12 +192,44 @@ def test_olive_command_carries_the_run_settings():
         finetune.olive_finetune_command("m", MethodSpec("ia3"), training.TrainConfig(), "d", "o")
 
 
-def test_qlora_reason_is_none_or_names_a_fix():
-    reason = finetune.qlora_unavailable_reason()
-    assert reason is None or "bitsandbytes" in reason
+def test_qlora_runs_here_and_a_missing_bitsandbytes_names_the_fix(monkeypatch):
+    assert finetune.qlora_unavailable_reason() is None  # pinned, with a CPU backend: a real 4-bit layer works
+    monkeypatch.setitem(sys.modules, "bitsandbytes", None)  # as if not installed
+    assert "pip install bitsandbytes" in finetune.qlora_unavailable_reason()
 
 
 def test_tuned_recipe_key_changes_with_the_recipe():
     a = finetune.TunedRecipe()
     b = finetune.TunedRecipe(config=training.TrainConfig(lr=1e-3, max_steps=41, batch_size=8, eval_every=10))
     assert a.key("m") == finetune.TunedRecipe().key("m") != b.key("m") and a.key("m") != a.key("other")
+
+
+def test_fake_quantized_base_has_few_distinct_values_per_group(tiny_model):
+    before = tiny_model.model.layers[0].self_attn.q_proj.weight.clone()
+    finetune.fake_quantize_base(tiny_model, bits=4)
+    after = tiny_model.model.layers[0].self_attn.q_proj.weight
+    assert not torch.equal(before, after)
+    assert all(len(torch.unique(group)) <= 16 for group in after.flatten().view(-1, 32))  # int4: 16 levels per group
+    assert (before - after).abs().max() < before.abs().max() / 7  # rounding, not replacement
+
+
+def test_run_method_trains_saves_and_scores(tiny_model, tiny_tokenizer, tmp_path):
+    row = {
+        "id": "t",
+        "split": "test",
+        "message": "my hub is offline",
+        "category": "connectivity",
+        "error_code": "none",
+        "reply": "reset the hub.",
+    }
+    examples = [training.encode_example(tiny_tokenizer, row, 128)] * 4
+    split = {"train": examples, "validation": examples[:1], "test": [row, row]}
+    config = training.TrainConfig(lr=1e-2, max_steps=2, batch_size=2)
+    model, run = finetune.run_method(
+        "lora", tiny_model, tiny_tokenizer, MethodSpec("lora", rank=2), config, split, 4, tmp_path
+    )
+    row_out = run.row()
+    assert row_out["method"] == "lora" and 0 < row_out["trainable_pct"] < 100 and row_out["s_per_step"] > 0
+    assert row_out["artifact_mb"] == pytest.approx(finetune.folder_mb(tmp_path / "lora"))
+    assert len(run.answers) == 2 and 0 <= row_out["score"] <= 100 and len(run.training.history) == 2
+    assert row_out["peak_mb"] >= 0 and hasattr(model, "peft_config")

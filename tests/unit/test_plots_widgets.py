@@ -41,3 +41,23 @@ def test_fleet_calculator_reacts_to_its_controls():
     model.value = "smollm2-1.7b-instruct"
     assert precision.value == "int4" and out is not None
     assert len(box.children) == 3
+
+
+def test_fine_tuning_plots_show_every_method_and_run():
+    rows = [
+        {"method": m, "score": s, "trainable_pct": p, "peak_mb": 100.0, "artifact_mb": a}
+        for m, s, p, a in (("full", 40, 100, 513), ("lora", 35, 0.68, 3.5), ("ia3", 20, 0.04, 0.2))
+    ]
+    fig = plots.plot_methods(rows, base_score=16)
+    assert len(fig.axes) == 4 and [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["full", "lora", "ia3"]
+    assert fig.axes[1].get_yscale() == "log"  # trainable % spans four orders of magnitude
+    history = [{"step": 1, "train_loss": 2.0}, {"step": 2, "train_loss": 1.5, "val_loss": 1.8}]
+    fig = plots.plot_loss_curves({"a": history, "b": history}, stopped_at={"b": 2})
+    assert len(fig.axes[0].get_legend().get_texts()) == 2
+    fig = plots.plot_memory_tips(
+        [
+            {"batch_size": 1, "checkpointing": False, "peak_mb": 10, "s_per_step": 1},
+            {"batch_size": 4, "checkpointing": True, "peak_mb": 20, "s_per_step": 2},
+        ]
+    )
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["batch 1", "batch 4 + ckpt"]
