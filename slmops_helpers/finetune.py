@@ -173,8 +173,12 @@ def make_trainable(model: Any, spec: MethodSpec) -> Any:
 
 def trainable_share(model: Any) -> tuple[int, float]:
     """(trainable parameters, % of all parameters)."""
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in model.parameters())
+
+    def weights(p: torch.Tensor) -> int:  # bitsandbytes packs two 4-bit weights per stored byte
+        return p.numel() * 2 if type(p).__name__ == "Params4bit" else p.numel()
+
+    trainable = sum(weights(p) for p in model.parameters() if p.requires_grad)
+    total = sum(weights(p) for p in model.parameters())
     return trainable, 100.0 * trainable / total
 
 

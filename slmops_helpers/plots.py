@@ -130,13 +130,13 @@ def plot_loss_curves(histories: dict[str, list[dict[str, float]]], stopped_at: d
 
 
 def plot_memory_tips(rows: list[dict[str, Any]]) -> Figure:
-    """Measured peak training memory and time per step for batch size × gradient checkpointing."""
-    fig, (ax_mem, ax_time) = plt.subplots(1, 2, figsize=(10, 3.6))
-    labels = [f"batch {r['batch_size']}" + (" + ckpt" if r["checkpointing"] else "") for r in rows]
-    ax_mem.bar(labels, [r["peak_mb"] for r in rows], color="tab:purple")
+    """Measured activation memory and time of one training step per setting (``label`` names it)."""
+    fig, (ax_mem, ax_time) = plt.subplots(1, 2, figsize=(11, 3.8))
+    labels = [r["label"] for r in rows]
+    ax_mem.bar(labels, [r["activation_mb"] for r in rows], color="tab:purple")
     ax_time.bar(labels, [r["s_per_step"] for r in rows], color="tab:gray")
-    ax_mem.set(ylabel="MB", title="extra memory one step needs")
-    ax_time.set(ylabel="seconds", title="time per step")
+    ax_mem.set(ylabel="MiB", title="activations kept for the backward pass")
+    ax_time.set(ylabel="seconds", title="forward + backward time")
     for ax in (ax_mem, ax_time):
         ax.tick_params(axis="x", rotation=20)
     fig.tight_layout()

@@ -115,6 +115,40 @@ def _set_checkpointing(model: Any, on: bool) -> None:
     model.config.use_cache = not on
 
 
+def activation_mb(model: Any, examples: list, pad_id: int, gradient_checkpointing: bool = False) -> float:
+    """MiB of tensors autograd keeps from the forward pass for the backward pass, for one batch.
+
+    Counted by a ``saved_tensors_hooks`` hook (each storage once). This is the memory that
+    batch size, sequence length and gradient checkpointing change, measured exactly even on
+    a CPU, where process memory is too coarse to show it. Runs one forward and backward and
+    leaves the weights unchanged.
+    """
+    device = next(model.parameters()).device
+    batch = {k: v.to(device) for k, v in collate(examples, pad_id).items()}
+    storages: dict[int, int] = {}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        storage = tensor.untyped_storage()
+        storages[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    was_training = model.training
+    model.train()
+    if gradient_checkpointing:
+        _set_checkpointing(model, True)
+    try:
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            loss = default_loss(model, batch)
+        loss.backward()
+    finally:
+        model.zero_grad(set_to_none=True)
+        if gradient_checkpointing:
+            _set_checkpointing(model, False)
+        model.train(was_training)
+    frozen = {p.untyped_storage().data_ptr() for p in model.parameters()}  # weights are not activations
+    return sum(n for ptr, n in storages.items() if ptr not in frozen) / 2**20
+
+
 def default_loss(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     return model(**batch).loss
 

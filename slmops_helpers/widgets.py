@@ -52,3 +52,42 @@ def fleet_calculator() -> Any:
     update()
     box = w.VBox([w.HBox([model, precision]), w.HBox([requests, price]), out])
     return box
+
+
+def temperature_text(view: dict[str, Any], temperature: float) -> str:
+    """What one temperature does, in words (``view`` from ``distill.temperature_view``)."""
+    return (
+        f"T = {temperature:g}: the teacher's top token gets {view['teacher_top1']:.1%} of the probability, "
+        f"entropy {view['teacher_entropy']:.2f} nats.\n"
+        f"KL between teacher and student = {view['kl']:.4f}; the loss uses T²·KL = {view['kd_term']:.4f}."
+    )
+
+
+def temperature_explorer(teacher_logits: Any, student_logits: Any, tokenizer: Any, top_k: int = 8) -> Any:
+    """Slide the temperature and watch the teacher's next-token distribution flatten and
+    the distillation term change; a view over ``distill.temperature_view``."""
+    import ipywidgets as w
+    import matplotlib.pyplot as plt
+    from IPython.display import display
+
+    from .distill import KL_KINDS, temperature_view
+    from .plots import plot_temperature
+
+    temperature = w.FloatLogSlider(1.0, base=10, min=-0.5, max=1, step=0.05, description="T")
+    kind = w.Dropdown(options=list(KL_KINDS), value="forward", description="KL")
+    out = w.Output()
+
+    def update(*_: Any) -> None:
+        view = temperature_view(teacher_logits, student_logits, temperature.value, top_k, kind.value)
+        labels = [repr(tokenizer.decode([i])) for i in view["ids"]]
+        with out:
+            out.clear_output(wait=True)
+            print(temperature_text(view, temperature.value))
+            fig = plot_temperature(view, labels, temperature.value)
+            display(fig)
+            plt.close(fig)
+
+    for control in (temperature, kind):
+        control.observe(update, names="value")
+    update()
+    return w.VBox([w.HBox([temperature, kind]), out])

@@ -106,16 +106,7 @@ def test_an_adapter_for_another_base_is_refused(tiny_model, tmp_path):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     finetune.save_artifact(_trained_lora(tiny_model, 0), tmp_path / "a")
-    wider = LlamaForCausalLM(
-        LlamaConfig(
-            vocab_size=40,
-            hidden_size=48,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-        )
-    )
+    wider = LlamaForCausalLM(LlamaConfig(**tiny_model.config.to_dict() | {"hidden_size": 48}))
     with pytest.raises(ValueError, match="different base model"):
         finetune.load_adapters(wider, {"a": tmp_path / "a"})
     deeper_config = tiny_model.config.to_dict() | {"num_hidden_layers": 1}

@@ -56,8 +56,8 @@ def test_fine_tuning_plots_show_every_method_and_run():
     assert len(fig.axes[0].get_legend().get_texts()) == 2
     fig = plots.plot_memory_tips(
         [
-            {"batch_size": 1, "checkpointing": False, "peak_mb": 10, "s_per_step": 1},
-            {"batch_size": 4, "checkpointing": True, "peak_mb": 20, "s_per_step": 2},
+            {"label": "batch 1", "activation_mb": 10, "s_per_step": 1},
+            {"label": "batch 4", "activation_mb": 40, "s_per_step": 2},
         ]
     )
-    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["batch 1", "batch 4 + ckpt"]
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["batch 1", "batch 4"]

@@ -109,21 +109,14 @@ def test_only_trainable_parameters_change(tiny_model, tiny_tokenizer, row):
             assert torch.equal(p, frozen[n]), n
 
 
-def test_gradient_checkpointing_gives_the_same_first_step(tiny_tokenizer, row):
+def test_gradient_checkpointing_gives_the_same_first_step(tiny_model, tiny_tokenizer, row):
     from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = tiny_model.config.to_dict()
 
     def one_step(checkpointing: bool) -> float:
         torch.manual_seed(0)
-        model = LlamaForCausalLM(
-            LlamaConfig(
-                vocab_size=len(tiny_tokenizer),
-                hidden_size=32,
-                intermediate_size=64,
-                num_hidden_layers=2,
-                num_attention_heads=4,
-                num_key_value_heads=2,
-            )
-        )
+        model = LlamaForCausalLM(LlamaConfig(**config))
         ex = _examples(tiny_tokenizer, row, 2)
         cfg = TrainConfig(lr=1e-2, max_steps=1, batch_size=2, gradient_checkpointing=checkpointing)
         return training.train(model, ex, ex, cfg, tiny_tokenizer.pad_token_id).history[0]["train_loss"]
@@ -165,3 +158,15 @@ def test_diverging_loss_names_the_fix(tiny_model, tiny_tokenizer, row):
         training.train(
             tiny_model, ex, ex, TrainConfig(max_steps=2, batch_size=2), tiny_tokenizer.pad_token_id, nan_loss
         )
+
+
+def test_activation_memory_grows_with_batch_and_shrinks_with_checkpointing(tiny_model, tiny_tokenizer, row):
+    pad = tiny_tokenizer.pad_token_id
+    before = [p.clone() for p in tiny_model.parameters()]
+    one = training.activation_mb(tiny_model, _examples(tiny_tokenizer, row, 1), pad)
+    four = training.activation_mb(tiny_model, _examples(tiny_tokenizer, row, 4), pad)
+    ckpt = training.activation_mb(tiny_model, _examples(tiny_tokenizer, row, 4), pad, gradient_checkpointing=True)
+    assert 3 * one < four  # activations scale with the batch
+    assert ckpt < 0.7 * four  # checkpointing keeps fewer of them
+    assert all(torch.equal(a, b) for a, b in zip(before, tiny_model.parameters(), strict=True))
+    assert not tiny_model.training and tiny_model.config.use_cache
