@@ -204,7 +204,7 @@ class MethodRun:
     name: str
     trainable: int
     trainable_pct: float
-    peak_mb: float  # weights in memory + the extra memory training needed
+    memory_mb: dict[str, float]  # weights / gradients / optimizer / activations, see training.memory_breakdown_mb
     s_per_step: float
     artifact_mb: float  # what must be shipped: an adapter, or the whole model
     scores: dict[str, float]
@@ -216,7 +216,8 @@ class MethodRun:
             "method": self.name,
             "trainable": self.trainable,
             "trainable_pct": self.trainable_pct,
-            "peak_mb": self.peak_mb,
+            "peak_mb": sum(self.memory_mb.values()),
+            **{f"{part}_mb": mb for part, mb in self.memory_mb.items()},
             "s_per_step": self.s_per_step,
             "artifact_mb": self.artifact_mb,
             "score": self.scores["task_score"],
@@ -246,17 +247,15 @@ def run_method(
     ``splits`` holds encoded ``train``/``validation`` examples and raw ``test`` rows.
     Returns the trained model (peft-wrapped unless full) and its measured row.
     """
-    from .models import tensor_bytes
-
     trainable_model = make_trainable(model, spec)
     count, pct = trainable_share(trainable_model)
+    memory = training.memory_breakdown_mb(trainable_model, splits["train"][: config.batch_size], tokenizer.pad_token_id)
     result = training.train(
         trainable_model, splits["train"], splits["validation"], config, tokenizer.pad_token_id, desc=f"{name}"
     )
     artifact = save_artifact(trainable_model, Path(out_dir) / name)
     scores, answers = score_model(trainable_model, tokenizer, splits["test"], max_new_tokens)
-    peak = tensor_bytes(trainable_model) / MIB + result.peak_mb
-    return trainable_model, MethodRun(name, count, pct, peak, result.s_per_step, artifact, scores, answers, result)
+    return trainable_model, MethodRun(name, count, pct, memory, result.s_per_step, artifact, scores, answers, result)
 
 
 # --- artifacts: save, size, load, switch, merge -------------------------------------------

@@ -8,6 +8,7 @@ from typing import Any
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
+MEMORY_PARTS = ("weights", "gradients", "optimizer", "activations")
 LIFECYCLE = ("select", "compress", "adapt", "package", "deploy", "monitor", "update")
 
 
@@ -95,13 +96,21 @@ def plot_methods(rows: list[dict[str, Any]], base_score: float) -> Figure:
     panels = [
         ("score", "held-out task score (0–100)", False),
         ("trainable_pct", "trainable parameters (%)", True),
-        ("peak_mb", "peak memory in training (MB)", False),
-        ("artifact_mb", "artifact to ship (MB)", True),
+        ("peak_mb", "training memory (MiB)", False),
+        ("artifact_mb", "artifact to ship (MiB)", True),
     ]
     fig, axes = plt.subplots(1, len(panels), figsize=(15, 3.6))
     names = [r["method"] for r in rows]
     for ax, (key, label, log) in zip(axes, panels, strict=True):
-        ax.bar(names, [r[key] for r in rows], color="tab:blue")
+        if key == "peak_mb":  # stacked: where the memory goes
+            bottom = [0.0] * len(rows)
+            for part in MEMORY_PARTS:
+                heights = [r[f"{part}_mb"] for r in rows]
+                ax.bar(names, heights, bottom=bottom, label=part)
+                bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
+            ax.legend(fontsize=7)
+        else:
+            ax.bar(names, [r[key] for r in rows], color="tab:blue")
         ax.set_title(label, fontsize=10)
         if log:
             ax.set_yscale("log")

@@ -149,6 +149,25 @@ def activation_mb(model: Any, examples: list, pad_id: int, gradient_checkpointin
     return sum(n for ptr, n in storages.items() if ptr not in frozen) / 2**20
 
 
+def memory_breakdown_mb(model: Any, examples: list, pad_id: int) -> dict[str, float]:
+    """What one AdamW training step holds, in MiB, each part measured from real tensors.
+
+    weights: every parameter and buffer as stored (4-bit ones at their packed size);
+    gradients: one per trainable parameter; optimizer: AdamW's two moments per trainable
+    parameter; activations: what the forward pass keeps for the backward pass on
+    ``examples`` (see ``activation_mb``).
+    """
+    from .models import MIB, tensor_bytes
+
+    trainable = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
+    return {
+        "weights": tensor_bytes(model) / MIB,
+        "gradients": trainable / MIB,
+        "optimizer": 2 * trainable / MIB,
+        "activations": activation_mb(model, examples, pad_id),
+    }
+
+
 def default_loss(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     return model(**batch).loss
 

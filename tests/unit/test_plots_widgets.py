@@ -45,7 +45,7 @@ def test_fleet_calculator_reacts_to_its_controls():
 
 def test_fine_tuning_plots_show_every_method_and_run():
     rows = [
-        {"method": m, "score": s, "trainable_pct": p, "peak_mb": 100.0, "artifact_mb": a}
+        {"method": m, "score": s, "trainable_pct": p, "artifact_mb": a, **{f"{k}_mb": 10.0 for k in plots.MEMORY_PARTS}}
         for m, s, p, a in (("full", 40, 100, 513), ("lora", 35, 0.68, 3.5), ("ia3", 20, 0.04, 0.2))
     ]
     fig = plots.plot_methods(rows, base_score=16)

@@ -170,3 +170,17 @@ def test_activation_memory_grows_with_batch_and_shrinks_with_checkpointing(tiny_
     assert ckpt < 0.7 * four  # checkpointing keeps fewer of them
     assert all(torch.equal(a, b) for a, b in zip(before, tiny_model.parameters(), strict=True))
     assert not tiny_model.training and tiny_model.config.use_cache
+
+
+def test_memory_breakdown_counts_trainable_state_only(tiny_model, tiny_tokenizer, row):
+    from slmops_helpers.models import MIB, tensor_bytes
+
+    ex = _examples(tiny_tokenizer, row, 2)
+    full = training.memory_breakdown_mb(tiny_model, ex, tiny_tokenizer.pad_token_id)
+    assert full["weights"] == pytest.approx(tensor_bytes(tiny_model) / MIB)
+    assert full["gradients"] == pytest.approx(sum(p.numel() * 4 for p in tiny_model.parameters()) / MIB)
+    assert full["optimizer"] == pytest.approx(2 * full["gradients"]) and full["activations"] > 0
+    tiny_model.requires_grad_(False)
+    tiny_model.lm_head.weight.requires_grad_(True)  # tied to the embedding: one trainable matrix
+    frozen = training.memory_breakdown_mb(tiny_model, ex, tiny_tokenizer.pad_token_id)
+    assert frozen["weights"] == full["weights"] and frozen["gradients"] < full["gradients"]
