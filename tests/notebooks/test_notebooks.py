@@ -50,6 +50,7 @@ def test_03_fine_tuning(root):
         assert 0 <= m[f"{method}_score"] <= 100 and m[f"{method}_s_per_step"] > 0
     # the LoRA targets of the issue: small share, small file, exact merge
     assert m["lora_trainable_pct"] <= 1.0 and m["lora_artifact_mb"] <= 5
+    assert m["lora_trainable"] == m["qlora_trainable"] == m["lora_trainable_formula"]
     assert m["merge_max_abs_diff"] <= 1e-4
     # adapters ship far less than a whole model; IA3 trains even fewer parameters than LoRA
     assert m["full_trainable_pct"] == 100 and m["full_artifact_mb"] > 50 * m["lora_artifact_mb"]
