@@ -1,0 +1,13 @@
+"""Section 4: from a fine-tuned PyTorch model to a local, served, benchmarked package.
+
+One module per step, in the order the notebook takes them:
+
+- ``export``   PyTorch folder → ONNX with a KV cache (onnxruntime-genai's builder), fp16 / int8 / int4
+- ``runtime``  greedy, streaming generation with onnxruntime (no torch needed), chat prompts
+- ``package``  a Foundry-Local-style model folder with a hashed manifest, and its verifying loader
+- ``bench``    size, load time, time to first token, ms per token, peak RSS, quality; ``slmops bench``
+- ``serve``    an OpenAI-compatible local server; ``slmops serve``
+- ``checklist`` the module's validation checklist, run as code
+
+``runtime``, ``package`` and ``serve`` never import torch, so a deployed process stays small.
+"""

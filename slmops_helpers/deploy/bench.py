@@ -1,0 +1,245 @@
+"""Benchmark every variant side by side: size, load time, time to first token, ms per
+token (p50/p95), tokens/s, peak RSS and quality, in one run.
+
+Each variant runs in a fresh Python process (``python -m slmops_helpers.deploy.bench``),
+so its peak RSS is its own and not the notebook's: what a device would need to run it.
+The ONNX processes never import torch; the torch-eager one does, as a deployment would.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+TORCH_VARIANT = "torch_fp32"
+TABLE_KEYS = (
+    "mb",
+    "load_s",
+    "ttft_ms",
+    "ms_per_token_p50",
+    "ms_per_token_p95",
+    "tok_s",
+    "peak_mb",
+    "agreement",
+    "score",
+)
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    """What every variant is asked to do."""
+
+    prompts: list[str]  # chat-formatted prompts to answer (quality)
+    max_new_tokens: int  # per answer
+    timing_prompt: str  # the prompt of the speed runs
+    timing_tokens: int  # tokens per speed run (no early stop: same work for every variant)
+    repeats: int  # speed runs, pooled for p50/p95
+
+    def __post_init__(self) -> None:
+        for name in ("max_new_tokens", "timing_tokens", "repeats"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"BenchSettings.{name} must be >= 1, got {getattr(self, name)}.")
+        if self.timing_tokens < 2:
+            raise ValueError("BenchSettings.timing_tokens must be >= 2: the first token only measures the prompt.")
+
+
+def load_runtime(kind: str, folder: str | Path) -> Any:
+    from .runtime import OnnxCausalLM, TorchCausalLM
+
+    if kind == "onnx":
+        return OnnxCausalLM(folder)
+    if kind == "torch":
+        return TorchCausalLM(folder)
+    raise ValueError(f"Unknown runtime {kind!r}; use 'onnx' or 'torch'.")
+
+
+def measure(kind: str, folder: str | Path, settings: BenchSettings) -> dict[str, Any]:
+    """Load one variant and run the settings' work in this process; raw timings and answers."""
+    start = time.perf_counter()
+    lm = load_runtime(kind, folder)
+    load_s = time.perf_counter() - start
+    timing_ids = lm.encode(settings.timing_prompt)
+    runs = []
+    for _ in range(settings.repeats):
+        runs.append([t.seconds for t in lm.stream(timing_ids, settings.timing_tokens, stop_at_eos=False)])
+    answers = []
+    for prompt in settings.prompts:
+        answers.append([t.id for t in lm.stream(lm.encode(prompt), settings.max_new_tokens)])
+    return {
+        "load_s": load_s,
+        "runs_s": runs,
+        "token_ids": answers,
+        "answers": [lm.decode(ids) for ids in answers],
+        "peak_mb": own_peak_rss_mb(),
+    }
+
+
+def own_peak_rss_mb() -> float:
+    """This process's peak resident memory, in MiB.
+
+    Linux's ``ru_maxrss`` survives fork + exec, so a child started by a big notebook would
+    report the notebook's peak; ``VmHWM`` belongs to the new process image alone.
+    """
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    from ..models import peak_rss_mb
+
+    return peak_rss_mb()
+
+
+def measure_isolated(kind: str, folder: str | Path, settings: BenchSettings, timeout_s: int = 1800) -> dict[str, Any]:
+    """``measure`` in a fresh process, so peak memory is the variant's own."""
+    command = [sys.executable, "-m", "slmops_helpers.deploy.bench", "--measure", kind, str(folder)]
+    done = subprocess.run(
+        command, input=json.dumps(asdict(settings)), capture_output=True, text=True, timeout=timeout_s
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"Benchmark of {folder} failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def prefix_agreement(candidate: list[list[int]], reference: list[list[int]]) -> float:
+    """Share of the reference's greedy tokens a candidate reproduces before it first
+    diverges, averaged over prompts (1.0 = identical answers)."""
+    if len(candidate) != len(reference) or not reference:
+        raise ValueError(f"Need one answer per reference answer; got {len(candidate)} for {len(reference)}.")
+    shares = []
+    for cand, ref in zip(candidate, reference, strict=True):
+        same = next((i for i, (a, b) in enumerate(zip(cand, ref, strict=False)) if a != b), min(len(cand), len(ref)))
+        shares.append(same / len(ref) if ref else float(not cand))
+    return sum(shares) / len(shares)
+
+
+def summarize(raw: dict[str, Any]) -> dict[str, float]:
+    """Speed figures from raw per-token timings (first token of each run = TTFT)."""
+    import statistics
+
+    from ..inference import percentile
+
+    per_token = [t for run in raw["runs_s"] for t in run[1:]]
+    return {
+        "load_s": raw["load_s"],
+        "ttft_ms": 1000 * statistics.median(run[0] for run in raw["runs_s"]),
+        "ms_per_token_p50": 1000 * percentile(per_token, 50),
+        "ms_per_token_p95": 1000 * percentile(per_token, 95),
+        "tok_s": len(per_token) / sum(per_token),
+        "peak_mb": raw["peak_mb"],
+    }
+
+
+def bench_variants(
+    variants: dict[str, tuple[str, Path]], settings: BenchSettings, rows: list[dict[str, str]]
+) -> tuple[list[dict[str, Any]], dict[str, list[str]]]:
+    """Benchmark ``{name: (runtime kind, folder)}``; return table rows and each variant's answers.
+
+    The first variant is the reference for ``agreement`` (torch fp32 in the course).
+    ``rows`` are the dataset rows behind ``settings.prompts``, for the task score.
+    """
+    from tqdm.auto import tqdm
+
+    from ..data import score_predictions
+    from .export import folder_mb
+
+    table, answers, reference = [], {}, None
+    for name, (kind, folder) in (bar := tqdm(variants.items(), desc="benchmark", unit="variant")):
+        bar.set_postfix_str(name)
+        raw = measure_isolated(kind, folder, settings)
+        reference = reference or raw["token_ids"]
+        size = (
+            folder_mb(folder)
+            if kind == "onnx"
+            else sum(p.stat().st_size for p in Path(folder).glob("*.safetensors")) / 1e6
+        )
+        table.append(
+            {
+                "variant": name,
+                "mb": size,
+                **summarize(raw),
+                "agreement": prefix_agreement(raw["token_ids"], reference),
+                "score": score_predictions(raw["answers"], rows)["task_score"],
+            }
+        )
+        answers[name] = raw["answers"]
+    return table, answers
+
+
+def compare_recipes(
+    source: Path, recipes: dict[str, Any], prompts: list[str], rows: list[dict[str, str]], max_new_tokens: int
+) -> list[dict[str, Any]]:
+    """Build each quantization recipe (cached) and compare it with the first one, in this
+    process: size, agreement with the first recipe's greedy tokens, task score."""
+    from tqdm.auto import tqdm
+
+    from ..data import score_predictions
+    from .export import build_recipe, folder_mb
+    from .runtime import OnnxCausalLM
+
+    results, reference = [], None
+    for name, recipe in tqdm(recipes.items(), desc="recipes", unit="recipe"):
+        folder = build_recipe(source, recipe)
+        lm = OnnxCausalLM(folder)
+        ids = [[t.id for t in lm.stream(lm.encode(p), max_new_tokens)] for p in prompts]
+        reference = reference or ids
+        score = score_predictions([lm.decode(i) for i in ids], rows)["task_score"]
+        agreement = prefix_agreement(ids, reference)
+        results.append({"recipe": name, "mb": folder_mb(folder), "agreement": agreement, "score": score})
+    return results
+
+
+def flat_metrics(table: list[dict[str, Any]]) -> dict[str, float]:
+    """``<variant>_<key>`` for the metrics contract."""
+    return {f"{row['variant']}_{key}": row[key] for row in table for key in TABLE_KEYS}
+
+
+def format_table(table: list[dict[str, Any]]) -> str:
+    header = f"{'variant':<12}" + "".join(f"{k:>18}" for k in TABLE_KEYS)
+    lines = [header] + [f"{r['variant']:<12}" + "".join(f"{r[k]:>18.2f}" for k in TABLE_KEYS) for r in table]
+    return "\n".join(lines)
+
+
+def course_settings(source: Path, profile: str, rows: list[dict[str, str]]) -> BenchSettings:
+    """The profile's benchmark sizes, with the held-out tickets in the model's chat format."""
+    from transformers import AutoTokenizer
+
+    from ..config import get_profile
+    from ..data import format_chat
+
+    sizes, tokenizer = get_profile(profile), AutoTokenizer.from_pretrained(source)
+    prompts = [format_chat(tokenizer, row) for row in rows]
+    return BenchSettings(prompts, sizes.max_new_tokens, prompts[0], sizes.timing_tokens, sizes.timing_repeats)
+
+
+def run_benchmark(
+    source: Path,
+    profile: str = "smoke",
+    variants: tuple[str, ...] = ("onnx_fp32", "onnx_fp16", "onnx_int8", "onnx_int4"),
+) -> tuple[list[dict[str, Any]], dict[str, list[str]]]:
+    """Export (cached) and benchmark ``variants`` of the model folder ``source`` beside torch eager."""
+    from ..config import get_profile
+    from ..data import load_splits
+    from .export import build_variant
+
+    rows = list(load_splits()["test"])[: get_profile(profile).n_eval]
+    folders = {TORCH_VARIANT: ("torch", Path(source))}
+    folders |= {name: ("onnx", build_variant(source, name)) for name in variants}
+    return bench_variants(folders, course_settings(source, profile, rows), rows)
+
+
+def _child_main(kind: str, folder: str) -> None:
+    settings = BenchSettings(**json.loads(sys.stdin.read()))
+    print(json.dumps(measure(kind, folder, settings)))
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description="internal: measure one variant in this process")
+    parser.add_argument("--measure", nargs=2, metavar=("KIND", "FOLDER"), required=True)
+    _child_main(*parser.parse_args().measure)

@@ -1,0 +1,126 @@
+"""Talk to ``slmops serve`` from Python: start it, chat, load-test it, try to break it.
+
+Only standard-library HTTP, so it works where the ``openai`` package is not installed;
+the server speaks the same protocol, so ``openai.OpenAI(base_url=url)`` works too.
+All traffic goes to the loopback address the server was started on.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class Reply:
+    status: int
+    body: dict[str, Any]
+    seconds: float
+
+
+def request(url: str, payload: Any = None, raw: bytes | None = None, timeout: float = 300) -> Reply:
+    """POST ``payload`` (or ``raw`` bytes) to ``url``, or GET it when both are None."""
+    data = raw if raw is not None else (json.dumps(payload).encode() if payload is not None else None)
+    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    start = time.perf_counter()
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as response:
+            status, text = response.status, response.read()
+    except urllib.error.HTTPError as err:
+        status, text = err.code, err.read()
+    seconds = time.perf_counter() - start
+    try:
+        body = json.loads(text)
+    except json.JSONDecodeError:
+        body = {"raw": text.decode(errors="replace")}
+    return Reply(status, body, seconds)
+
+
+def stream_chat(url: str, payload: dict[str, Any], timeout: float = 300) -> list[str]:
+    """POST a streaming chat request; return the content pieces as they arrived."""
+    req = urllib.request.Request(
+        f"{url}/chat/completions",
+        data=json.dumps(payload | {"stream": True}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    pieces = []
+    with urllib.request.urlopen(req, timeout=timeout) as response:
+        for line in response:
+            line = line.decode().strip()
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            delta = json.loads(line[6:])["choices"][0]["delta"]
+            if delta.get("content"):
+                pieces.append(delta["content"])
+    return pieces
+
+
+class ServerProcess:
+    """``slmops serve`` in a child process, for the length of a ``with`` block.
+
+    >>> with ServerProcess(package) as url:            # doctest: +SKIP
+    ...     request(f"{url}/models").body
+    """
+
+    def __init__(self, package: Path, port: int = 0, startup_s: float = 120) -> None:
+        self.package, self.port, self.startup_s = Path(package), port, startup_s
+
+    def __enter__(self) -> str:
+        command = [sys.executable, "-m", "slmops_helpers.cli", "serve", str(self.package), "--port", str(self.port)]
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        deadline = time.monotonic() + self.startup_s
+        output = []
+        while time.monotonic() < deadline:
+            line = self.process.stdout.readline()
+            output.append(line)
+            if line.startswith("Serving "):
+                return line.split(" at ")[-1].strip()
+            if not line and self.process.poll() is not None:
+                break
+        self.__exit__()
+        raise RuntimeError(f"The server did not start:\n{''.join(output)[-2000:]}")
+
+    def __exit__(self, *exc: object) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.process.stdout.close()
+
+
+def load_test(url: str, payloads: list[dict[str, Any]], concurrency: int) -> list[Reply]:
+    """Send ``payloads`` with ``concurrency`` requests in flight; replies in order."""
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        return list(pool.map(lambda p: request(f"{url}/chat/completions", p), payloads))
+
+
+def malformed_requests(model: str, n: int = 50) -> list[bytes]:
+    """``n`` broken request bodies, cycling through the mistakes clients make."""
+    good = {"role": "user", "content": "hi"}
+    kinds = [
+        b"{not json",
+        b"[]",
+        json.dumps({"model": model}).encode(),
+        json.dumps({"model": model, "messages": []}).encode(),
+        json.dumps({"model": model, "messages": "hello"}).encode(),
+        json.dumps({"model": model, "messages": [{"role": "wizard", "content": "hi"}]}).encode(),
+        json.dumps({"model": model, "messages": [{"role": "user", "content": 42}]}).encode(),
+        json.dumps({"model": model, "messages": [good], "max_tokens": 0}).encode(),
+        json.dumps({"model": model, "messages": [good], "max_tokens": 10**6}).encode(),
+        json.dumps({"model": model, "messages": [good], "max_tokens": "ten"}).encode(),
+        json.dumps({"model": model, "messages": [good], "stream": "yes"}).encode(),
+        json.dumps({"model": "gpt-unknown", "messages": [good]}).encode(),
+        json.dumps({"model": model, "messages": [{"role": "user", "content": "word " * 5000}]}).encode(),
+        "\udcff".encode("utf-8", "surrogateescape"),
+    ]
+    return [kinds[i % len(kinds)] for i in range(n)]

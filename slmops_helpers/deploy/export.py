@@ -1,0 +1,250 @@
+"""PyTorch folder → ONNX decoder with a KV cache, in fp32, fp16, int8 and int4.
+
+fp32, fp16 and int4 come from onnxruntime-genai's model builder (the tool behind the
+module's one-command Olive conversion), run on a local Hugging Face folder, offline.
+int8 comes from onnxruntime's own quantizer (``quantize_dynamic``) applied to the fp32
+export, with a list of MatMul nodes left in fp32: which nodes must stay is measured in
+the notebook, not guessed. Every build is cached per source model and recipe, and
+written atomically (a crash leaves no half-written folder).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .._io import atomic_directory, atomic_write_json
+from ..config import cache_dir
+
+ONNX_FILE = "model.onnx"
+MARKER = "slmops_export.json"  # written last: its presence means the folder is complete
+SIDE_FILES = ("genai_config.json", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How to make one variant: a builder run, or int8 quantization of the fp32 export."""
+
+    precision: str  # fp32 | fp16 | int8 | int4
+    tool: str = "builder"  # builder | quantize_dynamic
+    execution_provider: str = "cpu"
+    builder_options: dict[str, str] = field(default_factory=dict)  # --extra_options KEY=VALUE
+    exclude: tuple[str, ...] = ()  # quantize_dynamic: MatMul nodes kept in fp32
+    note: str = ""
+
+    def key(self) -> str:
+        text = json.dumps(
+            [self.precision, self.tool, self.execution_provider, sorted(self.builder_options.items()), self.exclude]
+        )
+        return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+LM_HEAD = "/lm_head/MatMul"
+# The variants the course deploys. Each int recipe won a measured comparison in notebook 04.
+VARIANTS: dict[str, Recipe] = {
+    "onnx_fp32": Recipe("fp32", note="reference export"),
+    # The builder only writes fp16 graphs for GPU providers; onnxruntime's CPU provider
+    # still runs them (measured), which is enough to compare size and quality here.
+    "onnx_fp16": Recipe("fp16", execution_provider="cuda", note="GPU-oriented graph, run on CPU"),
+    "onnx_int8": Recipe("int8", tool="quantize_dynamic", exclude=(LM_HEAD,), note="dynamic int8, lm_head kept fp32"),
+    "onnx_int4": Recipe(
+        "int4", builder_options={"algo_config": "k_quant_last"}, note="MatMulNBits 4-bit (k-quant), lm_head int8"
+    ),
+}
+PRECISIONS = ("fp32", "fp16", "int8", "int4")
+
+
+def get_variant(name: str) -> Recipe:
+    if name not in VARIANTS:
+        raise ValueError(f"Unknown variant {name!r}. Choose one of {sorted(VARIANTS)}.")
+    return VARIANTS[name]
+
+
+def check_precision(precision: str) -> str:
+    if precision not in PRECISIONS:
+        raise ValueError(f"Unsupported precision {precision!r}. Use one of {list(PRECISIONS)}.")
+    return precision
+
+
+# --- where builds live ------------------------------------------------------------------
+
+
+def source_fingerprint(source: Path) -> str:
+    """Short hash of a model folder's config and weights: a new model means new exports."""
+    from ..models import sha256_file
+
+    source = Path(source)
+    weights = sorted(source.glob("*.safetensors"))
+    if not (source / "config.json").is_file() or not weights:
+        raise FileNotFoundError(
+            f"{source} is not a saved model (config.json and *.safetensors expected). "
+            "Fix: pass the folder written by save_pretrained (e.g. notebook 03's merged model)."
+        )
+    digest = hashlib.sha256((source / "config.json").read_bytes())
+    for path in weights:
+        digest.update(sha256_file(path).encode())
+    return digest.hexdigest()[:12]
+
+
+def variant_dir(source: Path, recipe: Recipe, root: Path | None = None) -> Path:
+    root = root or cache_dir() / "onnx"
+    return root / source_fingerprint(source) / f"{recipe.precision}-{recipe.tool}-{recipe.key()}"
+
+
+def is_built(folder: Path) -> bool:
+    return (folder / MARKER).is_file() and (folder / ONNX_FILE).is_file()
+
+
+def deploy_source(explicit: str | Path | None = None) -> tuple[Path, str]:
+    """The model folder section 4 deploys, and a label saying which one it is.
+
+    In order: an explicit folder; notebook 03's merged LoRA model; the course's tuned
+    model (same recipe, trained by ``slmops prepare --tuned``); the base model.
+    """
+    from ..config import artifacts_dir
+    from ..finetune import tuned_dir
+    from ..models import DEFAULT_MODEL, is_prepared, prepare_model
+
+    if explicit:
+        return Path(explicit), f"the model folder {explicit}"
+    merged = artifacts_dir() / "03_fine_tuning" / "merged_lora"
+    if (merged / "config.json").is_file():
+        return merged, "notebook 03's merged LoRA model"
+    if is_prepared(tuned_dir()):
+        return tuned_dir(), "the course's tuned model (notebook 03's recipe, trained at setup)"
+    return Path(prepare_model(DEFAULT_MODEL)), "the base model (no fine-tuned model found: run notebook 03)"
+
+
+# --- building -----------------------------------------------------------------------------
+
+
+def builder_command(source: Path, out: Path, recipe: Recipe, hf_cache: Path) -> list[str]:
+    """The onnxruntime-genai model-builder command line for ``recipe`` (printed in the notebook)."""
+    command = [sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", str(source), "-o", str(out)]
+    command += ["-p", recipe.precision, "-e", recipe.execution_provider, "-c", str(hf_cache)]
+    if recipe.builder_options:
+        command += ["--extra_options", *(f"{k}={v}" for k, v in recipe.builder_options.items())]
+    return command
+
+
+def _run_builder(source: Path, out: Path, recipe: Recipe) -> None:
+    log = out / "builder.log"
+    with open(log, "w") as fh:
+        done = subprocess.run(builder_command(source, out, recipe, out / ".hf_cache"), stdout=fh, stderr=fh)
+    shutil.rmtree(out / ".hf_cache", ignore_errors=True)
+    if done.returncode != 0:
+        tail = "\n".join(log.read_text().splitlines()[-5:])
+        raise RuntimeError(f"The ONNX model builder failed (exit {done.returncode}):\n{tail}\nFull log: {log}")
+
+
+def quantize_int8(fp32_dir: Path, out: Path, exclude: tuple[str, ...] = ()) -> None:
+    """Dynamic int8 (weights int8 per tensor, activations quantized at run time) of every
+    MatMul except those named in ``exclude``; copies the runtime's side files."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(
+        str(fp32_dir / ONNX_FILE),
+        str(out / ONNX_FILE),
+        weight_type=QuantType.QInt8,
+        op_types_to_quantize=["MatMul"],
+        nodes_to_exclude=list(exclude),
+        use_external_data_format=True,
+    )
+    for name in SIDE_FILES:
+        if (fp32_dir / name).is_file():
+            shutil.copy2(fp32_dir / name, out / name)
+
+
+def build_recipe(source: Path, recipe: Recipe, root: Path | None = None, force: bool = False) -> Path:
+    """Build ``recipe`` from the model folder ``source`` (cached); return the ONNX folder."""
+    source = Path(source)
+    check_precision(recipe.precision)
+    folder = variant_dir(source, recipe, root)
+    if is_built(folder) and not force:
+        return folder
+    fp32 = build_recipe(source, VARIANTS["onnx_fp32"], root) if recipe.tool == "quantize_dynamic" else None
+    with atomic_directory(folder) as tmp:
+        if fp32 is not None:
+            quantize_int8(fp32, tmp, recipe.exclude)
+        else:
+            _run_builder(source, tmp, recipe)
+        check_model(tmp)
+        atomic_write_json(tmp / MARKER, {"source": str(source), "recipe": recipe.__dict__ | {"key": recipe.key()}})
+    return folder
+
+
+def build_variant(source: Path, name: str, root: Path | None = None, force: bool = False) -> Path:
+    return build_recipe(source, get_variant(name), root, force)
+
+
+def check_model(folder: Path) -> list[str]:
+    """Run ``onnx.checker`` on the exported graph; return the operators it had to relabel.
+
+    The builder emits onnxruntime's fused operators. Those in the ``com.microsoft`` domain
+    (GroupQueryAttention, MatMulNBits, ...) pass the checker as custom ops, but onnxruntime
+    registers ``SimplifiedLayerNormalization`` (RMSNorm) in the default ONNX domain, where
+    the standard has no such operator, so the checker would stop at the first one. We check
+    a copy in which those nodes say which runtime they belong to; everything else about
+    the graph (types, edges, opset imports) is checked as is.
+    """
+    import onnx
+
+    model = onnx.load(str(Path(folder) / ONNX_FILE), load_external_data=False)
+    relabelled = set()
+    for node in model.graph.node:
+        if node.domain in ("", "ai.onnx") and not onnx.defs.has(node.op_type):
+            relabelled.add(node.op_type)
+            node.domain = "com.microsoft"
+    if relabelled and not any(op.domain == "com.microsoft" for op in model.opset_import):
+        model.opset_import.append(onnx.helper.make_opsetid("com.microsoft", 1))
+    with contextlib.chdir(folder):  # the checker resolves external weights relative to the working dir
+        onnx.checker.check_model(model)
+    return sorted(relabelled)
+
+
+# --- what is inside ---------------------------------------------------------------------
+
+
+def folder_mb(folder: Path) -> float:
+    """Size on disk of the model files (graph + weights), in MB (10^6 bytes)."""
+    return sum(p.stat().st_size for p in Path(folder).glob(f"{ONNX_FILE}*")) / 1e6
+
+
+def size_breakdown(folder: Path) -> dict[str, float]:
+    """MB of the stored weights by kind: quantized integers, their scales and zero points,
+    and weights left in floating point (embeddings, norms, excluded layers)."""
+    import onnx
+    from onnx import TensorProto
+
+    model = onnx.load(str(Path(folder) / ONNX_FILE), load_external_data=False)
+    parts = {"quantized_mb": 0.0, "scales_mb": 0.0, "float_mb": 0.0}
+    for tensor in model.graph.initializer:
+        size = _stored_bytes(tensor) / 1e6
+        if tensor.data_type in (TensorProto.UINT8, TensorProto.INT8, TensorProto.UINT4, TensorProto.INT4):
+            key = "scales_mb" if "zero_point" in tensor.name or tensor.name.endswith("_zp") else "quantized_mb"
+        elif "scale" in tensor.name:
+            key = "scales_mb"
+        else:
+            key = "float_mb"
+        parts[key] += size
+    return parts
+
+
+def _stored_bytes(tensor: Any) -> int:
+    for entry in tensor.external_data:
+        if entry.key == "length":
+            return int(entry.value)
+    if tensor.raw_data:
+        return len(tensor.raw_data)
+    # small tensors (e.g. quantize_dynamic's per-tensor scales and zero points) are stored
+    # inline in the typed fields (float_data, int32_data, ...), not in raw_data
+    from onnx import numpy_helper
+
+    return numpy_helper.to_array(tensor).nbytes

@@ -1,0 +1,232 @@
+"""Greedy, streaming generation with plain onnxruntime: what runs on the device.
+
+The ONNX decoder made by onnxruntime-genai's builder takes ``input_ids``, an
+``attention_mask`` over the whole sequence so far, and one key and one value tensor per
+layer (the KV cache, shape ``(batch, kv_heads, past_len, head_size)``); it returns the
+logits and the grown cache. ``OnnxCausalLM`` drives that loop one token at a time, so it
+can stream tokens and time each one. It needs only onnxruntime, numpy, ``tokenizers``
+and jinja2: no torch, so a deployed process stays small.
+
+>>> lm = OnnxCausalLM("artifacts/04_deployment/variants/onnx_int4")   # doctest: +SKIP
+>>> lm.generate(lm.chat_prompt([{"role": "user", "content": "Hi"}]), max_new_tokens=16)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+GENAI_CONFIG = "genai_config.json"
+
+
+@dataclass(frozen=True)
+class StreamedToken:
+    """One generated token: its id, the text it added, and the forward pass time."""
+
+    id: int
+    text: str
+    seconds: float
+
+
+def render_chat(template: str, messages: list[dict[str, str]], add_generation_prompt: bool = True, **extra) -> str:
+    """Render a Hugging Face chat template the way ``tokenizer.apply_chat_template`` does.
+
+    Same jinja settings as transformers (sandboxed, ``trim_blocks``, ``lstrip_blocks``,
+    loop controls, ``raise_exception``), so the ONNX runtime sees exactly the prompt
+    PyTorch saw.
+    """
+    from jinja2.ext import loopcontrols
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    def raise_exception(message: str) -> None:
+        raise ValueError(f"Chat template refused the messages: {message}")
+
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols])
+    env.globals["raise_exception"] = raise_exception
+    return env.from_string(template).render(messages=messages, add_generation_prompt=add_generation_prompt, **extra)
+
+
+def greedy_stream(
+    step: Callable[[list[int]], np.ndarray],
+    ids: list[int],
+    max_new_tokens: int,
+    eos_ids: set[int],
+    decode: Callable[[list[int]], str],
+) -> Iterator[StreamedToken]:
+    """The decoding loop every runtime shares: ``step(new_ids)`` runs the model on the new
+    tokens (the prompt first, then one token at a time) and returns the last logits.
+
+    The first token's time includes processing the whole prompt (time to first token);
+    each later one is one cached forward pass. Stops early at a token in ``eos_ids``.
+    """
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}.")
+    new, generated, text = list(ids), [], ""
+    for _ in range(max_new_tokens):
+        start = time.perf_counter()
+        token = int(np.argmax(step(new)))
+        seconds = time.perf_counter() - start
+        if token in eos_ids:
+            return
+        generated.append(token)
+        full = decode(generated)  # decode the whole answer, so multi-byte tokens join correctly
+        yield StreamedToken(token, full[len(text) :], seconds)
+        text, new = full, [token]
+
+
+def read_genai_config(folder: Path) -> dict[str, Any]:
+    path = Path(folder) / GENAI_CONFIG
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} is missing: {folder} is not an exported model folder. "
+            "Fix: export it with slmops_helpers.deploy.export.build_variant."
+        )
+    return json.loads(path.read_text())["model"]
+
+
+class OnnxCausalLM:
+    """An exported decoder plus its tokenizer and chat template, run on the CPU."""
+
+    def __init__(self, folder: str | Path, threads: int | None = None) -> None:
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        self.folder = Path(folder)
+        config = read_genai_config(self.folder)
+        decoder = config["decoder"]
+        self.n_layers, self.kv_heads = decoder["num_hidden_layers"], decoder["num_key_value_heads"]
+        self.head_size = decoder["head_size"]
+        self.context_length = config["context_length"]
+        eos = config["eos_token_id"]
+        self.eos_ids = set(eos if isinstance(eos, list) else [eos])
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(
+            str(self.folder / decoder["filename"]), options, providers=["CPUExecutionProvider"]
+        )
+        past_type = next(i.type for i in self.session.get_inputs() if i.name.startswith("past_key_values"))
+        self.kv_dtype = np.float16 if "float16" in past_type else np.float32
+        self.tokenizer = Tokenizer.from_file(str(self.folder / "tokenizer.json"))
+        template = self.folder / "chat_template.jinja"
+        self.chat_template = template.read_text() if template.is_file() else None
+
+    # --- prompts ----------------------------------------------------------------------
+
+    def chat_prompt(self, messages: list[dict[str, str]]) -> str:
+        """The model's own chat template applied to ``messages``, ready for ``encode``."""
+        if self.chat_template is None:
+            raise FileNotFoundError(f"{self.folder} has no chat_template.jinja. Fix: export the folder again.")
+        return render_chat(self.chat_template, messages)
+
+    def encode(self, prompt: str) -> list[int]:
+        return self.tokenizer.encode(prompt, add_special_tokens=False).ids
+
+    def decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+    # --- forward passes -----------------------------------------------------------------
+
+    def _empty_cache(self) -> dict[str, np.ndarray]:
+        shape = (1, self.kv_heads, 0, self.head_size)
+        return {
+            f"past_key_values.{i}.{kind}": np.zeros(shape, dtype=self.kv_dtype)
+            for i in range(self.n_layers)
+            for kind in ("key", "value")
+        }
+
+    def _forward(self, ids: list[int], cache: dict[str, np.ndarray], total: int) -> tuple[np.ndarray, dict]:
+        """Run new tokens ``ids`` after ``cache``; return logits (len(ids), vocab) and the new cache."""
+        feeds = {
+            "input_ids": np.array([ids], dtype=np.int64),
+            "attention_mask": np.ones((1, total), dtype=np.int64),
+            **cache,
+        }
+        outputs = self.session.run(None, feeds)
+        names = [o.name for o in self.session.get_outputs()]
+        present = {
+            name.replace("present", "past_key_values"): value
+            for name, value in zip(names, outputs, strict=True)
+            if name.startswith("present")
+        }
+        return outputs[names.index("logits")][0], present
+
+    def logits(self, ids: list[int]) -> np.ndarray:
+        """Logits for every position of ``ids`` in one pass, as float32 (for parity checks)."""
+        self.check_length(len(ids), 0)
+        return self._forward(ids, self._empty_cache(), len(ids))[0].astype(np.float32)
+
+    def check_length(self, n_prompt: int, max_new_tokens: int) -> None:
+        if n_prompt < 1:
+            raise ValueError("The prompt is empty: pass at least one token.")
+        if n_prompt + max_new_tokens > self.context_length:
+            raise ValueError(
+                f"Prompt of {n_prompt} tokens + {max_new_tokens} new tokens exceeds the model's context of "
+                f"{self.context_length}. Fix: shorten the prompt or lower max_new_tokens."
+            )
+
+    def stream(self, ids: list[int], max_new_tokens: int, stop_at_eos: bool = True) -> Iterator[StreamedToken]:
+        """Greedy decoding of prompt ``ids``, yielding each token as soon as it exists."""
+        self.check_length(len(ids), max_new_tokens)
+        cache, past_len = self._empty_cache(), 0
+
+        def step(new: list[int]) -> np.ndarray:
+            nonlocal cache, past_len
+            logits, cache = self._forward(new, cache, past_len + len(new))
+            past_len += len(new)
+            return logits[-1]
+
+        return greedy_stream(step, ids, max_new_tokens, self.eos_ids if stop_at_eos else set(), self.decode)
+
+    def generate(self, prompt: str, max_new_tokens: int) -> str:
+        """The whole greedy answer to ``prompt`` (a string already in chat format)."""
+        return "".join(t.text for t in self.stream(self.encode(prompt), max_new_tokens))
+
+
+class TorchCausalLM:
+    """The same interface over a PyTorch model (torch eager), for side-by-side benchmarks."""
+
+    def __init__(self, folder: str | Path, device: str = "cpu") -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.folder, self.device = Path(folder), device
+        self.hf_tokenizer = AutoTokenizer.from_pretrained(folder)
+        self.model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).to(device).eval()
+        self.eos_ids = {self.hf_tokenizer.eos_token_id}
+        self.context_length = self.model.config.max_position_embeddings
+
+    def chat_prompt(self, messages: list[dict[str, str]]) -> str:
+        return self.hf_tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    def encode(self, prompt: str) -> list[int]:
+        return self.hf_tokenizer(prompt, add_special_tokens=False).input_ids
+
+    def decode(self, ids: list[int]) -> str:
+        return self.hf_tokenizer.decode(ids, skip_special_tokens=True)
+
+    def logits(self, ids: list[int]) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            return self.model(torch.tensor([ids], device=self.device)).logits[0].float().cpu().numpy()
+
+    def stream(self, ids: list[int], max_new_tokens: int, stop_at_eos: bool = True) -> Iterator[StreamedToken]:
+        import torch
+
+        past = None
+
+        @torch.inference_mode()
+        def step(new: list[int]) -> np.ndarray:
+            nonlocal past
+            out = self.model(input_ids=torch.tensor([new], device=self.device), past_key_values=past, use_cache=True)
+            past = out.past_key_values
+            return out.logits[0, -1].float().cpu().numpy()
+
+        return greedy_stream(step, ids, max_new_tokens, self.eos_ids if stop_at_eos else set(), self.decode)

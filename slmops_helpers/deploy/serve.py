@@ -1,0 +1,241 @@
+"""``slmops serve PACKAGE``: a local, OpenAI-compatible chat server for one package.
+
+Endpoints: ``GET /v1/models``, ``POST /v1/chat/completions`` (``"stream": true`` sends
+server-sent events, as OpenAI's API does), ``GET /health``. Bound to loopback. Every
+request is bounded (body size, prompt tokens, ``max_tokens``, requests waiting); anything
+malformed gets a 4xx JSON error in OpenAI's shape and the server carries on. Generation
+is greedy and one at a time (a 2-core device gains nothing from running two at once);
+other requests wait their turn, up to ``max_waiting``.
+
+    curl -s 127.0.0.1:8000/v1/chat/completions -H 'Content-Type: application/json' \\
+      -d '{"model": "kestrel-k2-assistant", "messages": [{"role": "user", "content": "E-104 again"}]}'
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from .package import fill_prompt, load_package
+
+ROLES = ("system", "user", "assistant")
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+@dataclass(frozen=True)
+class ServeLimits:
+    max_tokens: int = 256  # per answer
+    max_prompt_tokens: int = 1024
+    max_body_bytes: int = 64_000
+    max_waiting: int = 32  # requests queued behind the one being answered
+
+    def __post_init__(self) -> None:
+        for name, value in vars(self).items():
+            if value < 1:
+                raise ValueError(f"ServeLimits.{name} must be >= 1, got {value}.")
+
+
+class RequestError(Exception):
+    """A client mistake: becomes a 4xx JSON answer."""
+
+    def __init__(self, status: int, message: str, code: str) -> None:
+        super().__init__(message)
+        self.status, self.code = status, code
+
+
+def parse_chat_request(body: bytes, model_name: str, limits: ServeLimits) -> dict[str, Any]:
+    """Validate a /v1/chat/completions body; return messages, max_tokens, stream."""
+    try:
+        request = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise RequestError(400, f"Body is not valid JSON ({err}).", "invalid_json") from err
+    if not isinstance(request, dict):
+        raise RequestError(400, "Body must be a JSON object.", "invalid_request")
+    if request.get("model", model_name) != model_name:
+        raise RequestError(
+            404, f"Model {request['model']!r} is not served here; use {model_name!r}.", "model_not_found"
+        )
+    messages = request.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise RequestError(400, "'messages' must be a non-empty list of {role, content} objects.", "invalid_messages")
+    for i, message in enumerate(messages):
+        if (
+            not isinstance(message, dict)
+            or message.get("role") not in ROLES
+            or not isinstance(message.get("content"), str)
+        ):
+            raise RequestError(
+                400, f"messages[{i}] needs 'role' in {list(ROLES)} and a string 'content'.", "invalid_messages"
+            )
+    max_tokens = request.get("max_tokens", request.get("max_completion_tokens", limits.max_tokens))
+    if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or not 1 <= max_tokens <= limits.max_tokens:
+        raise RequestError(400, f"'max_tokens' must be an integer in [1, {limits.max_tokens}].", "invalid_max_tokens")
+    stream = request.get("stream", False)
+    if not isinstance(stream, bool):
+        raise RequestError(400, "'stream' must be true or false.", "invalid_stream")
+    return {"messages": messages, "max_tokens": max_tokens, "stream": stream}
+
+
+class ChatService:
+    """The model behind the server: prompt building, bounded, one generation at a time."""
+
+    def __init__(self, package: Path, limits: ServeLimits = ServeLimits()) -> None:
+        self.lm, self.manifest, self.spec = load_package(package)
+        self.name, self.limits = self.spec["Name"], limits
+        self._turn = threading.Lock()
+        self._slots = threading.BoundedSemaphore(limits.max_waiting + 1)
+
+    def prompt_ids(self, messages: list[dict[str, str]]) -> list[int]:
+        # One user message: the package's own template (with its system prompt), as Foundry
+        # Local does. A whole conversation: the model's chat template.
+        if len(messages) == 1 and messages[0]["role"] == "user":
+            prompt = fill_prompt(self.spec, messages[0]["content"])
+        else:
+            prompt = self.lm.chat_prompt(messages)
+        ids = self.lm.encode(prompt)
+        if len(ids) > self.limits.max_prompt_tokens:
+            raise RequestError(
+                400,
+                f"Prompt is {len(ids)} tokens; this server accepts at most {self.limits.max_prompt_tokens}. "
+                "Shorten the messages.",
+                "prompt_too_long",
+            )
+        return ids
+
+    def answer(self, messages: list[dict[str, str]], max_tokens: int):
+        """Yield the answer's text pieces; the last item is (finish_reason, prompt_tokens, completion_tokens)."""
+        ids = self.prompt_ids(messages)
+        if len(ids) + max_tokens > self.lm.context_length:
+            raise RequestError(
+                400,
+                f"Prompt of {len(ids)} tokens + max_tokens {max_tokens} exceeds the model's context of "
+                f"{self.lm.context_length}. Shorten the messages or lower max_tokens.",
+                "context_length_exceeded",
+            )
+        if not self._slots.acquire(blocking=False):
+            raise RequestError(429, "Too many requests waiting; retry shortly.", "server_busy")
+        try:
+            with self._turn:
+                count = 0
+                for token in self.lm.stream(ids, max_tokens):
+                    count += 1
+                    yield token.text
+                yield ("length" if count == max_tokens else "stop", len(ids), count)
+        finally:
+            self._slots.release()
+
+
+def _chunk(completion_id: str, model: str, delta: dict, finish: str | None) -> dict[str, Any]:
+    return {
+        "id": completion_id,
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
+
+
+def make_handler(service: ChatService) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "slmops-serve"
+
+        def log_message(self, format: str, *args: Any) -> None:  # quiet: the notebook prints its own summary
+            pass
+
+        def _json(self, status: int, payload: dict[str, Any]) -> None:
+            body = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def _error(self, status: int, message: str, code: str) -> None:
+            kind = "invalid_request_error" if status < 500 else "server_error"
+            self._json(status, {"error": {"message": message, "type": kind, "code": code}})
+
+        def do_GET(self) -> None:
+            if self.path in ("/health", "/v1/health"):
+                self._json(200, {"status": "ok", "model": service.name})
+            elif self.path == "/v1/models":
+                model = {"id": service.name, "object": "model", "owned_by": "slmops-course"}
+                self._json(200, {"object": "list", "data": [model]})
+            else:
+                self._error(404, f"No route {self.path}; try /v1/chat/completions or /v1/models.", "not_found")
+
+        def do_POST(self) -> None:
+            try:
+                if self.path != "/v1/chat/completions":
+                    raise RequestError(404, f"No route {self.path}; POST to /v1/chat/completions.", "not_found")
+                try:
+                    length = int(self.headers.get("Content-Length") or 0)
+                except ValueError as err:
+                    raise RequestError(400, "Content-Length must be an integer.", "bad_content_length") from err
+                if not 0 < length <= service.limits.max_body_bytes:
+                    raise RequestError(
+                        413, f"Body must be 1..{service.limits.max_body_bytes} bytes; got {length}.", "bad_body_size"
+                    )
+                request = parse_chat_request(self.rfile.read(length), service.name, service.limits)
+                pieces = service.answer(request["messages"], request["max_tokens"])
+                first = next(pieces)  # runs validation and waits for our turn before any header is sent
+                self._reply(request["stream"], first, pieces)
+            except RequestError as err:
+                self._error(err.status, str(err), err.code)
+            except Exception as err:  # never let one request take the server down
+                self._error(500, f"Internal error: {type(err).__name__}: {err}", "internal_error")
+
+        def _reply(self, stream: bool, first: Any, pieces: Any) -> None:
+            completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
+            items = [first]
+            if not stream:
+                items += list(pieces)
+                finish, prompt_tokens, completion_tokens = items[-1]
+                message = {"role": "assistant", "content": "".join(items[:-1])}
+                choice = {"index": 0, "message": message, "finish_reason": finish}
+                usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens}
+                usage["total_tokens"] = prompt_tokens + completion_tokens
+                payload = {"id": completion_id, "object": "chat.completion", "created": int(time.time())}
+                self._json(200, payload | {"model": service.name, "choices": [choice], "usage": usage})
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Cache-Control", "no-cache")
+            self.end_headers()  # HTTP/1.0: closing the connection ends the stream
+
+            def send(data: dict | str) -> None:
+                self.wfile.write(f"data: {data if isinstance(data, str) else json.dumps(data)}\n\n".encode())
+                self.wfile.flush()
+
+            send(_chunk(completion_id, service.name, {"role": "assistant"}, None))
+            for item in [first, *pieces]:
+                if isinstance(item, tuple):
+                    send(_chunk(completion_id, service.name, {}, item[0]))
+                else:
+                    send(_chunk(completion_id, service.name, {"content": item}, None))
+            send("[DONE]")
+
+    return Handler
+
+
+def serve(package: Path, host: str = "127.0.0.1", port: int = 8000, limits: ServeLimits = ServeLimits()) -> None:
+    """Serve ``package`` until interrupted (Ctrl-C)."""
+    if host not in LOOPBACK:
+        raise ValueError(f"host {host!r} is not loopback; the course server only listens on {list(LOOPBACK)}.")
+    service = ChatService(Path(package), limits)
+    server = ThreadingHTTPServer((host, port), make_handler(service))
+    server.daemon_threads = True
+    print(
+        f"Serving {service.name} ({service.manifest['version']}) at http://{host}:{server.server_port}/v1", flush=True
+    )
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()

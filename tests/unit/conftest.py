@@ -1,0 +1,73 @@
+"""Fixtures for the section 4 (deploy) tests: a tiny random Llama saved to disk, its
+ONNX export (built once per session by onnxruntime-genai's builder, about 10 s) and a
+package written from that export. Everything lives in a session temp folder, never in
+the course cache.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def tiny_source(tmp_path_factory, tiny_tokenizer) -> Path:
+    """A saved tiny Llama (hidden 64, 4 heads, 2 kv heads, 2 layers, tied embeddings).
+
+    ``initializer_range=0.5`` makes the random logits peaked enough that greedy decoding
+    produces varied tokens (with the default 0.02 it repeats one token forever).
+    """
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(tiny_tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+        initializer_range=0.5,
+        tie_word_embeddings=True,
+        pad_token_id=tiny_tokenizer.pad_token_id,
+        bos_token_id=tiny_tokenizer.eos_token_id,
+        eos_token_id=tiny_tokenizer.eos_token_id,
+    )
+    folder = tmp_path_factory.mktemp("tiny_llama")
+    LlamaForCausalLM(config).eval().save_pretrained(folder)
+    tiny_tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def onnx_root(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("onnx_builds")
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx(tiny_source, onnx_root) -> Path:
+    """The fp32 ONNX export of ``tiny_source`` (onnxruntime-genai builder, offline)."""
+    from slmops_helpers.deploy.export import build_variant
+
+    return build_variant(tiny_source, "onnx_fp32", root=onnx_root)
+
+
+@pytest.fixture(scope="session")
+def tiny_int8(tiny_source, onnx_root, tiny_onnx) -> Path:
+    """Dynamic int8 of the fp32 export with lm_head kept in fp32 (onnxruntime's quantizer, < 1 s)."""
+    from slmops_helpers.deploy.export import LM_HEAD, Recipe, build_recipe
+
+    return build_recipe(tiny_source, Recipe("int8", tool="quantize_dynamic", exclude=(LM_HEAD,)), onnx_root)
+
+
+@pytest.fixture(scope="session")
+def tiny_package(tiny_onnx, tmp_path_factory) -> Path:
+    """A package of the fp32 export; tests that change it work on a copy."""
+    from slmops_helpers.deploy.package import write_package
+
+    out = tmp_path_factory.mktemp("packages") / "tiny"
+    lineage = {"base_model": "tiny-random-llama", "adapter": None, "data_sha256": "0" * 64}
+    return write_package(tiny_onnx, out, "tiny-assistant", "1.0.0", lineage, system_prompt="Be brief.")

@@ -1,0 +1,323 @@
+"""The OpenAI-compatible server on a tiny package: request validation (every malformed
+kind and its status), then a real server on a loopback port answering models, chat,
+streaming chat, concurrent load, malformed floods (4xx, still healthy), a full queue
+(429) and prompts that do not fit the tiny model's 128-token context."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import threading
+import time
+from contextlib import contextmanager
+from http.server import ThreadingHTTPServer
+
+import pytest
+
+from slmops_helpers.deploy import client
+from slmops_helpers.deploy.package import fill_prompt
+from slmops_helpers.deploy.serve import ChatService, RequestError, ServeLimits, make_handler, parse_chat_request, serve
+
+MODEL = "tiny-assistant"
+LIMITS = ServeLimits(max_tokens=16, max_prompt_tokens=100, max_body_bytes=64_000)
+USER = {"role": "user", "content": "the hub is offline"}
+
+
+# --- request validation, no server ----------------------------------------------------
+
+
+def _parse(request, limits=LIMITS):
+    body = request if isinstance(request, bytes) else json.dumps(request).encode()
+    return parse_chat_request(body, MODEL, limits)
+
+
+def test_parse_a_good_request_with_defaults():
+    assert _parse({"messages": [USER]}) == {"messages": [USER], "max_tokens": 16, "stream": False}
+    parsed = _parse({"model": MODEL, "messages": [USER], "max_tokens": 3, "stream": True})
+    assert parsed == {"messages": [USER], "max_tokens": 3, "stream": True}
+    assert _parse({"messages": [USER], "max_completion_tokens": 5})["max_tokens"] == 5  # the newer OpenAI name
+    roles = [{"role": r, "content": "x"} for r in ("system", "user", "assistant")]
+    assert _parse({"messages": roles})["messages"] == roles
+
+
+@pytest.mark.parametrize(
+    "request_, status, code",
+    [
+        (b"{not json", 400, "invalid_json"),
+        (b"\xff\xfe\xfa", 400, "invalid_json"),
+        (b"", 400, "invalid_json"),
+        (b"[]", 400, "invalid_request"),
+        (b'"a string"', 400, "invalid_request"),
+        (b"null", 400, "invalid_request"),
+        ({"model": "gpt-4o", "messages": [USER]}, 404, "model_not_found"),
+        ({"model": None, "messages": [USER]}, 404, "model_not_found"),
+        ({"model": MODEL}, 400, "invalid_messages"),
+        ({"messages": []}, 400, "invalid_messages"),
+        ({"messages": "hello"}, 400, "invalid_messages"),
+        ({"messages": {"role": "user", "content": "hi"}}, 400, "invalid_messages"),
+        ({"messages": ["hi"]}, 400, "invalid_messages"),
+        ({"messages": [{"role": "wizard", "content": "hi"}]}, 400, "invalid_messages"),
+        ({"messages": [{"content": "hi"}]}, 400, "invalid_messages"),
+        ({"messages": [{"role": "user"}]}, 400, "invalid_messages"),
+        ({"messages": [{"role": "user", "content": 42}]}, 400, "invalid_messages"),
+        ({"messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]}, 400, "invalid_messages"),
+        ({"messages": [USER, {"role": "tool", "content": "x"}]}, 400, "invalid_messages"),
+        ({"messages": [USER], "max_tokens": 0}, 400, "invalid_max_tokens"),
+        ({"messages": [USER], "max_tokens": -1}, 400, "invalid_max_tokens"),
+        ({"messages": [USER], "max_tokens": 17}, 400, "invalid_max_tokens"),
+        ({"messages": [USER], "max_tokens": 10**6}, 400, "invalid_max_tokens"),
+        ({"messages": [USER], "max_tokens": "ten"}, 400, "invalid_max_tokens"),
+        ({"messages": [USER], "max_tokens": 4.0}, 400, "invalid_max_tokens"),
+        ({"messages": [USER], "max_tokens": True}, 400, "invalid_max_tokens"),
+        ({"messages": [USER], "max_tokens": None}, 400, "invalid_max_tokens"),
+        ({"messages": [USER], "max_completion_tokens": 99}, 400, "invalid_max_tokens"),
+        ({"messages": [USER], "stream": "yes"}, 400, "invalid_stream"),
+        ({"messages": [USER], "stream": 1}, 400, "invalid_stream"),
+    ],
+)
+def test_parse_rejects_malformed_requests(request_, status, code):
+    with pytest.raises(RequestError) as info:
+        _parse(request_)
+    assert (info.value.status, info.value.code) == (status, code)
+    assert str(info.value)  # a message for the client
+
+
+def test_the_error_messages_name_the_fix():
+    with pytest.raises(RequestError, match=r"use 'tiny-assistant'"):
+        _parse({"model": "gpt-4o", "messages": [USER]})
+    with pytest.raises(RequestError, match=r"integer in \[1, 16\]"):
+        _parse({"messages": [USER], "max_tokens": 0})
+    with pytest.raises(RequestError, match=r"messages\[1\] needs 'role' in \['system', 'user', 'assistant'\]"):
+        _parse({"messages": [USER, {"role": "bot", "content": "x"}]})
+
+
+@pytest.mark.parametrize("field", ["max_tokens", "max_prompt_tokens", "max_body_bytes", "max_waiting"])
+def test_serve_limits_must_be_positive(field):
+    with pytest.raises(ValueError, match=f"ServeLimits.{field} must be >= 1"):
+        ServeLimits(**{field: 0})
+
+
+def test_serve_refuses_a_non_loopback_host(tmp_path):
+    with pytest.raises(ValueError, match="not loopback"):
+        serve(tmp_path, host="0.0.0.0")
+
+
+def test_client_malformed_requests_cycle_through_every_kind():
+    bodies = client.malformed_requests(MODEL, 50)
+    assert len(bodies) == 50 and len(set(bodies)) == 14
+    passed = []
+    for body in set(bodies):
+        try:
+            passed.append(_parse(body, ServeLimits(max_tokens=256)))
+        except RequestError as err:
+            assert 400 <= err.status < 500
+    # all but one fail validation; that one is a prompt far over any max_prompt_tokens
+    assert len(passed) == 1 and len(passed[0]["messages"][0]["content"].split()) == 5000
+
+
+# --- a real server on a loopback port -------------------------------------------------
+
+
+@contextmanager
+def running(service: ChatService):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(service))
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/v1"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def service(tiny_package):
+    return ChatService(tiny_package, LIMITS)
+
+
+@pytest.fixture(scope="module")
+def url(service):
+    with running(service) as base:
+        yield base
+
+
+def _chat(url, payload, timeout=60):
+    return client.request(f"{url}/chat/completions", payload, timeout=timeout)
+
+
+def _expected(service, messages, max_tokens):
+    if len(messages) == 1 and messages[0]["role"] == "user":
+        prompt = fill_prompt(service.spec, messages[0]["content"])
+    else:
+        prompt = service.lm.chat_prompt(messages)
+    ids = service.lm.encode(prompt)
+    return ids, [t.text for t in service.lm.stream(ids, max_tokens)]
+
+
+def test_models_and_health(url):
+    reply = client.request(f"{url}/models")
+    assert reply.status == 200
+    assert reply.body["object"] == "list" and [m["id"] for m in reply.body["data"]] == [MODEL]
+    root = url.removesuffix("/v1")
+    assert client.request(f"{root}/health").body == {"status": "ok", "model": MODEL}
+    assert client.request(f"{url}/health").status == 200
+
+
+def test_unknown_routes_get_a_json_404(url):
+    for reply in (client.request(f"{url}/completions"), client.request(f"{url}/models", {"x": 1})):
+        assert reply.status == 404
+        assert reply.body["error"]["code"] == "not_found" and reply.body["error"]["type"] == "invalid_request_error"
+
+
+def test_chat_answers_like_the_runtime(url, service):
+    reply = _chat(url, {"model": MODEL, "messages": [USER], "max_tokens": 8})
+    assert reply.status == 200, reply.body
+    ids, pieces = _expected(service, [USER], 8)
+    choice = reply.body["choices"][0]
+    assert choice["message"] == {"role": "assistant", "content": "".join(pieces)}
+    assert choice["finish_reason"] == ("length" if len(pieces) == 8 else "stop")
+    assert reply.body["usage"]["prompt_tokens"] == len(ids)
+    assert reply.body["usage"]["completion_tokens"] == len(pieces)
+    assert reply.body["object"] == "chat.completion" and reply.body["model"] == MODEL
+    assert reply.body["id"].startswith("chatcmpl-")
+
+
+def test_a_conversation_uses_the_chat_template(url, service):
+    messages = [{"role": "system", "content": "reply : none"}, USER, {"role": "assistant", "content": "wifi"}, USER]
+    reply = _chat(url, {"messages": messages, "max_tokens": 6})
+    assert reply.status == 200, reply.body
+    ids, pieces = _expected(service, messages, 6)
+    assert reply.body["choices"][0]["message"]["content"] == "".join(pieces)
+    assert reply.body["usage"]["prompt_tokens"] == len(ids)
+
+
+def test_streaming_sends_the_same_answer_as_events(url, service):
+    payload = {"model": MODEL, "messages": [USER], "max_tokens": 8}
+    pieces = client.stream_chat(url, payload)
+    _, expected = _expected(service, [USER], 8)
+    assert pieces == [p for p in expected if p]
+    # the raw event stream: role first, one chunk per token, a finish reason, then [DONE]
+    host, port = url.removeprefix("http://").removesuffix("/v1").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=60)
+    conn.request("POST", "/v1/chat/completions", json.dumps(payload | {"stream": True}))
+    response = conn.getresponse()
+    assert response.status == 200 and response.getheader("Content-Type") == "text/event-stream"
+    events = [line[6:] for line in response.read().decode().splitlines() if line.startswith("data: ")]
+    conn.close()
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(e) for e in events[:-1]]
+    assert {c["object"] for c in chunks} == {"chat.completion.chunk"} and len({c["id"] for c in chunks}) == 1
+    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant"}
+    assert [c["choices"][0]["delta"]["content"] for c in chunks[1:-1]] == expected
+    assert chunks[-1]["choices"][0]["finish_reason"] in ("stop", "length")
+
+
+def test_twenty_concurrent_requests_are_all_answered(url, service):
+    words = "the hub is offline error code reply category none billing setup wifi app help my your it not".split()
+    messages = [[{"role": "user", "content": f"{words[i % 18]} {words[(7 * i + 3) % 18]}"}] for i in range(20)]
+    replies = client.load_test(url, [{"messages": m, "max_tokens": 4} for m in messages], concurrency=20)
+    assert [r.status for r in replies] == [200] * 20
+    # one generation at a time: each answer is its own prompt's, not a neighbour's
+    for reply, m in zip(replies, messages, strict=True):
+        assert reply.body["choices"][0]["message"]["content"] == "".join(_expected(service, m, 4)[1])
+
+
+def test_fifty_malformed_requests_get_4xx_and_the_server_stays_up(url):
+    replies = [
+        client.request(f"{url}/chat/completions", raw=body, timeout=30) for body in client.malformed_requests(MODEL, 50)
+    ]
+    assert len(replies) == 50
+    for reply in replies:
+        assert 400 <= reply.status < 500, reply.body
+        error = reply.body["error"]
+        assert error["type"] == "invalid_request_error" and error["code"] and error["message"]
+    codes = {r.body["error"]["code"] for r in replies}
+    assert {"invalid_json", "invalid_messages", "invalid_max_tokens", "model_not_found", "prompt_too_long"} <= codes
+    assert client.request(f"{url.removesuffix('/v1')}/health").status == 200
+    assert _chat(url, {"messages": [USER], "max_tokens": 2}).status == 200
+
+
+def _raw_post(url, headers: dict[str, str]) -> tuple[int, dict]:
+    host, port = url.removeprefix("http://").removesuffix("/v1").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    conn.putrequest("POST", "/v1/chat/completions", skip_accept_encoding=True)
+    for key, value in headers.items():
+        conn.putheader(key, value)
+    conn.endheaders()
+    response = conn.getresponse()
+    status, payload = response.status, json.loads(response.read())
+    conn.close()
+    return status, payload
+
+
+def test_bad_body_sizes_and_headers_are_4xx(url, service):
+    status, body = _raw_post(url, {"Content-Length": "0"})
+    assert status == 413 and body["error"]["code"] == "bad_body_size"
+    # refused from the header alone, before reading the body (so none is sent here: a body the
+    # server never reads would make its close a connection reset, racing the client's read)
+    status, body = _raw_post(url, {"Content-Length": "70000"})
+    assert status == 413 and "64000" in body["error"]["message"]
+    status, body = _raw_post(url, {"Content-Length": "-5"})
+    assert status == 413
+    status, body = _raw_post(url, {"Content-Length": "twelve"})
+    assert status == 400 and body["error"]["code"] == "bad_content_length"
+    assert client.request(f"{url}/models").status == 200
+
+
+def test_prompts_over_the_limit_or_the_context_are_4xx(url, service):
+    # max_prompt_tokens (100) is checked first, with the count in the message
+    long = {"role": "user", "content": "hub " * 200}
+    reply = _chat(url, {"messages": [long], "max_tokens": 4})
+    assert reply.status == 400 and reply.body["error"]["code"] == "prompt_too_long"
+    assert "at most 100" in reply.body["error"]["message"]
+    # within max_prompt_tokens but, with max_tokens, past the model's 128-token context
+    base = len(service.prompt_ids([{"role": "user", "content": ""}]))
+    fits = {"role": "user", "content": "hub " * (100 - base)}
+    assert len(service.prompt_ids([fits])) == 100
+    reply = _chat(url, {"messages": [fits], "max_tokens": 16})
+    assert reply.status == 200, reply.body  # 100 + 16 <= 128
+    over = ServeLimits(max_tokens=64, max_prompt_tokens=100)
+    with running(ChatService(service.lm.folder, over)) as other:
+        reply = _chat(other, {"messages": [fits], "max_tokens": 40})
+        assert reply.status == 400, reply.body
+        assert reply.body["error"]["code"] == "context_length_exceeded"
+        assert "context of 128" in reply.body["error"]["message"] and "max_tokens" in reply.body["error"]["message"]
+        assert _chat(other, {"messages": [fits], "max_tokens": 28}).status == 200  # 100 + 28 == 128
+
+
+def test_a_full_queue_answers_429_then_recovers(tiny_package):
+    """max_waiting=1: one request generating (here: holding the turn) and one waiting fill the
+    server; a third is refused at once with 429. Made deterministic by holding the service's
+    turn lock from the test until both requests hold a slot."""
+    service = ChatService(tiny_package, ServeLimits(max_tokens=4, max_waiting=1))
+    payload = {"messages": [USER], "max_tokens": 4}
+    with running(service) as url:
+        results = []
+        service._turn.acquire()
+        try:
+            waiting = [threading.Thread(target=lambda: results.append(_chat(url, payload))) for _ in range(2)]
+            for thread in waiting:
+                thread.start()
+            deadline = time.monotonic() + 30
+            while service._slots._value > 0:  # both requests validated and queued behind the turn
+                assert time.monotonic() < deadline, "requests never reached the queue"
+                time.sleep(0.01)
+            busy = _chat(url, payload, timeout=30)
+            assert busy.status == 429 and busy.body["error"]["code"] == "server_busy"
+            assert client.request(f"{url}/models").status == 200  # GETs do not queue
+        finally:
+            service._turn.release()
+        for thread in waiting:
+            thread.join(timeout=60)
+        assert [r.status for r in results] == [200, 200]
+        assert _chat(url, payload).status == 200  # slots were given back
+
+
+def test_slmops_serve_runs_as_a_process(tiny_package):
+    with client.ServerProcess(tiny_package, startup_s=60) as url:
+        assert url.startswith("http://127.0.0.1:") and url.endswith("/v1")
+        assert client.request(f"{url}/models").body["data"][0]["id"] == MODEL
+        reply = client.request(f"{url}/chat/completions", {"messages": [USER], "max_tokens": 3})
+        assert reply.status == 200 and reply.body["usage"]["completion_tokens"] <= 3

@@ -1,0 +1,291 @@
+"""Lab 04's checks: right answers pass, blanks are "not attempted", and the usual slips
+are caught with a message that names them, never the expected value."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from slmops_helpers.deploy.runtime import render_chat
+from slmops_helpers.labs import Outcome, Question, ____
+from slmops_helpers.labs.lab04 import (
+    CHAT_TEMPLATE,
+    EMBEDDING_PARAMS,
+    MODEL_NAME,
+    N_PARAMS,
+    SYSTEM,
+    ExpectedSizes,
+    InferenceModel,
+    Int4Breakdown,
+    QuantizeInt8,
+    example_weight,
+)
+
+BITS = {"fp32": 32, "fp16": 16, "int8": 8, "int4": 4}
+RIGHT_SIZES = {p: N_PARAMS * b / 8 / 1e6 for p, b in BITS.items()}  # independent arithmetic
+RIGHT_BLOCK = N_PARAMS * 5 / 8 / 1e6
+
+
+def result(exercise, value):
+    """The verdict for ``value``: a namespace dict for questions that read several names."""
+    namespace = value if exercise.var is None else {exercise.var: value}
+    return Question(exercise(), namespace).result()
+
+
+def assert_no_leak(message: str, *expected: float) -> None:
+    for value in expected:
+        for shown in (f"{value:.3g}", f"{value:.4g}", f"{value:.5g}"):
+            assert shown not in message, f"the message gives the answer away: {message}"
+
+
+# --- q1: sizes -------------------------------------------------------------------------
+
+
+def test_sizes_right_answer_passes():
+    assert result(ExpectedSizes, {"expected_mb": RIGHT_SIZES, "int4_block_mb": RIGHT_BLOCK}).outcome is Outcome.CORRECT
+
+
+@pytest.mark.parametrize(
+    "namespace",
+    [
+        {"expected_mb": ____, "int4_block_mb": ____},
+        {"expected_mb": dict.fromkeys(BITS, ____), "int4_block_mb": ____},
+        {"expected_mb": {**RIGHT_SIZES, "int4": ____}, "int4_block_mb": RIGHT_BLOCK},
+        {},  # the cell was never run
+    ],
+)
+def test_sizes_blank_is_not_attempted(namespace):
+    assert result(ExpectedSizes, namespace).outcome is Outcome.NOT_ATTEMPTED
+
+
+def test_sizes_second_part_blank_says_the_first_is_right():
+    verdict = result(ExpectedSizes, {"expected_mb": RIGHT_SIZES, "int4_block_mb": ____})
+    assert verdict.outcome is Outcome.NOT_ATTEMPTED and "first part is right" in verdict.message
+
+
+@pytest.mark.parametrize(
+    "sizes, block, says",
+    [
+        ({p: v * 1e6 / 2**20 for p, v in RIGHT_SIZES.items()}, RIGHT_BLOCK, "MiB"),
+        ({p: v * 8 for p, v in RIGHT_SIZES.items()}, RIGHT_BLOCK, "too high"),  # bits, not bytes
+        ({**RIGHT_SIZES, "int4": RIGHT_SIZES["int8"]}, RIGHT_BLOCK, "expected_mb['int4']"),
+        ({k: v for k, v in RIGHT_SIZES.items() if k != "fp16"}, RIGHT_BLOCK, "missing ['fp16']"),
+        ([540, 270, 135, 67], RIGHT_BLOCK, "dict"),
+        ({**RIGHT_SIZES, "fp32": torch.tensor(RIGHT_SIZES["fp32"])}, RIGHT_BLOCK, ".item()"),
+        (RIGHT_SIZES, RIGHT_SIZES["int4"], "plain int4"),
+        (RIGHT_SIZES, N_PARAMS * (4 + 32 / 8) / 8 / 1e6, "int4_block_mb"),  # scale counted per 8
+    ],
+)
+def test_sizes_mistakes_are_named(sizes, block, says):
+    verdict = result(ExpectedSizes, {"expected_mb": sizes, "int4_block_mb": block})
+    assert verdict.outcome is Outcome.INCORRECT
+    assert says in verdict.message
+    assert_no_leak(verdict.message, *RIGHT_SIZES.values(), RIGHT_BLOCK)
+
+
+# --- q2: int8 per-row quantization ------------------------------------------------------
+
+
+def right_quantize(w):
+    scale = w.abs().amax(dim=1, keepdim=True) / 127
+    return torch.round(w / scale).clamp(-127, 127).to(torch.int8), scale
+
+
+def flat_scale_quantize(w):  # scale of shape (rows,), also fine
+    scale = w.abs().amax(dim=1) / 127
+    return torch.round(w / scale[:, None]).clamp(-128, 127).to(torch.int8), scale
+
+
+def right_dequantize(q, scale):
+    return q.float() * (scale if scale.dim() == 2 else scale[:, None])
+
+
+def per_tensor_quantize(w):
+    scale = w.abs().max() / 127
+    return torch.round(w / scale).to(torch.int8), scale.expand(w.shape[0])
+
+
+def per_column_quantize(w):
+    scale = w.abs().amax(dim=0, keepdim=True) / 127
+    return torch.round(w / scale).to(torch.int8), scale
+
+
+def truncating_quantize(w):
+    scale = w.abs().amax(dim=1, keepdim=True) / 127
+    return (w / scale).to(torch.int8), scale
+
+
+def float_quantize(w):
+    scale = w.abs().amax(dim=1, keepdim=True) / 127
+    return torch.round(w / scale), scale
+
+
+def in_place_quantize(w):
+    scale = w.abs().amax(dim=1, keepdim=True) / 127
+    w /= scale
+    return torch.round(w).to(torch.int8), scale
+
+
+def forgot_scale_dequantize(q, scale):
+    return q.float()
+
+
+def blank_quantize(w):
+    return ____
+
+
+def half_blank_quantize(w):
+    scale = w.abs().amax(dim=1, keepdim=True) / 127
+    q = ____
+    return q, scale
+
+
+def blank_dequantize(q, scale):
+    return ____
+
+
+def raising_quantize(w):
+    raise RuntimeError("boom")
+
+
+def measured_error(quantize=right_quantize, dequantize=right_dequantize) -> float:
+    w = example_weight()
+    return (torch.linalg.norm(w - dequantize(*quantize(w))) / torch.linalg.norm(w)).item()
+
+
+def q2_namespace(quantize=right_quantize, dequantize=right_dequantize, error=None):
+    return {
+        "quantize_int8": quantize,
+        "dequantize_int8": dequantize,
+        "int8_error": measured_error() if error is None else error,
+    }
+
+
+@pytest.mark.parametrize("quantize", [right_quantize, flat_scale_quantize])
+def test_quantize_right_answers_pass(quantize):
+    verdict = result(QuantizeInt8, q2_namespace(quantize))
+    assert verdict.outcome is Outcome.CORRECT, verdict.message
+
+
+def test_error_is_a_small_plain_ratio():
+    assert 0.001 < measured_error() < 0.02
+    assert measured_error(per_tensor_quantize) > 2 * measured_error()  # why per-row scales
+
+
+@pytest.mark.parametrize(
+    "namespace",
+    [
+        q2_namespace(blank_quantize, blank_dequantize, ____),
+        q2_namespace(half_blank_quantize, blank_dequantize, ____),
+        q2_namespace(right_quantize, blank_dequantize, ____),
+        {"int8_error": ____},
+    ],
+)
+def test_quantize_blank_is_not_attempted(namespace):
+    assert result(QuantizeInt8, namespace).outcome is Outcome.NOT_ATTEMPTED
+
+
+def test_error_blank_says_the_functions_are_right():
+    verdict = result(QuantizeInt8, q2_namespace(error=____))
+    assert verdict.outcome is Outcome.NOT_ATTEMPTED and "first part is right" in verdict.message
+
+
+@pytest.mark.parametrize(
+    "namespace, says",
+    [
+        (q2_namespace(per_tensor_quantize), "same scale"),
+        (q2_namespace(lambda w: right_quantize(w * 127 / 128)), "max |w| / 127"),  # scale = max / 128
+        (q2_namespace(per_column_quantize), "one value per output row"),
+        (q2_namespace(truncating_quantize), "do not truncate"),
+        (q2_namespace(float_quantize), "torch.int8"),
+        (q2_namespace(in_place_quantize), "changed its input"),
+        (q2_namespace(lambda w: right_quantize(w)[0]), "pair"),
+        (q2_namespace(dequantize=forgot_scale_dequantize), "W_hat"),
+        (q2_namespace(raising_quantize), "RuntimeError: boom"),
+        (q2_namespace(error=measured_error() * 100), "percentage"),
+        (q2_namespace(error=measured_error(per_tensor_quantize)), "int8_error"),
+        (q2_namespace(error=torch.tensor(measured_error())), ".item()"),
+    ],
+)
+def test_quantize_mistakes_are_named(namespace, says):
+    verdict = result(QuantizeInt8, namespace)
+    assert verdict.outcome is Outcome.INCORRECT
+    assert says in verdict.message, verdict.message
+    assert_no_leak(verdict.message, measured_error())
+
+
+# --- q3: inference_model.json -----------------------------------------------------------
+
+
+def prompt_for(content: str, system: str | None = SYSTEM, generation_prompt: bool = True) -> str:
+    messages = [{"role": "system", "content": system}] if system else []
+    return render_chat(CHAT_TEMPLATE, [*messages, {"role": "user", "content": content}], generation_prompt)
+
+
+BY_HAND = f"<|im_start|>system\n{SYSTEM}<|im_end|>\n<|im_start|>user\n{{Content}}<|im_end|>\n<|im_start|>assistant\n"
+
+
+def spec(prompt: str = BY_HAND, name: str = MODEL_NAME) -> dict:
+    return {"Name": name, "PromptTemplate": {"prompt": prompt}}
+
+
+@pytest.mark.parametrize("prompt", [BY_HAND, prompt_for("{Content}")])
+def test_inference_model_right_answers_pass(prompt):
+    verdict = result(InferenceModel, spec(prompt))
+    assert verdict.outcome is Outcome.CORRECT, verdict.message
+
+
+@pytest.mark.parametrize("value", [____, spec(____, ____), spec(____), {"Name": MODEL_NAME, "PromptTemplate": ____}])
+def test_inference_model_blank_is_not_attempted(value):
+    assert result(InferenceModel, value).outcome is Outcome.NOT_ATTEMPTED
+
+
+@pytest.mark.parametrize(
+    "value, says",
+    [
+        (spec(BY_HAND.replace("{Content}", "{content}")), "{Content}"),
+        (spec(BY_HAND + "{Content}"), "exactly one"),
+        ({"PromptTemplate": {"prompt": BY_HAND}}, "Name"),
+        ({"Name": MODEL_NAME, "prompt": BY_HAND}, "PromptTemplate"),
+        (spec(name="SmolLM2"), "MODEL_NAME"),
+        ({**spec(), "Extra": {1, 2}}, "JSON"),
+        (spec(prompt_for("{Content}", system=None)), "SYSTEM"),
+        (spec(prompt_for("{Content}", generation_prompt=False)), "generation prompt"),
+        (spec(BY_HAND.rstrip("\n")), "whitespace"),
+        (spec(BY_HAND.replace("<|im_end|>\n<|im_start|>user", "<|im_end|><|im_start|>user")), "character"),
+        ("{Content}", "Name"),
+    ],
+)
+def test_inference_model_mistakes_are_named(value, says):
+    verdict = result(InferenceModel, value)
+    assert verdict.outcome is Outcome.INCORRECT
+    assert says in verdict.message, verdict.message
+
+
+# --- q4: int4 breakdown -----------------------------------------------------------------
+
+RIGHT_MIXED = ((N_PARAMS - EMBEDDING_PARAMS) * 5 + EMBEDDING_PARAMS * 9) / 8 / 1e6
+
+
+def test_breakdown_right_answer_passes_and_is_near_the_measured_size():
+    assert result(Int4Breakdown, RIGHT_MIXED).outcome is Outcome.CORRECT
+    assert 95 < RIGHT_MIXED < 103.2
+
+
+@pytest.mark.parametrize(
+    "value, says",
+    [
+        (((N_PARAMS - EMBEDDING_PARAMS) * 5 + EMBEDDING_PARAMS * 8) / 8 / 1e6, "scale"),
+        ((N_PARAMS * 5 + EMBEDDING_PARAMS * 9) / 8 / 1e6, "counted twice"),
+        (N_PARAMS * 5 / 8 / 1e6, "int4_mixed_mb"),
+        ("98 MB", "number"),
+    ],
+)
+def test_breakdown_mistakes_are_named(value, says):
+    verdict = result(Int4Breakdown, value)
+    assert verdict.outcome is Outcome.INCORRECT and says in verdict.message, verdict.message
+    assert_no_leak(verdict.message, RIGHT_MIXED)
+
+
+def test_breakdown_blank_is_not_attempted():
+    assert result(Int4Breakdown, ____).outcome is Outcome.NOT_ATTEMPTED
