@@ -6,6 +6,15 @@ slmops prepare [--model M] [--tuned]
 slmops run --profile smoke    execute the notebooks into artifacts/, print metrics
 slmops summary                print the recorded metrics again
 slmops render-labs            regenerate labs/*.ipynb from labs/source/
+slmops bench [--source DIR] [--profile P] [--variants onnx_int4,...]
+                              export (cached) and benchmark ONNX variants beside torch eager; print the table
+slmops serve PACKAGE [--port N]
+                              a local OpenAI-compatible server (/v1/chat/completions, /v1/models) on 127.0.0.1
+slmops site [--no-run]        render the executed notebooks into a static site, artifacts/site/
+slmops registry list|show ID|verify ID|promote ID --stage S
+                              the local model registry (artifacts/registry/): lineage, stages, sha256 checks
+slmops gate --candidate A --baseline B --policy P
+                              quality gate on recorded metrics: exit 0 pass, 1 fail (says which metric, by how much)
 """
 
 from __future__ import annotations
@@ -95,6 +104,49 @@ def _render_labs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ._io import atomic_write_json
+    from .deploy.bench import format_table, run_benchmark
+    from .deploy.export import deploy_source
+
+    source, label = deploy_source(args.source)
+    print(f"benchmarking {label}: {source}")
+    table, _ = run_benchmark(source, args.profile, tuple(args.variants.split(",")))
+    print(format_table(table))
+    if args.out:
+        atomic_write_json(Path(args.out), {"source": str(source), "profile": args.profile, "table": table})
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from .deploy.serve import ServeLimits, serve
+
+    serve(args.package, args.host, args.port, ServeLimits(max_tokens=args.max_tokens))
+    return 0
+
+
+def _site(args: argparse.Namespace) -> int:
+    from .site import build_site
+
+    index = build_site(run_missing=not args.no_run, profile=args.profile)
+    print(f"wrote {index} (opens from disk; needs no network)")
+    return 0
+
+
+def _registry(args: argparse.Namespace) -> int:
+    from .registry import run_command
+
+    return run_command(args.action, args.id, stage=args.stage, root=args.root)
+
+
+def _gate(args: argparse.Namespace) -> int:
+    from .gate import run_command
+
+    return run_command(args.candidate, args.baseline, args.policy, registry_root=args.registry)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="slmops", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=metadata.version("slmops-course"))
@@ -117,6 +169,36 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=_run)
     sub.add_parser("summary", help="print recorded metrics").set_defaults(func=_summary)
     sub.add_parser("render-labs", help="regenerate the exercise notebooks").set_defaults(func=_render_labs)
+    bench = sub.add_parser("bench", help="export and benchmark ONNX variants beside torch eager")
+    bench.add_argument(
+        "--source", help="model folder to deploy (default: notebook 03's merged model, else the tuned one)"
+    )
+    bench.add_argument("--profile", choices=sorted(PROFILES), default="smoke")
+    bench.add_argument("--variants", default="onnx_fp32,onnx_fp16,onnx_int8,onnx_int4")
+    bench.add_argument("--out", help="also write the table as JSON here")
+    bench.set_defaults(func=_bench)
+    serve = sub.add_parser("serve", help="serve a model package with an OpenAI-compatible API on loopback")
+    serve.add_argument("package", help="package folder (notebook 04 writes artifacts/04_deployment/package)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000, help="0 picks a free port")
+    serve.add_argument("--max-tokens", type=int, default=256, help="upper bound on max_tokens per request")
+    serve.set_defaults(func=_serve)
+    site = sub.add_parser("site", help="render the executed notebooks into a static site (artifacts/site/)")
+    site.add_argument("--profile", choices=sorted(PROFILES), default="smoke", help="profile for notebooks not run yet")
+    site.add_argument("--no-run", action="store_true", help="do not run missing notebooks; list them as not run")
+    site.set_defaults(func=_site)
+    registry = sub.add_parser("registry", help="list, show, verify or promote registered model packages")
+    registry.add_argument("action", choices=["list", "show", "verify", "promote"])
+    registry.add_argument("id", nargs="?", help="entry id, e.g. support-assistant-v2 (see `slmops registry list`)")
+    registry.add_argument("--stage", help="promote: the new stage; list: only this stage")
+    registry.add_argument("--root", help="registry folder (default artifacts/registry)")
+    registry.set_defaults(func=_registry)
+    gate = sub.add_parser("gate", help="check a candidate's metrics against a baseline under a policy")
+    gate.add_argument("--candidate", required=True, help="metrics JSON file or registry entry id")
+    gate.add_argument("--baseline", help="metrics JSON file or registry entry id (needed by relative checks)")
+    gate.add_argument("--policy", required=True, help="policy YAML, e.g. notebooks/configs/gate.yaml")
+    gate.add_argument("--registry", help="registry folder for entry ids (default artifacts/registry)")
+    gate.set_defaults(func=_gate)
     return parser
 
 

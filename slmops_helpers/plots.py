@@ -188,3 +188,82 @@ def plot_distillation_tradeoff(rows: list[dict[str, Any]]) -> Figure:
     ax.margins(0.25)
     fig.tight_layout()
     return fig
+
+
+def plot_rollout(result: Any) -> Figure:
+    """A staged rollout (``rollout.simulate_rollout``): devices on the new version over time,
+    and each stage's health against its budgets; a halted stage is drawn in red."""
+    fig, (ax_time, ax_health) = plt.subplots(1, 2, figsize=(12, 4), gridspec_kw={"width_ratios": [2, 1]})
+    ax_time.plot(result.hours, result.on_new, color="tab:blue", lw=2)
+    for i, s in enumerate(result.stages):
+        color = "tab:red" if not s.passed else ("0.92" if i % 2 == 0 else "0.85")
+        ax_time.axvspan(s.start_h, s.end_h, color=color, alpha=0.25 if not s.passed else 0.6, lw=0)
+        ax_time.text((s.start_h + s.end_h) / 2, 1.01, s.name, transform=ax_time.get_xaxis_transform(), ha="center")
+    if result.halted:
+        last = result.stages[-1]
+        ax_time.axvline(last.end_h, color="tab:red", linestyle="--", label=f"halt + rollback: {last.reason}")
+        ax_time.legend(loc="upper left", fontsize=8)
+    ax_time.set(xlabel="hours since the release", ylabel="devices on the new version", ylim=(0, None))
+    ax_time.set_title("Staged rollout", pad=18)
+    names = [s.name for s in result.stages]
+    x = range(len(names))
+    colors = ["tab:red" if not s.passed else "tab:green" for s in result.stages]
+    ax_health.bar(
+        [i - 0.2 for i in x], [100 * s.error_rate for s in result.stages], 0.4, color=colors, label="failed answers"
+    )
+    ax_health.bar(
+        [i + 0.2 for i in x],
+        [100 * s.slow_share for s in result.stages],
+        0.4,
+        color=colors,
+        hatch="//",
+        alpha=0.6,
+        label="devices over latency budget",
+    )
+    for i, s in enumerate(result.stages):
+        ax_health.hlines(100 * s.max_error_rate, i - 0.4, i, color="black", linestyle="--")
+        ax_health.hlines(100 * s.max_slow_share, i, i + 0.4, color="black", linestyle=":")
+    top = max(max(s.error_rate, s.slow_share, s.max_error_rate, s.max_slow_share) for s in result.stages)
+    ax_health.set_xticks(list(x), names)
+    ax_health.set(ylabel="% (dashed / dotted: the stage's budgets)", title="Health per stage", ylim=(0, 140 * top))
+    ax_health.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+SIZE_PARTS = ("quantized_mb", "scales_mb", "float_mb")
+
+
+def plot_size_breakdown(rows: list[dict[str, Any]]) -> Figure:
+    """Stacked MB per variant: quantized integers, scales/zero points, float weights.
+
+    ``rows``: one dict per variant with ``variant`` and the ``SIZE_PARTS`` keys.
+    """
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    bottom = [0.0] * len(rows)
+    names = [r["variant"] for r in rows]
+    for part in SIZE_PARTS:
+        values = [r[part] for r in rows]
+        ax.barh(names, values, left=bottom, label=part.removesuffix("_mb").replace("_", " "))
+        bottom = [b + v for b, v in zip(bottom, values, strict=True)]
+    ax.set_xlabel("MB on disk")
+    ax.legend(loc="lower right")
+    ax.set_title("What the bytes are")
+    fig.tight_layout()
+    return fig
+
+
+def plot_benchmark(table: list[dict[str, Any]]) -> Figure:
+    """Left: decode speed per variant. Right: size against task score (the trade-off)."""
+    fig, (speed, tradeoff) = plt.subplots(1, 2, figsize=(11, 3.8))
+    names = [r["variant"] for r in table]
+    speed.barh(names, [r["tok_s"] for r in table], color="tab:blue")
+    speed.set_xlabel("tokens / s (batch 1, after the first token)")
+    for r in table:
+        tradeoff.scatter(r["mb"], r["score"], s=60)
+        tradeoff.annotate(r["variant"], (r["mb"], r["score"]), textcoords="offset points", xytext=(5, 4))
+    tradeoff.set_xlabel("size on disk (MB)")
+    tradeoff.set_ylabel("task score (0–100)")
+    tradeoff.set_title("smaller is not free: check the score")
+    fig.tight_layout()
+    return fig

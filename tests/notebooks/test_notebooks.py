@@ -69,14 +69,38 @@ def test_03_fine_tuning(root):
     assert m["adapter_switch_ms"] < 1000
 
 
-@pytest.mark.parametrize("lab", ["01_introduction", "03_fine_tuning"])
+def test_04_deployment(root):
+    m = _run(root, "04_deployment")
+    variants = ("torch_fp32", "onnx_fp32", "onnx_fp16", "onnx_int8", "onnx_int4")
+    for v in variants:
+        assert m[f"{v}_mb"] > 0 and m[f"{v}_tok_s"] > 0 and m[f"{v}_peak_mb"] > 0
+        assert m[f"{v}_ms_per_token_p95"] >= m[f"{v}_ms_per_token_p50"] > 0
+        assert 0 <= m[f"{v}_agreement"] <= 1 and 0 <= m[f"{v}_score"] <= 100
+    # the export computes what PyTorch computes
+    assert m["onnx_max_abs_diff"] <= 1e-3 and m["onnx_greedy_agreement"] >= 0.9
+    # sizes follow the precision; int4 meets the size target
+    assert 0.45 < m["onnx_fp16_ratio"] < 0.55 and m["onnx_int4_ratio"] < m["onnx_int8_ratio"] < m["onnx_fp16_ratio"]
+    assert m["int4_reduction_pct"] >= 70 and m["int4_scales_mb"] > 0
+    # tied embeddings: quantizing lm_head too stores a second copy, so "all MatMul" int8 is not the smallest
+    assert m["int8_all_mb"] > m["int8_keep_lm_head_mb"]
+    # a process running the int4 package needs far less memory than torch eager
+    assert m["onnx_int4_peak_mb"] < 0.7 * m["torch_fp32_peak_mb"]
+    # package integrity and a server that survives bad input
+    assert m["tamper_detected"] is True and m["package_variant"] in ("onnx_int4", "onnx_int8")
+    assert m["server_ok"] == 20 and m["server_p95_s"] >= m["server_p50_s"] > 0
+    assert m["server_malformed_4xx"] == 50 and m["server_healthy_after"] is True
+    assert m["checklist_total"] == 5 and m["checklist_passed"] >= 3
+    assert m["genai_agreement"] >= 0.5  # onnxruntime-genai and our loop decode the same folder alike
+
+
+@pytest.mark.parametrize("lab", ["01_introduction", "03_fine_tuning", "04_deployment"])
 def test_lab_exercise_is_rendered_from_its_source(root, lab):
     assert is_up_to_date(root / "labs" / "source" / f"{lab}.ipynb", root / "labs" / f"{lab}.ipynb"), (
         "labs/ is stale: run `slmops render-labs` and commit the result"
     )
 
 
-@pytest.mark.parametrize("lab, n_questions", [("01_introduction", 5), ("03_fine_tuning", 4)])
+@pytest.mark.parametrize("lab, n_questions", [("01_introduction", 5), ("03_fine_tuning", 4), ("04_deployment", 4)])
 def test_lab_solution_passes_and_blank_exercise_runs(root, lab, n_questions):
     out = artifacts_dir() / "labs"
     solution = out / f"{lab}_solution.ipynb"
