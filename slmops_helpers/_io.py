@@ -47,6 +47,7 @@ def atomic_directory(final: str | os.PathLike) -> Iterator[Path]:
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp"))
+    os.chmod(tmp, 0o755)  # mkdtemp makes 0700 folders; caches and packages are meant to be shared reading
     try:
         yield tmp
         if final.exists():

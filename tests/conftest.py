@@ -33,13 +33,13 @@ def tiny_tokenizer():
     return tok
 
 
-@pytest.fixture
-def tiny_model(tiny_tokenizer):
+def build_tiny_llama(tokenizer, **overrides):
+    """A random Llama small enough for unit tests; ``overrides`` change its config."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tiny_tokenizer),
+    config = dict(
+        vocab_size=len(tokenizer),
         hidden_size=32,
         intermediate_size=64,
         num_hidden_layers=2,
@@ -47,10 +47,21 @@ def tiny_model(tiny_tokenizer):
         num_key_value_heads=2,
         max_position_embeddings=128,
         tie_word_embeddings=True,
-        pad_token_id=tiny_tokenizer.pad_token_id,
-        eos_token_id=tiny_tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
     )
-    return LlamaForCausalLM(config).eval()
+    return LlamaForCausalLM(LlamaConfig(**(config | overrides))).eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_factory():
+    """``build_tiny_llama`` for fixtures in other conftest files."""
+    return build_tiny_llama
+
+
+@pytest.fixture
+def tiny_model(tiny_tokenizer):
+    return build_tiny_llama(tiny_tokenizer)
 
 
 @pytest.fixture(scope="session")

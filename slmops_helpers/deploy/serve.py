@@ -144,6 +144,7 @@ def _chunk(completion_id: str, model: str, delta: dict, finish: str | None) -> d
 def make_handler(service: ChatService) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "slmops-serve"
+        timeout = 30  # seconds a client may stall mid-request before its thread gives up
 
         def log_message(self, format: str, *args: Any) -> None:  # quiet: the notebook prints its own summary
             pass

@@ -12,32 +12,21 @@ import pytest
 
 
 @pytest.fixture(scope="session")
-def tiny_source(tmp_path_factory, tiny_tokenizer) -> Path:
+def tiny_source(tmp_path_factory, tiny_tokenizer, tiny_llama_factory) -> Path:
     """A saved tiny Llama (hidden 64, 4 heads, 2 kv heads, 2 layers, tied embeddings).
 
     ``initializer_range=0.5`` makes the random logits peaked enough that greedy decoding
     produces varied tokens (with the default 0.02 it repeats one token forever).
     """
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tiny_tokenizer),
+    model = tiny_llama_factory(
+        tiny_tokenizer,
         hidden_size=64,
         intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=128,
         initializer_range=0.5,
-        tie_word_embeddings=True,
-        pad_token_id=tiny_tokenizer.pad_token_id,
         bos_token_id=tiny_tokenizer.eos_token_id,
-        eos_token_id=tiny_tokenizer.eos_token_id,
     )
     folder = tmp_path_factory.mktemp("tiny_llama")
-    LlamaForCausalLM(config).eval().save_pretrained(folder)
+    model.save_pretrained(folder)
     tiny_tokenizer.save_pretrained(folder)
     return folder
 
