@@ -1,7 +1,8 @@
 # The course's task runner. Every target sets itself up on a fresh machine.
 #   make course   run every notebook (smoke profile) into artifacts/ and print the metrics
-#   make test     unit tests + notebook/lab executions
+#   make test     unit tests, notebook/lab executions, then the browser tests (JupyterLab, site)
 #   make lab      open JupyterLab with the course kernel
+#   make site     render the executed notebooks into a static site, artifacts/site/index.html
 VENV    ?= .venv
 PY      := $(VENV)/bin/python
 SLMOPS  := $(VENV)/bin/slmops
@@ -11,7 +12,7 @@ export HF_HUB_OFFLINE := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup model course test test-fast lab render-labs doctor clean
+.PHONY: setup model course test test-fast lab site render-labs doctor clean
 
 setup: $(VENV)/.setup-done
 
@@ -40,6 +41,10 @@ test-fast: setup
 
 lab: model
 	$(VENV)/bin/jupyter lab --notebook-dir=.
+
+# Runs the notebooks that have no executed copy in artifacts/ yet, then renders them all.
+site: model
+	$(SLMOPS) site --profile $(PROFILE)
 
 render-labs: setup
 	$(SLMOPS) render-labs

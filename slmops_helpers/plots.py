@@ -77,8 +77,13 @@ def plot_pruning(rows: list[dict[str, Any]]) -> Figure:
 
 
 def plot_fleet(plan: Any) -> Figure:
-    """Which device classes can hold the model: RAM budget per class against model size."""
-    fig, ax = plt.subplots(figsize=(7, 3.5))
+    """Which device classes can hold the model: RAM budget per class against model size.
+
+    Built without pyplot, like every plot a widget redraws: ipykernel runs widget callbacks
+    concurrently, and pyplot's global state then draws blank or half-drawn figures.
+    """
+    fig = Figure(figsize=(7, 3.5))
+    ax = fig.subplots()
     names = [r["name"] for r in plan.rows]
     colors = ["tab:green" if r["fits"] else "tab:red" for r in plan.rows]
     ax.barh(names, [r["budget_gb"] for r in plan.rows], color=colors)
@@ -154,8 +159,9 @@ def plot_memory_tips(rows: list[dict[str, Any]]) -> Figure:
 
 def plot_temperature(view: dict[str, Any], labels: list[str], temperature: float) -> Figure:
     """Teacher and student probabilities of the teacher's top tokens at one temperature
-    (``view`` from ``distill.temperature_view``)."""
-    fig, ax = plt.subplots(figsize=(7, 3.6))
+    (``view`` from ``distill.temperature_view``). Built without pyplot (see ``plot_fleet``)."""
+    fig = Figure(figsize=(7, 3.6))
+    ax = fig.subplots()
     x = range(len(labels))
     ax.bar([i - 0.2 for i in x], view["teacher_probs"], width=0.4, label="teacher", color="tab:blue")
     ax.bar([i + 0.2 for i in x], view["student_probs"], width=0.4, label="student", color="tab:orange")

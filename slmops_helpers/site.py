@@ -1,0 +1,424 @@
+"""The course site: the executed notebooks as static HTML, with an index page.
+
+``slmops site`` (``make site``) writes ``artifacts/site/``::
+
+    index.html                  the sections in order: learning goals, headline metrics,
+                                run time and slowest cells, links
+    notebooks/NN_name.html      each executed notebook from artifacts/notebooks/, plots inline
+    labs/NN_name.html           each section's lab, as the learner gets it (not executed)
+
+The site opens from disk with no network: pages use nbconvert's ``lab`` template minus
+every script it would fetch from a CDN (require.js, MathJax, mermaid, the widget
+manager). Widgets cannot run without a kernel, so each one is replaced by a static
+snapshot of what it showed when the notebook ran (its controls' values and its output).
+The folder is written atomically: a failed build leaves the previous site untouched.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from . import runner
+from ._io import atomic_directory
+from .config import artifacts_dir, project_root
+
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+
+# The phrasings a notebook's first cell uses to introduce its learning goals.
+GOALS_INTRO = re.compile(
+    r"^\s*(?:#+\s*|\*\*)?(?:you will leave knowing how to|learning goals|you will learn(?: how)? to)\b", re.I
+)
+BULLET = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+(.*)$")
+
+# Headline metrics per notebook: (key, label, format). Keys missing from a run are skipped;
+# a notebook without an entry shows its task scores and run time (see headline_metrics).
+HEADLINES: dict[str, list[tuple[str, str, str]]] = {
+    "01_introduction": [
+        ("n_params", "parameters", "{:,.0f}"),
+        ("measured_fp32_mib", "fp32 weights (MiB)", "{:.0f}"),
+        ("measured_int4_mib", "int4 weights (MiB)", "{:.0f}"),
+        ("gen_tok_s", "generation speed (tokens/s)", "{:.1f}"),
+        ("base_task_score", "untuned task score (0-100)", "{:.1f}"),
+        ("majority_task_score", "majority baseline (0-100)", "{:.1f}"),
+    ],
+    "02_distillation": [
+        ("teacher_task_score", "teacher task score (0-100)", "{:.1f}"),
+        ("student_task_score", "distilled student task score", "{:.1f}"),
+        ("baseline_student_task_score", "undistilled student task score", "{:.1f}"),
+        ("student_param_share", "student size (share of teacher)", "{:.0%}"),
+        ("speedup", "student speed-up", "{:.1f}x"),
+        ("targets_met", "targets met (of 4)", "{:d}"),
+    ],
+    "03_fine_tuning": [
+        ("base_score", "untuned task score (0-100)", "{:.1f}"),
+        ("full_score", "full fine-tune", "{:.1f}"),
+        ("lora_score", "LoRA", "{:.1f}"),
+        ("qlora_score", "QLoRA", "{:.1f}"),
+        ("ia3_score", "IA3", "{:.1f}"),
+        ("lora_trainable_pct", "LoRA trainable share (%)", "{:.2f}"),
+        ("lora_artifact_mb", "LoRA adapter file (MB)", "{:.1f}"),
+    ],
+    "04_deployment": [
+        ("torch_fp32_score", "PyTorch fp32 task score", "{:.1f}"),
+        ("onnx_int4_score", "ONNX int4 task score", "{:.1f}"),
+        ("torch_fp32_mb", "PyTorch fp32 size (MB)", "{:.0f}"),
+        ("onnx_int4_mb", "ONNX int4 size (MB)", "{:.0f}"),
+        ("torch_fp32_tok_s", "PyTorch fp32 speed (tokens/s)", "{:.1f}"),
+        ("onnx_int4_tok_s", "ONNX int4 speed (tokens/s)", "{:.1f}"),
+    ],
+}
+CONTEXT_KEYS = {"profile", "model", "device", "python", "platform", "cpu_count"}
+
+# nbconvert's lab template without anything fetched from the network.
+PAGE_TEMPLATE = """{%- extends 'lab/index.html.j2' -%}
+{%- block html_head_js -%}{%- endblock html_head_js -%}
+{%- block jupyter_widgets -%}{%- endblock jupyter_widgets -%}
+{%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
+{%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
+{%- block html_head_css -%}<style type="text/css">{{ resources.site_css }}</style>{%- endblock html_head_css -%}
+{%- block body_header -%}{{ super() }}{{ resources.site_nav }}{%- endblock body_header -%}
+{%- block body_footer -%}{{ resources.site_nav }}{{ super() }}{%- endblock body_footer -%}
+"""
+NAV_CSS = """
+nav.site-nav { display: flex; gap: 1.5em; padding: 0.6em 1em; margin: 0 0 1em; background: #f3f4f6;
+  border-bottom: 1px solid #d1d5db; font-family: system-ui, sans-serif; font-size: 14px; }
+nav.site-nav a { color: #1d4ed8; text-decoration: none; } nav.site-nav a:hover { text-decoration: underline; }
+.site-widget-note { font-style: italic; color: #555; padding: 0.2em 0; }
+"""
+INDEX_CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; max-width: 62em; margin: 2em auto;
+  padding: 0 1em; color: #1f2937; line-height: 1.5; }
+h1 { margin-bottom: 0.2em; } .lead { color: #4b5563; margin-top: 0; }
+section { border: 1px solid #e5e7eb; border-radius: 8px; padding: 0.5em 1.5em 1em; margin: 1.5em 0; }
+section h2 { margin-bottom: 0.3em; } .links a { margin-right: 1.5em; font-weight: 600; color: #1d4ed8; }
+table { border-collapse: collapse; margin: 0.5em 0; } td, th { padding: 0.2em 1em 0.2em 0; text-align: left; }
+td.value { font-variant-numeric: tabular-nums; font-weight: 600; } .muted { color: #6b7280; font-size: 0.9em; }
+details { margin-top: 0.6em; } code { background: #f3f4f6; padding: 0 0.2em; border-radius: 3px; }
+"""
+
+
+@dataclass
+class Section:
+    """One course section as the index shows it."""
+
+    number: str
+    stem: str
+    title: str
+    goals: list[str]
+    executed: Path | None = None  # the executed copy, if the notebook has been run
+    lab: Path | None = None
+    metrics: dict[str, Any] | None = None
+    cell_times: list[tuple[int, float, str]] = field(default_factory=list)
+
+    @property
+    def page(self) -> str:
+        return f"notebooks/{self.stem}.html"
+
+    @property
+    def lab_page(self) -> str:
+        return f"labs/{self.stem}.html"
+
+
+def _markdown_cells(nb: dict) -> list[str]:
+    cells = [c for c in nb.get("cells", []) if c.get("cell_type") == "markdown"]
+    return [c["source"] if isinstance(c["source"], str) else "".join(c["source"]) for c in cells]
+
+
+def notebook_title(nb: dict, fallback: str) -> str:
+    """The notebook's first ``# heading`` (else ``fallback``)."""
+    for text in _markdown_cells(nb):
+        for line in text.splitlines():
+            if line.startswith("# "):
+                return line[2:].strip()
+    return fallback
+
+
+def learning_goals(nb: dict) -> list[str]:
+    """The bullet list after "You will leave knowing how to" in the notebook's opening cell.
+
+    The opening cell is the first markdown cell (the second, for a generated lab whose first
+    cell is a "generated from" note). Bullets may wrap onto indented continuation lines;
+    the list ends at the first line that is neither. [] when no goals are stated.
+    """
+    for text in _markdown_cells(nb)[:2]:
+        lines = text.splitlines()
+        start = next((i for i, line in enumerate(lines) if GOALS_INTRO.match(line)), None)
+        if start is None:
+            continue
+        goals: list[str] = []
+        for line in lines[start + 1 :]:
+            if match := BULLET.match(line):
+                goals.append(match.group(1).strip())
+            elif goals and line.startswith((" ", "\t")) and line.strip():
+                goals[-1] += " " + line.strip()
+            elif goals or line.strip():
+                break
+        return goals
+    return []
+
+
+def format_metric(value: Any, fmt: str) -> str:
+    """``value`` with ``fmt``, or plainly when the format does not fit its type."""
+    try:
+        return fmt.format(value)
+    except (ValueError, TypeError):
+        return str(value)
+
+
+def headline_metrics(stem: str, metrics: dict[str, Any]) -> list[tuple[str, str]]:
+    """(label, formatted value) of the notebook's headline figures, in a fixed order."""
+    spec = HEADLINES.get(stem)
+    if spec is None:  # a section without a list yet: its scores, nothing else guessed
+        spec = [(k, k.replace("_", " "), "{:.1f}") for k in sorted(metrics) if k.endswith("_score")][:6]
+    rows = [(label, format_metric(metrics[key], fmt)) for key, label, fmt in spec if key in metrics]
+    if "notebook_s" in metrics:
+        rows.append(("run time (s)", format_metric(metrics["notebook_s"], "{:.0f}")))
+    return rows
+
+
+def _plain(text: str) -> str:
+    """HTML widget values (tqdm bars) as plain text."""
+    return html.unescape(re.sub(r"<[^>]+>", "", text)).replace("\u2007", " ").strip()
+
+
+def static_widgets(nb: dict) -> dict:
+    """Replace each widget output with a static snapshot of what it showed; drop widget state.
+
+    Output widgets contribute the outputs they captured (text, plots); controls contribute
+    their label and value; tqdm bars their text. Works on the notebook dict in place.
+    """
+    state = nb.get("metadata", {}).pop("widgets", {}).get(WIDGET_STATE, {}).get("state", {})
+
+    def walk(model_id: str, outputs: list[dict], controls: list[str], texts: list[str]) -> None:
+        model = state.get(model_id)
+        if model is None:
+            return
+        name, st = model.get("model_name", ""), model.get("state", {})
+        if name == "OutputModel":
+            outputs.extend(st.get("outputs", []))
+        elif name in ("HTMLModel", "LabelModel"):
+            texts.append(_plain(str(st.get("value", ""))))
+        elif name.endswith("ProgressModel"):
+            pass  # a progress bar: its HTML labels (tqdm) tell the story
+        elif ("description" in st and "value" in st) or "_options_labels" in st:
+            labels = st.get("_options_labels")
+            value = labels[st["index"]] if labels and isinstance(st.get("index"), int) else st.get("value")
+            controls.append(f"{st.get('description') or name.removesuffix('Model')} = {value}")
+        for child in st.get("children", []):
+            walk(str(child).removeprefix("IPY_MODEL_"), outputs, controls, texts)
+
+    for cell in nb.get("cells", []):
+        if cell.get("cell_type") != "code":
+            continue
+        new_outputs = []
+        for out in cell.get("outputs", []):
+            view = out.get("data", {}).get(WIDGET_VIEW)
+            if view is None:
+                new_outputs.append(out)
+                continue
+            captured: list[dict] = []
+            controls: list[str] = []
+            texts: list[str] = []
+            walk(view.get("model_id", ""), captured, controls, texts)
+            if controls or captured:
+                note = "Interactive widget (run the notebook in JupyterLab to use it); as it ran"
+                note += f": {', '.join(controls)}." if controls else "."
+                new_outputs.append({"output_type": "display_data", "metadata": {}, "data": {"text/html": _note(note)}})
+                new_outputs.extend(captured)
+            elif any(texts):
+                text = " ".join(t for t in texts if t)
+                new_outputs.append({"output_type": "stream", "name": "stdout", "text": text + "\n"})
+            # else: a widget with nothing to show statically (no state saved): leave it out
+        cell["outputs"] = new_outputs
+    return nb
+
+
+def _note(text: str) -> str:
+    return f'<div class="site-widget-note">{html.escape(text)}</div>'
+
+
+def _nav(links: list[tuple[str, str]]) -> str:
+    items = "".join(f'<a href="{html.escape(href)}">{html.escape(label)}</a>' for label, href in links)
+    return f'<nav class="site-nav">{items}</nav>'
+
+
+def render_page(nb: dict, title: str, nav: str) -> str:
+    """One notebook as a standalone HTML page (inline CSS and images, no scripts fetched)."""
+    import jinja2
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    node = nbformat.reads(json.dumps(nb), as_version=4)  # normalizes list-of-lines sources and outputs
+    node.metadata["title"] = title
+    exporter = HTMLExporter(
+        template_name="lab",
+        extra_loaders=[jinja2.DictLoader({"slmops_site.html.j2": PAGE_TEMPLATE})],
+        template_file="slmops_site.html.j2",
+    )
+    body, _ = exporter.from_notebook_node(node, resources={"site_nav": nav, "site_css": NAV_CSS})
+    return body
+
+
+def _read(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def collect_sections(root: Path, artifacts: Path) -> list[Section]:
+    """Every course notebook in order, with what has been recorded for it so far."""
+    sections = []
+    for source in runner.course_notebooks(root):
+        nb = _read(source)
+        section = Section(source.name[:2], source.stem, notebook_title(nb, source.stem), learning_goals(nb))
+        executed = artifacts / "notebooks" / source.name
+        if executed.is_file():
+            section.executed = executed
+            # (prompt number as shown on the page, seconds, first line) per timed code cell
+            cells = _read(executed)["cells"]
+            section.cell_times = [
+                (cells[i].get("execution_count") or i, t, src) for i, t, src in runner.cell_times(executed)
+            ]
+        metrics = artifacts / "metrics" / f"{source.stem}.json"
+        if metrics.is_file():
+            section.metrics = _read(metrics)
+        lab = root / "labs" / source.name
+        section.lab = lab if lab.is_file() else None
+        sections.append(section)
+    return sections
+
+
+def _markdown(text: str) -> str:
+    from nbconvert.filters.markdown_mistune import markdown2html_mistune
+
+    return markdown2html_mistune(text)
+
+
+def render_index(sections: list[Section], generated: str) -> str:
+    """The home page: one card per section, in course order."""
+    cards = []
+    for s in sections:
+        parts = [f"<h2>{html.escape(s.title)}</h2>"]
+        if s.goals:
+            parts.append("<p><strong>You will leave knowing how to</strong></p>")
+            parts.append(_markdown("\n".join(f"- {g}" for g in s.goals)))
+        links = []
+        if s.executed:
+            links.append(f'<a href="{s.page}">Read the executed notebook</a>')
+        if s.lab:
+            links.append(f'<a href="{s.lab_page}">Lab {int(s.number)} (exercises)</a>')
+        if links:
+            parts.append(f'<p class="links">{"".join(links)}</p>')
+        if not s.executed:
+            parts.append(
+                f'<p class="muted">Not run yet: <code>slmops run --only {s.number}</code>, '
+                "then <code>slmops site</code>.</p>"
+            )
+        if s.metrics:
+            m = s.metrics
+            rows = "".join(
+                f'<tr><td>{html.escape(label)}</td><td class="value">{html.escape(value)}</td></tr>'
+                for label, value in headline_metrics(s.stem, m)
+            )
+            context = ", ".join(f"{k} {m[k]}" for k in ("profile", "model", "device") if k in m)
+            parts.append(f'<table class="metrics">{rows}</table><p class="muted">Measured with {context}.</p>')
+            others = "".join(
+                f"<tr><td><code>{html.escape(k)}</code></td><td>{html.escape(format_metric(v, '{:.4g}'))}</td></tr>"
+                for k, v in sorted(m.items())
+                if k not in CONTEXT_KEYS and not k.startswith("version_")
+            )
+            parts.append(f"<details><summary>All recorded metrics</summary><table>{others}</table></details>")
+        if s.cell_times:
+            slowest = sorted(s.cell_times, key=lambda r: -r[1])[:3]
+            total = sum(t for _, t, _ in s.cell_times)
+            items = "".join(
+                f"<li>In [{n}]: {t:.0f} s <code>{html.escape(src[:60])}</code></li>" for n, t, src in slowest
+            )
+            parts.append(
+                f"<details><summary>Timing: {total:.0f} s of cell execution; the slowest cells</summary>"
+                f"<ul>{items}</ul></details>"
+            )
+        cards.append(f'<section id="section-{s.number}">{"".join(parts)}</section>')
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1.0">
+<title>SLMOps course</title>
+<style>{INDEX_CSS}</style>
+</head>
+<body>
+<h1>SLMOps course</h1>
+<p class="lead">Operate small language models through their whole life cycle, measured on a real model
+(SmolLM2-135M-Instruct), offline. The sections in order, with what each run measured.</p>
+{"".join(cards)}
+<p class="muted">Generated {html.escape(generated)} by <code>slmops site</code> from artifacts/notebooks/ and
+artifacts/metrics/. Opens from disk; nothing here loads from the network.</p>
+</body>
+</html>
+"""
+
+
+def _link_notebooks(page: str, stems: set[str]) -> str:
+    """Point links to course notebooks (``../notebooks/01_x.ipynb``) at their site pages."""
+
+    def repl(match: re.Match) -> str:
+        folder, stem = match.group(2), match.group(3)
+        return f'href="../{folder}/{stem}.html"' if stem in stems else match.group(0)
+
+    return re.sub(r'href="((?:\.\./)*)(notebooks|labs)/([\w-]+)\.ipynb"', repl, page)
+
+
+def build_site(
+    root: Path | None = None,
+    artifacts: Path | None = None,
+    out: Path | None = None,
+    *,
+    run_missing: bool = True,
+    profile: str = "smoke",
+) -> Path:
+    """Render the course site into ``out`` (default artifacts/site/); return its index.html.
+
+    With ``run_missing`` the notebooks that have no executed copy yet are run first
+    (``runner.run_course``); without, they appear on the index as "not run yet".
+    """
+    root = root or project_root()
+    artifacts = artifacts or artifacts_dir()
+    out = out or artifacts / "site"
+    if run_missing:
+        missing = [
+            p.name[:2] for p in runner.course_notebooks(root) if not (artifacts / "notebooks" / p.name).is_file()
+        ]
+        if missing:
+            print(f"running notebooks {', '.join(missing)} first (profile {profile})")
+            runner.run_course(profile, only=missing)
+    sections = collect_sections(root, artifacts)
+    stems = {s.stem for s in sections}
+    with atomic_directory(out) as tmp:
+        tmp.chmod(0o755)  # mkdtemp makes it private; a site is for reading
+        (tmp / "notebooks").mkdir()
+        (tmp / "labs").mkdir()
+        for i, s in enumerate(sections):
+            nav = [("Course index", "../index.html")]
+            if i > 0 and sections[i - 1].executed:
+                nav.append((f"Previous: {sections[i - 1].title}", f"../{sections[i - 1].page}"))
+            if i + 1 < len(sections) and sections[i + 1].executed:
+                nav.append((f"Next: {sections[i + 1].title}", f"../{sections[i + 1].page}"))
+            if s.executed:
+                links = nav + ([(f"Lab {int(s.number)}", f"../{s.lab_page}")] if s.lab else [])
+                page = render_page(static_widgets(_read(s.executed)), s.title, _nav(links))
+                (tmp / s.page).write_text(_link_notebooks(page, stems), encoding="utf-8")
+            if s.lab:
+                lab = _read(s.lab)
+                title = notebook_title(lab, f"Lab {int(s.number)}")
+                links = [("Course index", "../index.html")] + ([(s.title, f"../{s.page}")] if s.executed else [])
+                page = render_page(static_widgets(lab), title, _nav(links))
+                (tmp / s.lab_page).write_text(_link_notebooks(page, stems), encoding="utf-8")
+        generated = datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+        (tmp / "index.html").write_text(render_index(sections, generated), encoding="utf-8")
+    return out / "index.html"
