@@ -15,6 +15,7 @@ Modules follow the life cycle of a small language model:
 - ``rollout``   staged rollout to a simulated edge fleet, with halt and rollback
 - ``registry``  a local, file-based model registry with lineage
 - ``gate``      the quality gate: candidate vs baseline metrics under a policy
+- ``pipeline``  the capstone's release steps (notebook 05)
 - ``metrics``   the metrics contract: one flat JSON file per notebook
 - ``runner``    executes notebooks headlessly with papermill
 - ``site``      renders the executed notebooks into a static course site

@@ -73,6 +73,14 @@ HEADLINES: dict[str, list[tuple[str, str, str]]] = {
         ("torch_fp32_tok_s", "PyTorch fp32 speed (tokens/s)", "{:.1f}"),
         ("onnx_int4_tok_s", "ONNX int4 speed (tokens/s)", "{:.1f}"),
     ],
+    "05_slmops_pipeline": [
+        ("baseline_score", "production task score", "{:.1f}"),
+        ("candidate_score", "candidate task score", "{:.1f}"),
+        ("gate_passed", "candidate passed the gate", "{}"),
+        ("bad_candidate_gate_passed", "over-quantized build passed the gate", "{}"),
+        ("rollout_on_new", "devices on the new version", "{:,.0f}"),
+        ("bad_rollout_rolled_back", "devices rolled back (bad build)", "{:,.0f}"),
+    ],
 }
 CONTEXT_KEYS = {"profile", "model", "device", "python", "platform", "cpu_count"}
 

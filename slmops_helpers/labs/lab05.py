@@ -1,0 +1,250 @@
+"""Checks for lab 05 (the SLMOps pipeline): write a gate policy that ships one candidate
+and refuses two others, read a staged rollout's report, and sort its feedback set.
+
+The rollout of q2 and q3 is simulated here, on a small seeded fleet, so that the check
+and the learner look at the same report: ``lab_rollout()`` gives the same result every
+time it is called.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any
+
+from ..fleet import DeviceProfile, FleetSpec, Variant, build_fleet
+from ..gate import evaluate_gate
+from ..rollout import RolloutPlan, RolloutResult, Stage, simulate_rollout
+from . import Exercise, PlaceholderError, Result, ____, _guard, _has_blank_body, incorrect, is_number
+
+# q1: production's recorded metrics and three candidates (the gate's metric names).
+BASELINE = {"task_score": 41.0, "size_mb": 103.2, "ms_per_token_p50": 11.0, "peak_mb": 296.0}
+CANDIDATES = {
+    # retrained: 0.8 points lower on 24 tickets (one answer), 5 % slower: within the noise of a re-measurement
+    "A": {"task_score": 40.2, "size_mb": 103.2, "ms_per_token_p50": 11.6, "peak_mb": 301.0},
+    # quantized harder: smaller and faster, 4.5 points worse
+    "B": {"task_score": 36.5, "size_mb": 90.4, "ms_per_token_p50": 10.5, "peak_mb": 280.0},
+    # a bigger adapter: 1 point better, 30 % slower
+    "C": {"task_score": 42.0, "size_mb": 103.2, "ms_per_token_p50": 14.3, "peak_mb": 298.0},
+}
+SHIP, REFUSE = ("A",), ("B", "C")
+
+# q2/q3: a 2,000-device fleet; numbers are assumptions, except the variants' (measured by notebook 04,
+# smoke profile, on the 2-core course machine).
+LAB_PROFILES = (
+    DeviceProfile("sensor gateway", 0.40, 1024, 0.35, 0.25, "none", "cellular", 250),
+    DeviceProfile("home hub", 0.20, 2048, 0.25, 0.5, "none", "wifi", 25),
+    DeviceProfile("tablet", 0.30, 4096, 0.25, 1.0, "npu", "wifi", 100),
+    DeviceProfile("laptop", 0.10, 16384, 0.25, 2.0, "gpu", "wifi", 60),
+)
+LAB_VARIANTS = (
+    Variant("onnx_fp32", 540.3, 791.2, 90.5, 10.6, 16.9),
+    Variant("onnx_int8", 222.0, 457.5, 16.6, 35.5, 5.7),
+    Variant("onnx_int4", 103.2, 301.3, 10.0, 98.7, 21.4),
+)
+LAB_STAGES = (
+    Stage("canary", 0.02, 24, max_error_rate=0.02, max_slow_share=0.10),  # opted-in testers: a looser budget
+    Stage("wider", 0.25, 48, max_error_rate=0.02, max_slow_share=0.05),
+    Stage("all", 1.00, 72, max_error_rate=0.02, max_slow_share=0.05),
+)
+SLOW_BUILD = 1.2  # the release runs 20 % slower in the field than it measured on the build machine
+SEED = 1
+
+
+def lab_fleet_spec() -> FleetSpec:
+    return FleetSpec(
+        2000,
+        LAB_PROFILES,
+        accelerators={"none": 1.0, "npu": 1.5, "gpu": 2.0},
+        links_mbps={"wifi": 40.0, "cellular": 8.0},
+        seed=SEED,
+    )
+
+
+def lab_plan(latency_factor: float = SLOW_BUILD) -> RolloutPlan:
+    return RolloutPlan(LAB_STAGES, latency_factor=latency_factor, max_feedback=200, seed=SEED)
+
+
+def lab_rollout(latency_factor: float = SLOW_BUILD) -> RolloutResult:
+    """q2's rollout: the slow build, on the lab's fleet; the same result at every call."""
+    return simulate_rollout(build_fleet(lab_fleet_spec()), list(LAB_VARIANTS), lab_plan(latency_factor))
+
+
+# --- reading the learner's names -----------------------------------------------------------
+
+
+def _answer(ns: Mapping[str, Any], name: str) -> Any:
+    """The learner's ``name`` (functions guarded); PlaceholderError while blank or undefined."""
+    if name not in ns:
+        raise PlaceholderError(f"`{name}` is not defined yet")
+    value = ns[name]
+    if value is ____ or (inspect.isfunction(value) and _has_blank_body(value)):
+        raise PlaceholderError(f"`{name}` is still ____")
+    return _guard(value) if inspect.isfunction(value) else value
+
+
+def _contains_blank(value: Any) -> bool:
+    if value is ____:
+        return True
+    if isinstance(value, Mapping):
+        return any(_contains_blank(v) for v in value.values())
+    return isinstance(value, list | tuple) and any(_contains_blank(v) for v in value)
+
+
+# --- q1 -----------------------------------------------------------------------------------
+
+
+class WritePolicy(Exercise):
+    name, title, tier, var = "q1", "A gate policy that ships A and refuses B and C", "core", "my_policy"
+    hint_text = (
+        "Compare each candidate with BASELINE metric by metric: what does B make worse, and what does C? "
+        "Then pick tolerances between what A needs and what B and C do: a `max_drop` on task_score larger "
+        "than A's drop but smaller than B's, and a `max_increase_pct` on ms_per_token_p50 larger than A's "
+        "rise but smaller than C's."
+    )
+    solution_text = (
+        "my_policy = {\n"
+        '    "task_score": {"max_drop": 2},\n'
+        '    "ms_per_token_p50": {"max_increase_pct": 10},\n'
+        '    "size_mb": {"max": 110},\n'
+        '    "peak_mb": {"max_increase_pct": 15},\n'
+        "}"
+    )
+
+    def check_value(self, policy: Any) -> Result | None:
+        if _contains_blank(policy):
+            raise PlaceholderError("`my_policy` still holds ____")
+        if not isinstance(policy, Mapping):
+            return incorrect(f"`my_policy` should be a dict from metric name to checks, got {type(policy).__name__}.")
+        reports = {}
+        for name, metrics in CANDIDATES.items():
+            try:
+                reports[name] = evaluate_gate(metrics, BASELINE, dict(policy))
+            except ValueError as err:
+                return incorrect(f"The gate cannot use `my_policy`: {err}")
+        for name in SHIP:
+            if not reports[name].passed:
+                why = "; ".join(r.describe() for r in reports[name].failures)
+                return incorrect(
+                    f"Your policy refuses candidate {name}, which should ship ({why}). A re-measured model moves "
+                    "a little every time: leave room for that."
+                )
+        for name in REFUSE:
+            if reports[name].passed:
+                return incorrect(
+                    f"Your policy ships candidate {name}. Compare each of {name}'s metrics with BASELINE: which "
+                    "one got worse, and does a rule of your policy watch it?"
+                )
+        return None
+
+
+# --- q2 -----------------------------------------------------------------------------------
+
+CAUSES = ("errors", "latency")
+
+
+def _cause(stage: Any) -> str:
+    return "latency" if "latency budget" in stage.reason else "errors"
+
+
+class ReadRollout(Exercise):
+    name, title, tier, var = "q2", "Read a rollout report", "core", None
+    hint_text = (
+        "The summary's first line says whether the rollout halted and why; the row marked HALT is the stage. "
+        "`report.stages[-1]` is that stage: its `reason` names the budget it broke, and its `on_new` counts "
+        "the devices running the new version at that moment (every earlier stage's devices included): all "
+        "of them are rolled back."
+    )
+    solution_text = (
+        "halted_stage = report.halted_at\n"
+        "halt_cause = 'latency' if 'latency' in report.stages[-1].reason else 'errors'\n"
+        "rolled_back = report.stages[-1].on_new"
+    )
+
+    def check_value(self, ns: Mapping[str, Any]) -> Result | None:
+        report = lab_rollout()
+        last = report.stages[-1]
+        names = [s.name for s in report.stages]
+        stage = _answer(ns, "halted_stage")
+        if not isinstance(stage, str):
+            return incorrect(f"`halted_stage` should be a stage name (a str), got {type(stage).__name__}.")
+        if stage not in [s.name for s in LAB_STAGES]:
+            return incorrect(f"`halted_stage` is {stage!r}, which is not a stage of this rollout.")
+        if stage != report.halted_at:
+            if stage in names:  # a stage before the halt: it passed
+                return incorrect(
+                    f"The {stage!r} stage passed: compare its numbers with its own budgets (not every stage has "
+                    "the same ones). Which row says HALT?"
+                )
+            return incorrect(f"The rollout halted before the {stage!r} stage began: the report has no row for it.")
+        cause = _answer(ns, "halt_cause")
+        if cause not in CAUSES:
+            return incorrect(f"`halt_cause` should be one of {list(CAUSES)}, got {cause!r}.")
+        if cause != _cause(last):
+            return incorrect(
+                f"Check the halted stage's numbers against both of its budgets: which one is exceeded? (the error "
+                f"rate was {last.error_rate:.2%})"
+            )
+        rolled = _answer(ns, "rolled_back")
+        if wrong := is_number(rolled, name="rolled_back"):
+            return wrong
+        offered_now = last.offered - last.unserved
+        if rolled == len(report.choice):
+            return incorrect("That is the whole fleet; only devices already on the new version have to roll back.")
+        if rolled == offered_now and rolled != last.on_new:
+            return incorrect(
+                "The devices of earlier stages were on the new version too: a rollback takes every one of them."
+            )
+        if rolled != last.on_new:
+            return incorrect(
+                "`rolled_back` does not match the report: count the devices on the new version when it halted."
+            )
+        return None
+
+
+# --- q3 -----------------------------------------------------------------------------------
+
+
+def reference_feedback_by_profile(report: RolloutResult) -> dict[str, int]:
+    return dict(Counter(record["profile"] for record in report.feedback))
+
+
+class FeedbackByProfile(Exercise):
+    name, title, tier, var = "q3", "Where the feedback comes from", "warm-up", "feedback_by_profile"
+    hint_text = (
+        "`report.feedback` is a list of dicts, one per flagged answer kept for labelling; each has a 'profile' "
+        "key. collections.Counter counts them: dict(Counter(r['profile'] for r in report.feedback))."
+    )
+    solution_text = (
+        "from collections import Counter\nfeedback_by_profile = dict(Counter(r['profile'] for r in report.feedback))"
+    )
+
+    def check_value(self, counts: Any) -> Result | None:
+        report = lab_rollout()
+        expected = reference_feedback_by_profile(report)
+        if not isinstance(counts, Mapping):
+            return incorrect(
+                f"`feedback_by_profile` should be a dict from profile name to a count, got {type(counts).__name__}."
+            )
+        if _contains_blank(counts):
+            raise PlaceholderError("`feedback_by_profile` still holds ____")
+        if set(counts) == set(report.feedback_counts):
+            return incorrect("Those keys are the kinds of flag (failed, low confidence); count by device profile.")
+        unknown = sorted(set(counts) - {p.name for p in LAB_PROFILES})
+        if unknown:
+            return incorrect(f"{unknown} are not device profiles of this fleet.")
+        for profile, n in counts.items():
+            if wrong := is_number(n, name=f"feedback_by_profile[{profile!r}]"):
+                return wrong
+        if sum(counts.values()) != len(report.feedback):
+            return incorrect(
+                f"Your counts add up to {sum(counts.values())}, but `report.feedback` holds a different number of "
+                "records: count every record once."
+            )
+        if {k: v for k, v in counts.items() if v} != expected:
+            return incorrect("The total is right but some profiles' counts are not: group by each record's 'profile'.")
+        return None
+
+
+EXERCISES = [WritePolicy, ReadRollout, FeedbackByProfile]

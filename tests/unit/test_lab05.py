@@ -1,0 +1,190 @@
+"""Lab 05's checks: right answers pass, blanks are "not attempted", and the usual slips
+are caught with a message that names them, never the expected value."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+import torch
+
+from slmops_helpers.gate import evaluate_gate
+from slmops_helpers.labs import Outcome, Question, ____
+from slmops_helpers.labs.lab05 import (
+    BASELINE,
+    CANDIDATES,
+    EXERCISES,
+    FeedbackByProfile,
+    ReadRollout,
+    WritePolicy,
+    lab_rollout,
+)
+
+POLICY = {
+    "task_score": {"max_drop": 2},
+    "ms_per_token_p50": {"max_increase_pct": 10},
+    "size_mb": {"max": 110},
+    "peak_mb": {"max_increase_pct": 15},
+}
+
+
+def result(exercise, value):
+    """The verdict for ``value``: a namespace dict for questions that read several names."""
+    namespace = value if exercise.var is None else {exercise.var: value}
+    return Question(exercise(), namespace).result()
+
+
+@pytest.fixture(scope="module")
+def report():
+    return lab_rollout()
+
+
+def test_exercises_are_bound_in_order():
+    assert [e.name for e in EXERCISES] == ["q1", "q2", "q3"]
+
+
+# --- q1: the policy ----------------------------------------------------------------------
+
+
+def test_the_candidates_make_the_question_answerable():
+    # independent of the check: the solution's policy ships A only
+    verdicts = {name: evaluate_gate(m, BASELINE, POLICY).passed for name, m in CANDIDATES.items()}
+    assert verdicts == {"A": True, "B": False, "C": False}
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [
+        POLICY,
+        {"task_score": {"max_drop": 3}, "ms_per_token_p50": {"max_increase_pct": 20}},  # another right answer
+        {"task_score": {"min": 40}, "ms_per_token_p50": {"max": 12}},  # absolute bounds work too
+    ],
+)
+def test_policy_right_answers_pass(policy):
+    assert result(WritePolicy, policy).outcome is Outcome.CORRECT
+
+
+@pytest.mark.parametrize("policy", [____, {"task_score": {"max_drop": ____}}, {"task_score": ____}])
+def test_policy_blank_is_not_attempted(policy):
+    assert result(WritePolicy, policy).outcome is Outcome.NOT_ATTEMPTED
+
+
+def test_policy_never_defined_is_not_attempted():
+    assert Question(WritePolicy(), {}).result().outcome is Outcome.NOT_ATTEMPTED
+
+
+@pytest.mark.parametrize(
+    "policy, says",
+    [
+        ({"task_score": {"max_drop": 0.5}, "ms_per_token_p50": {"max_increase_pct": 10}}, "refuses candidate A"),
+        ({"task_score": {"max_drop": 2}, "ms_per_token_p50": {"max_increase_pct": 3}}, "refuses candidate A"),
+        ({"ms_per_token_p50": {"max_increase_pct": 10}}, "ships candidate B"),
+        ({"task_score": {"max_drop": 2}}, "ships candidate C"),
+        ({"size_mb": {"max": 110}}, "ships candidate B"),
+        ({"accuracy": {"max_drop": 2}}, "cannot use"),  # a metric the candidates do not record
+        ({"task_score": {"max_dorp": 2}}, "max_drop"),  # a typo: the gate suggests the right name
+        ({"task_score": 2}, "must map checks to limits"),
+        ({}, "cannot use"),
+        ([("task_score", 2)], "dict"),
+    ],
+)
+def test_policy_mistakes_are_named(policy, says):
+    verdict = result(WritePolicy, policy)
+    assert verdict.outcome is Outcome.INCORRECT and says in verdict.message, verdict.message
+
+
+# --- q2: the rollout report -----------------------------------------------------------------
+
+
+def test_lab_rollout_is_seeded_and_halts_on_latency_at_the_second_stage(report):
+    again = lab_rollout()
+    assert report.halted_at == again.halted_at == "wider"
+    assert report.stages[0].passed and "latency budget" in report.stages[-1].reason
+    assert report.stages[-1].on_new == again.stages[-1].on_new > report.stages[-1].offered
+    assert not lab_rollout(latency_factor=1.0).halted  # the same release, not slowed down, goes through
+
+
+def right(report):
+    return {"halted_stage": "wider", "halt_cause": "latency", "rolled_back": report.stages[-1].on_new}
+
+
+def test_rollout_right_answer_passes(report):
+    assert result(ReadRollout, right(report)).outcome is Outcome.CORRECT
+    numpy_int = {**right(report), "rolled_back": report.choice[:1].sum() * 0 + report.stages[-1].on_new}
+    assert result(ReadRollout, numpy_int).outcome is Outcome.CORRECT
+
+
+@pytest.mark.parametrize(
+    "blanks",
+    [
+        {"halted_stage": ____, "halt_cause": ____, "rolled_back": ____},
+        {},  # the cell was never run
+        {"halted_stage": "wider", "halt_cause": ____, "rolled_back": ____},
+        {"halted_stage": "wider", "halt_cause": "latency", "rolled_back": ____},
+    ],
+)
+def test_rollout_blank_is_not_attempted(blanks):
+    assert result(ReadRollout, blanks).outcome is Outcome.NOT_ATTEMPTED
+
+
+@pytest.mark.parametrize(
+    "change, says",
+    [
+        ({"halted_stage": "canary"}, "passed"),
+        ({"halted_stage": "all"}, "halted before"),
+        ({"halted_stage": "Wider!"}, "not a stage"),
+        ({"halted_stage": 2}, "str"),
+        ({"halt_cause": "errors"}, "both of its budgets"),
+        ({"halt_cause": "slow"}, "one of"),
+        ({"rolled_back": 2000}, "whole fleet"),
+        ({"rolled_back": "500"}, "number"),
+        ({"rolled_back": torch.tensor(500)}, ".item()"),
+        ({"rolled_back": 7}, "on the new version"),
+    ],
+)
+def test_rollout_mistakes_are_named(report, change, says):
+    verdict = result(ReadRollout, {**right(report), **change})
+    assert verdict.outcome is Outcome.INCORRECT and says in verdict.message, verdict.message
+
+
+def test_rollout_counting_only_the_halted_stage_is_named(report):
+    last = report.stages[-1]
+    verdict = result(ReadRollout, {**right(report), "rolled_back": last.offered - last.unserved})
+    assert verdict.outcome is Outcome.INCORRECT and "earlier stages" in verdict.message
+    assert str(last.on_new) not in verdict.message
+
+
+# --- q3: the feedback set --------------------------------------------------------------------
+
+
+def counts(report):
+    return dict(Counter(r["profile"] for r in report.feedback))
+
+
+def test_feedback_right_answer_passes(report):
+    assert result(FeedbackByProfile, counts(report)).outcome is Outcome.CORRECT
+    with_zero = {**counts(report), "laptop": counts(report).get("laptop", 0)}
+    assert result(FeedbackByProfile, with_zero).outcome is Outcome.CORRECT
+
+
+@pytest.mark.parametrize("value", [____, {"home hub": ____}])
+def test_feedback_blank_is_not_attempted(value):
+    assert result(FeedbackByProfile, value).outcome is Outcome.NOT_ATTEMPTED
+
+
+def test_feedback_mistakes_are_named(report):
+    by_kind = dict(Counter(r["kind"] for r in report.feedback))
+    verdict = result(FeedbackByProfile, by_kind)
+    assert verdict.outcome is Outcome.INCORRECT and "kinds of flag" in verdict.message
+    right_counts = counts(report)
+    first, second = sorted(right_counts)[:2]
+    swapped = {**right_counts, first: right_counts[first] + 1, second: right_counts[second] - 1}
+    verdict = result(FeedbackByProfile, swapped)
+    assert verdict.outcome is Outcome.INCORRECT and "some profiles" in verdict.message
+    verdict = result(FeedbackByProfile, {**right_counts, first: right_counts[first] + 3})
+    assert verdict.outcome is Outcome.INCORRECT and "add up to" in verdict.message
+    assert str(len(report.feedback)) not in verdict.message.split("add up to")[1].split(",", 1)[1]
+    verdict = result(FeedbackByProfile, {**right_counts, "phone": 1})
+    assert verdict.outcome is Outcome.INCORRECT and "not device profiles" in verdict.message
+    verdict = result(FeedbackByProfile, list(right_counts.items()))
+    assert verdict.outcome is Outcome.INCORRECT and "dict" in verdict.message

@@ -1,0 +1,190 @@
+"""The capstone's pipeline steps (slmops_helpers.pipeline) on tiny models and packages."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from slmops_helpers import data, distill, pipeline
+from slmops_helpers.deploy import export
+from slmops_helpers.deploy.package import PackageError, verify_package, write_package
+from slmops_helpers.fleet import VARIANTS
+
+
+def _row(**overrides):
+    row = {
+        "variant": "candidate",
+        "mb": 103.2,
+        "load_s": 0.6,
+        "ttft_ms": 300.0,
+        "ms_per_token_p50": 10.0,
+        "ms_per_token_p95": 12.0,
+        "tok_s": 95.0,
+        "peak_mb": 300.0,
+        "agreement": 0.8,
+        "score": 40.0,
+    }
+    return row | overrides
+
+
+def test_gate_metrics_use_the_gate_names():
+    metrics = pipeline.gate_metrics(_row())
+    assert metrics["task_score"] == 40.0 and metrics["size_mb"] == 103.2
+    assert metrics["ms_per_token_p50"] == 10.0 and metrics["peak_mb"] == 300.0
+    assert set(metrics) == set(pipeline.GATE_KEYS)
+    row = _row()
+    del row["score"]
+    with pytest.raises(ValueError, match=r"lacks \['score'\]"):
+        pipeline.gate_metrics(row)
+
+
+def _deploy_metrics():
+    metrics = {}
+    for name, (mb, peak, ms, score) in {
+        "torch_fp32": (538.0, 974.0, 66.0, 17.0),
+        "onnx_fp32": (540.0, 791.0, 40.0, 17.0),
+        "onnx_int8": (222.0, 457.0, 17.0, 6.0),
+        "onnx_int4": (103.0, 301.0, 10.0, 21.0),
+    }.items():
+        metrics |= {f"{name}_mb": mb, f"{name}_peak_mb": peak, f"{name}_ms_per_token_p50": ms}
+        metrics |= {f"{name}_tok_s": 1000 / ms, f"{name}_score": score}
+    return metrics
+
+
+def test_rollout_variants_replace_int4_by_the_approved_package():
+    variants = pipeline.rollout_variants(_row(score=44.0, ms_per_token_p50=9.0), _deploy_metrics())
+    assert [v.name for v in variants] == ["onnx_fp32", "onnx_int8", "onnx_int4"]  # packages only: no torch
+    int4 = variants[-1]
+    assert (int4.score, int4.ms_per_token_p50, int4.size_mb) == (44.0, 9.0, 103.2)
+    assert variants[0].peak_mb == 791.0  # the other variants keep section 4's measurements
+
+
+def test_rollout_variants_without_section_4_are_the_approved_package_alone():
+    variants = pipeline.rollout_variants(_row())
+    assert [v.name for v in variants] == ["onnx_int4"] and "onnx_int4" in VARIANTS
+
+
+def test_feedback_round_trip_and_summary(tmp_path):
+    records = [
+        {"device": 1, "profile": "home hub", "variant": "onnx_int4", "stage": "canary", "kind": "failed"},
+        {"device": 2, "profile": "tablet", "variant": "onnx_int4", "stage": "wider", "kind": "low_confidence"},
+        {"device": 3, "profile": "home hub", "variant": "onnx_int4", "stage": "wider", "kind": "failed", "prompt": "é"},
+    ]
+    path = pipeline.write_feedback(records, tmp_path / "feedback.jsonl")
+    assert pipeline.read_feedback(path) == records
+    assert len(path.read_text().splitlines()) == 3
+    summary = pipeline.feedback_summary(records)
+    assert summary == {
+        "kind": {"failed": 2, "low_confidence": 1},
+        "profile": {"home hub": 2, "tablet": 1},
+        "stage": {"canary": 1, "wider": 2},
+    }
+    assert pipeline.read_feedback(pipeline.write_feedback([], tmp_path / "empty.jsonl")) == []
+
+
+def test_copy_package_verifies_both_ends(tiny_package, tmp_path):
+    copy = pipeline.copy_package(tiny_package, tmp_path / "copy")
+    assert verify_package(copy)["files"] == verify_package(tiny_package)["files"]
+    again = pipeline.copy_package(tiny_package, tmp_path / "copy")  # replacing an existing copy is fine
+    assert again == copy
+    broken = pipeline.copy_package(tiny_package, tmp_path / "broken")
+    (broken / "tokenizer.json").write_text("{}")
+    with pytest.raises(PackageError, match="tokenizer.json differs"):
+        pipeline.copy_package(broken, tmp_path / "from_broken")
+    assert not (tmp_path / "from_broken").exists()
+
+
+def _fake_package(tmp_path, source, name="pkg"):
+    lineage = {"base_model": "tiny", "source_fingerprint": export.source_fingerprint(source)}
+    onnx_dir = tmp_path / f"{name}_onnx"
+    onnx_dir.mkdir()
+    (onnx_dir / "model.onnx").write_bytes(b"not really onnx")
+    (onnx_dir / "chat_template.jinja").write_text("{% for m in messages %}{{ m['content'] }}{% endfor %}")
+    return write_package(onnx_dir, tmp_path / name, "tiny", "1.0.0", lineage)
+
+
+def test_find_production_follows_the_manifest_to_its_source(tmp_path, tiny_source, monkeypatch):
+    import shutil
+
+    from slmops_helpers import finetune
+
+    merged = tmp_path / "03_fine_tuning" / "merged_lora"
+    shutil.copytree(tiny_source, merged)
+    monkeypatch.setattr(finetune, "tuned_dir", lambda *a, **k: tmp_path / "no_tuned_model")
+    package = _fake_package(tmp_path, merged)
+    shutil.copytree(package, tmp_path / "04_deployment" / "package")
+    prod = pipeline.find_production(tmp_path)
+    assert prod.package == tmp_path / "04_deployment" / "package" and prod.source == merged
+    assert prod.manifest["lineage"]["base_model"] == "tiny"
+
+
+def test_find_production_without_a_matching_package_falls_back(tmp_path, tiny_source, monkeypatch):
+    import shutil
+
+    from slmops_helpers import finetune
+
+    monkeypatch.setattr(finetune, "tuned_dir", lambda *a, **k: tmp_path / "no_tuned_model")
+    monkeypatch.setattr(export, "deploy_source", lambda explicit=None: (tiny_source, "the fallback"))
+    assert pipeline.find_production(tmp_path) == pipeline.Production(None, tiny_source, "the fallback", None)
+    # a package whose source folder is gone (or was retrained) does not count as production
+    package = _fake_package(tmp_path, tiny_source)
+    shutil.copytree(package, tmp_path / "04_deployment" / "package")
+    assert pipeline.find_production(tmp_path).package is None
+    # nor does a package that fails verification
+    merged = tmp_path / "03_fine_tuning" / "merged_lora"
+    shutil.copytree(tiny_source, merged)
+    (tmp_path / "04_deployment" / "package" / "model.onnx").write_bytes(b"tampered")
+    assert pipeline.find_production(tmp_path).package is None
+
+
+def test_cached_teacher_outputs_reads_what_generate_wrote_and_never_generates(tiny_model, tiny_tokenizer, tmp_path):
+    prompts = ["the hub is offline", "billing help"]
+    written = distill.generate_teacher_outputs(tiny_model, tiny_tokenizer, prompts, 4, cache_root=tmp_path)
+    cached = pipeline.cached_teacher_outputs(tiny_model, prompts, 4, cache_root=tmp_path)
+    assert cached.texts == written.texts and cached.finished == written.finished
+    assert (cached.n_cached, cached.n_generated, cached.folder) == (2, 0, written.folder)
+    assert pipeline.cached_teacher_outputs(tiny_model, [*prompts, "wifi setup"], 4, cache_root=tmp_path) is None
+    assert pipeline.cached_teacher_outputs(tiny_model, prompts, 5, cache_root=tmp_path) is None  # other settings
+    assert not any(p.name.startswith(".") for p in written.folder.iterdir())  # nothing half-written
+    with pytest.raises(ValueError, match="No prompts"):
+        pipeline.cached_teacher_outputs(tiny_model, [], 4, cache_root=tmp_path)
+
+
+def test_fine_tune_and_merge_returns_a_plain_model_with_parity(tiny_model, tiny_tokenizer, tmp_path):
+    from slmops_helpers import training
+    from slmops_helpers.finetune import MethodSpec
+
+    model = tiny_model
+    rows = list(data.load_splits()["train"])[:4]
+    examples = [training.encode_example(tiny_tokenizer, r, max_length=256) for r in rows]
+    spec = MethodSpec("lora", rank=2, alpha=4, targets=("q_proj", "v_proj"))
+    config = training.TrainConfig(lr=1e-2, max_steps=2, batch_size=2, eval_every=2)
+    merged, run, diff = pipeline.fine_tune_and_merge(model, tiny_tokenizer, spec, config, examples, examples, rows[:2])
+    assert run.steps == 2 and diff < 1e-4
+    assert not any("lora" in name for name, _ in merged.named_parameters())
+    folder = pipeline.save_model(merged, tiny_tokenizer, tmp_path / "merged")
+    assert (folder / "config.json").is_file() and export.source_fingerprint(folder)
+    assert json.loads((folder / "config.json").read_text())["num_hidden_layers"] == 2
+
+
+def test_measure_packages_best_of_interleaved_rounds(tiny_package, tmp_path):
+    other = pipeline.copy_package(tiny_package, tmp_path / "other")
+    from slmops_helpers.deploy.bench import BenchSettings
+
+    rows = list(data.load_splits()["test"])[:2]
+    settings = BenchSettings(["the hub is offline", "billing help"], 6, "the hub is offline", 4, 2)
+    table = pipeline.measure_packages({"a": tiny_package, "b": other}, settings, rows, speed_rounds=2)
+    assert [r["variant"] for r in table] == ["a", "b"]
+    assert table[0]["agreement"] == 1.0 and table[1]["agreement"] == 1.0  # same weights, same greedy tokens
+    for row in table:
+        assert row["ms_per_token_p95"] >= row["ms_per_token_p50"] > 0 and row["tok_s"] > 0
+        assert 0 <= pipeline.gate_metrics(row)["task_score"] <= 100
+    speed = pipeline.interleaved_speed({"a": tiny_package, "b": other}, "the hub is offline", 4, rounds=2)
+    assert set(speed) == {"a", "b"} and all(s["ms_per_token_p50"] > 0 and s["tok_s"] > 0 for s in speed.values())
+    with pytest.raises(ValueError, match="rounds"):
+        pipeline.interleaved_speed({"a": tiny_package}, "the hub is offline", 4, rounds=0)
+    with pytest.raises(ValueError, match="speed_rounds"):
+        pipeline.measure_packages({"a": tiny_package}, settings, rows, speed_rounds=0)
+    with pytest.raises(ValueError, match="No packages"):
+        pipeline.measure_packages({}, settings, rows)
