@@ -253,7 +253,7 @@ def plot_size_breakdown(rows: list[dict[str, Any]]) -> Figure:
         ax.barh(names, values, left=bottom, label=part.removesuffix("_mb").replace("_", " "))
         bottom = [b + v for b, v in zip(bottom, values, strict=True)]
     ax.set_xlabel("MB on disk")
-    ax.legend(loc="lower right")
+    ax.legend(loc="upper right")  # the int4 bar at the top is short
     ax.set_title("What the bytes are")
     fig.tight_layout()
     return fig

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -75,18 +76,22 @@ class ServerProcess:
 
     def __enter__(self) -> str:
         command = [sys.executable, "-m", "slmops_helpers.cli", "serve", str(self.package), "--port", str(self.port)]
-        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        # The server's output goes to a file, not a pipe: an unread pipe fills and stalls it.
+        self.log = tempfile.NamedTemporaryFile("w+", prefix="slmops-serve.", suffix=".log", delete=False)
+        self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT, text=True)
         deadline = time.monotonic() + self.startup_s
-        output = []
-        while time.monotonic() < deadline:
-            line = self.process.stdout.readline()
-            output.append(line)
-            if line.startswith("Serving "):
-                return line.split(" at ")[-1].strip()
-            if not line and self.process.poll() is not None:
-                break
+        while time.monotonic() < deadline and self.process.poll() is None:
+            for line in Path(self.log.name).read_text().splitlines():
+                if line.startswith("Serving "):
+                    return line.split(" at ")[-1].strip()
+            time.sleep(0.1)
+        output = Path(self.log.name).read_text()
         self.__exit__()
-        raise RuntimeError(f"The server did not start:\n{''.join(output)[-2000:]}")
+        raise RuntimeError(f"The server did not start:\n{output[-2000:]}")
+
+    def output(self) -> str:
+        """What the server printed so far (errors included)."""
+        return Path(self.log.name).read_text()
 
     def __exit__(self, *exc: object) -> None:
         self.process.terminate()
@@ -95,7 +100,8 @@ class ServerProcess:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
-        self.process.stdout.close()
+        self.log.close()
+        Path(self.log.name).unlink(missing_ok=True)
 
 
 def load_test(url: str, payloads: list[dict[str, Any]], concurrency: int) -> list[Reply]:

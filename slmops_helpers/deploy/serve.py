@@ -224,13 +224,19 @@ def make_handler(service: ChatService) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+class CourseHTTPServer(ThreadingHTTPServer):
+    # socketserver's default listen backlog is 5: a burst of 20 clients overflows it and a
+    # loaded machine then resets some connections. Waiting requests are bounded by ServeLimits.
+    request_queue_size = 128
+    daemon_threads = True
+
+
 def serve(package: Path, host: str = "127.0.0.1", port: int = 8000, limits: ServeLimits = ServeLimits()) -> None:
     """Serve ``package`` until interrupted (Ctrl-C)."""
     if host not in LOOPBACK:
         raise ValueError(f"host {host!r} is not loopback; the course server only listens on {list(LOOPBACK)}.")
     service = ChatService(Path(package), limits)
-    server = ThreadingHTTPServer((host, port), make_handler(service))
-    server.daemon_threads = True
+    server = CourseHTTPServer((host, port), make_handler(service))
     print(
         f"Serving {service.name} ({service.manifest['version']}) at http://{host}:{server.server_port}/v1", flush=True
     )

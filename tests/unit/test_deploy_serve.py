@@ -10,13 +10,20 @@ import json
 import threading
 import time
 from contextlib import contextmanager
-from http.server import ThreadingHTTPServer
 
 import pytest
 
 from slmops_helpers.deploy import client
 from slmops_helpers.deploy.package import fill_prompt
-from slmops_helpers.deploy.serve import ChatService, RequestError, ServeLimits, make_handler, parse_chat_request, serve
+from slmops_helpers.deploy.serve import (
+    ChatService,
+    CourseHTTPServer,
+    RequestError,
+    ServeLimits,
+    make_handler,
+    parse_chat_request,
+    serve,
+)
 
 MODEL = "tiny-assistant"
 LIMITS = ServeLimits(max_tokens=16, max_prompt_tokens=100, max_body_bytes=64_000)
@@ -120,8 +127,7 @@ def test_client_malformed_requests_cycle_through_every_kind():
 
 @contextmanager
 def running(service: ChatService):
-    server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(service))
-    server.daemon_threads = True
+    server = CourseHTTPServer(("127.0.0.1", 0), make_handler(service))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
