@@ -56,8 +56,13 @@ def stop_process_tree(proc: subprocess.Popen, timeout_s: float = 15) -> None:
             proc.wait(wait_s)
         except subprocess.TimeoutExpired:
             continue
+    kill_survivors(descendants, proc)  # e.g. kernels, which Jupyter starts in their own session
+
+
+def kill_survivors(descendants: list[psutil.Process], proc: subprocess.Popen) -> None:
+    """Kill whatever of ``descendants`` still runs, then ``proc`` itself."""
     alive = [p for p in descendants if p.is_running()]
-    for p in alive:  # e.g. kernels, which Jupyter starts in their own session
+    for p in alive:
         try:
             p.kill()
         except psutil.NoSuchProcess:

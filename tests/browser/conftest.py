@@ -32,6 +32,7 @@ from browser_harness import (
     ServerStartError,
     find_chromium,
     free_port,
+    kill_survivors,
     start_jupyterlab,
     stop_process_tree,
 )
@@ -167,16 +168,7 @@ def browser(chromium_paths: tuple[str, str], tmp_path: Path, request: pytest.Fix
         try:
             driver.quit()
         finally:
-            survivors = [p for p in descendants if p.is_running()]
-            for p in survivors:
-                try:
-                    p.kill()
-                except psutil.NoSuchProcess:
-                    pass
-            psutil.wait_procs(survivors, timeout=5)
-            if driver_proc.poll() is None:
-                driver_proc.kill()
-                driver_proc.wait(5)
+            kill_survivors(descendants, driver_proc)
 
 
 @pytest.fixture(scope="session")
