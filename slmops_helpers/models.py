@@ -275,7 +275,16 @@ def rss_mb() -> float:
 
 
 def peak_rss_mb() -> float:
-    """Highest resident memory this process has reached, in MiB."""
+    """Highest resident memory this process has reached, in MiB.
+
+    On Linux this reads ``VmHWM``: ``ru_maxrss`` survives fork + exec, so a kernel or
+    benchmark child started by a big parent would report the parent's peak.
+    """
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / MIB if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
 

@@ -32,6 +32,7 @@ from filelock import FileLock, Timeout
 from ._io import atomic_write_json
 from .config import artifacts_dir
 from .metrics import _check_flat
+from .models import sha256_file  # one hashing routine for models, packages and the registry
 
 STAGES = ("candidate", "staging", "production", "archived")
 INDEX_FORMAT = 1
@@ -61,15 +62,6 @@ class Entry:
     files: dict[str, str] = field(default_factory=dict)  # absolute path -> sha256
     history: list[dict[str, str]] = field(default_factory=list)  # [{"stage", "at"}]
     notes: str = ""
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """The sha256 of one file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def sha256_data(records: Any) -> str:

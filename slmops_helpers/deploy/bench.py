@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from ..models import peak_rss_mb
+
 TORCH_VARIANT = "torch_fp32"
 TABLE_KEYS = (
     "mb",
@@ -76,24 +78,8 @@ def measure(kind: str, folder: str | Path, settings: BenchSettings) -> dict[str,
         "runs_s": runs,
         "token_ids": answers,
         "answers": [lm.decode(ids) for ids in answers],
-        "peak_mb": own_peak_rss_mb(),
+        "peak_mb": peak_rss_mb(),
     }
-
-
-def own_peak_rss_mb() -> float:
-    """This process's peak resident memory, in MiB.
-
-    Linux's ``ru_maxrss`` survives fork + exec, so a child started by a big notebook would
-    report the notebook's peak; ``VmHWM`` belongs to the new process image alone.
-    """
-    status = Path("/proc/self/status")
-    if status.is_file():
-        for line in status.read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024  # kB
-    from ..models import peak_rss_mb
-
-    return peak_rss_mb()
 
 
 def measure_isolated(kind: str, folder: str | Path, settings: BenchSettings, timeout_s: int = 1800) -> dict[str, Any]:
@@ -121,19 +107,10 @@ def prefix_agreement(candidate: list[list[int]], reference: list[list[int]]) -> 
 
 def summarize(raw: dict[str, Any]) -> dict[str, float]:
     """Speed figures from raw per-token timings (first token of each run = TTFT)."""
-    import statistics
+    from ..inference import TimedGeneration, speed_summary
 
-    from ..inference import percentile
-
-    per_token = [t for run in raw["runs_s"] for t in run[1:]]
-    return {
-        "load_s": raw["load_s"],
-        "ttft_ms": 1000 * statistics.median(run[0] for run in raw["runs_s"]),
-        "ms_per_token_p50": 1000 * percentile(per_token, 50),
-        "ms_per_token_p95": 1000 * percentile(per_token, 95),
-        "tok_s": len(per_token) / sum(per_token),
-        "peak_mb": raw["peak_mb"],
-    }
+    runs = [TimedGeneration("", len(run), run[0], run[1:]) for run in raw["runs_s"]]
+    return {"load_s": raw["load_s"], **speed_summary(runs), "peak_mb": raw["peak_mb"]}
 
 
 def bench_variants(
