@@ -26,6 +26,8 @@ __all__ = [
     "____",
     "Placeholder",
     "PlaceholderError",
+    "contains_blank",
+    "learner_answer",
     "Outcome",
     "Result",
     "Exercise",
@@ -414,3 +416,22 @@ def progress(questions: Mapping[str, Any] | Iterable[Question]) -> dict[str, int
         f"incorrect, {counts['not_attempted']} not attempted"
     )
     return counts
+
+
+def learner_answer(namespace: Mapping[str, Any], name: str) -> Any:
+    """The learner's ``name`` (functions guarded); PlaceholderError while blank or undefined."""
+    if name not in namespace:
+        raise PlaceholderError(f"`{name}` is not defined yet")
+    value = namespace[name]
+    if value is ____ or (inspect.isfunction(value) and _has_blank_body(value)):
+        raise PlaceholderError(f"`{name}` is still ____")
+    return _guard(value) if inspect.isfunction(value) else value
+
+
+def contains_blank(value: Any) -> bool:
+    """True when ``____`` is still somewhere in ``value`` (nested dicts, lists, tuples)."""
+    if value is ____:
+        return True
+    if isinstance(value, Mapping):
+        return any(contains_blank(v) for v in value.values())
+    return isinstance(value, list | tuple) and any(contains_blank(v) for v in value)

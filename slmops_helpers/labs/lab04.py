@@ -3,7 +3,6 @@ one weight matrix and its error, and an ``inference_model.json`` for a chat temp
 
 from __future__ import annotations
 
-import inspect
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -19,11 +18,11 @@ from . import (
     PlaceholderError,
     Result,
     ____,
-    _guard,
-    _has_blank_body,
     close,
+    contains_blank,
     incorrect,
     is_number,
+    learner_answer,
 )
 
 N_PARAMS = 134_515_008  # SmolLM2-135M, the tied embedding / LM head counted once
@@ -83,19 +82,9 @@ def reference_prompt(message: str) -> str:
     return render_chat(CHAT_TEMPLATE, messages)
 
 
-def _answer(ns: Mapping[str, Any], name: str) -> Any:
-    """The learner's ``name`` (functions guarded); PlaceholderError while blank or undefined."""
-    if name not in ns:
-        raise PlaceholderError(f"`{name}` is not defined yet")
-    value = ns[name]
-    if value is ____ or (inspect.isfunction(value) and _has_blank_body(value)):
-        raise PlaceholderError(f"`{name}` is still ____")
-    return _guard(value) if inspect.isfunction(value) else value
-
-
 def _is_blank(ns: Mapping[str, Any], name: str) -> bool:
     try:
-        _answer(ns, name)
+        learner_answer(ns, name)
     except PlaceholderError:
         return True
     return False
@@ -122,7 +111,7 @@ class ExpectedSizes(Exercise):
     )
 
     def check_value(self, ns: Mapping[str, Any]) -> Result | None:
-        sizes = _answer(ns, "expected_mb")
+        sizes = learner_answer(ns, "expected_mb")
         if not isinstance(sizes, Mapping):
             return incorrect(f"`expected_mb` should be a dict from precision name to MB, got {type(sizes).__name__}.")
         if blanks := [p for p in PRECISION_BITS if sizes.get(p) is ____]:
@@ -139,7 +128,7 @@ class ExpectedSizes(Exercise):
                 return incorrect(wrong.message + ". Bytes per weight = bits / 8.")
         if _is_blank(ns, "int4_block_mb"):
             return _part_two_blank("int4_block_mb", self.name)
-        got = _answer(ns, "int4_block_mb")
+        got = learner_answer(ns, "int4_block_mb")
         if wrong := is_number(got, name="int4_block_mb"):
             return wrong
         if close(got, size_mb(N_PARAMS, 4), rtol=1e-3) is None:
@@ -168,7 +157,7 @@ class QuantizeInt8(Exercise):
     )
 
     def check_value(self, ns: Mapping[str, Any]) -> Result | None:
-        quantize, dequantize = _answer(ns, "quantize_int8"), _answer(ns, "dequantize_int8")
+        quantize, dequantize = learner_answer(ns, "quantize_int8"), learner_answer(ns, "dequantize_int8")
         g = torch.Generator().manual_seed(5)
         cases = [torch.randn(8, 32, generator=g), torch.randn(16, 48, generator=g) * 0.02, example_weight()]
         cases[0][3] *= 40  # one row far larger than the others: its scale must not leak into theirs
@@ -214,7 +203,7 @@ class QuantizeInt8(Exercise):
                 return incorrect(f"For {where}: {wrong.message}. Dequantize as q.float() × the row's scale.")
         if _is_blank(ns, "int8_error"):
             return _part_two_blank("int8_error", self.name)
-        got = _answer(ns, "int8_error")
+        got = learner_answer(ns, "int8_error")
         if wrong := is_number(got, name="int8_error"):
             return wrong
         w = example_weight()
@@ -226,14 +215,6 @@ class QuantizeInt8(Exercise):
                 wrong.message + ". Measure it on W from this lab: the Frobenius norm of W − W_hat divided by that of W."
             )
         return None
-
-
-def _contains_blank(value: Any) -> bool:
-    if value is ____:
-        return True
-    if isinstance(value, Mapping):
-        return any(_contains_blank(v) for v in value.values())
-    return isinstance(value, list | tuple) and any(_contains_blank(v) for v in value)
 
 
 def _first_difference(got: str, want: str) -> int:
@@ -257,7 +238,7 @@ class InferenceModel(Exercise):
     )
 
     def check_value(self, spec: Any) -> Result | None:
-        if _contains_blank(spec):
+        if contains_blank(spec):
             raise PlaceholderError("`inference_model` still holds ____")
         try:
             validate_inference_model(spec)

@@ -8,7 +8,6 @@ time it is called.
 
 from __future__ import annotations
 
-import inspect
 from collections import Counter
 from collections.abc import Mapping
 from typing import Any
@@ -16,7 +15,7 @@ from typing import Any
 from ..fleet import DeviceProfile, FleetSpec, Variant, build_fleet
 from ..gate import evaluate_gate
 from ..rollout import RolloutPlan, RolloutResult, Stage, simulate_rollout
-from . import Exercise, PlaceholderError, Result, ____, _guard, _has_blank_body, incorrect, is_number
+from . import Exercise, PlaceholderError, Result, contains_blank, incorrect, is_number, learner_answer
 
 # q1: production's recorded metrics and three candidates (the gate's metric names).
 BASELINE = {"task_score": 41.0, "size_mb": 103.2, "ms_per_token_p50": 11.0, "peak_mb": 296.0}
@@ -74,24 +73,6 @@ def lab_rollout(latency_factor: float = SLOW_BUILD) -> RolloutResult:
 # --- reading the learner's names -----------------------------------------------------------
 
 
-def _answer(ns: Mapping[str, Any], name: str) -> Any:
-    """The learner's ``name`` (functions guarded); PlaceholderError while blank or undefined."""
-    if name not in ns:
-        raise PlaceholderError(f"`{name}` is not defined yet")
-    value = ns[name]
-    if value is ____ or (inspect.isfunction(value) and _has_blank_body(value)):
-        raise PlaceholderError(f"`{name}` is still ____")
-    return _guard(value) if inspect.isfunction(value) else value
-
-
-def _contains_blank(value: Any) -> bool:
-    if value is ____:
-        return True
-    if isinstance(value, Mapping):
-        return any(_contains_blank(v) for v in value.values())
-    return isinstance(value, list | tuple) and any(_contains_blank(v) for v in value)
-
-
 # --- q1 -----------------------------------------------------------------------------------
 
 
@@ -113,7 +94,7 @@ class WritePolicy(Exercise):
     )
 
     def check_value(self, policy: Any) -> Result | None:
-        if _contains_blank(policy):
+        if contains_blank(policy):
             raise PlaceholderError("`my_policy` still holds ____")
         if not isinstance(policy, Mapping):
             return incorrect(f"`my_policy` should be a dict from metric name to checks, got {type(policy).__name__}.")
@@ -166,7 +147,7 @@ class ReadRollout(Exercise):
         report = lab_rollout()
         last = report.stages[-1]
         names = [s.name for s in report.stages]
-        stage = _answer(ns, "halted_stage")
+        stage = learner_answer(ns, "halted_stage")
         if not isinstance(stage, str):
             return incorrect(f"`halted_stage` should be a stage name (a str), got {type(stage).__name__}.")
         if stage not in [s.name for s in LAB_STAGES]:
@@ -178,7 +159,7 @@ class ReadRollout(Exercise):
                     "the same ones). Which row says HALT?"
                 )
             return incorrect(f"The rollout halted before the {stage!r} stage began: the report has no row for it.")
-        cause = _answer(ns, "halt_cause")
+        cause = learner_answer(ns, "halt_cause")
         if cause not in CAUSES:
             return incorrect(f"`halt_cause` should be one of {list(CAUSES)}, got {cause!r}.")
         if cause != _cause(last):
@@ -186,7 +167,7 @@ class ReadRollout(Exercise):
                 f"Check the halted stage's numbers against both of its budgets: which one is exceeded? (the error "
                 f"rate was {last.error_rate:.2%})"
             )
-        rolled = _answer(ns, "rolled_back")
+        rolled = learner_answer(ns, "rolled_back")
         if wrong := is_number(rolled, name="rolled_back"):
             return wrong
         offered_now = last.offered - last.unserved
@@ -227,7 +208,7 @@ class FeedbackByProfile(Exercise):
             return incorrect(
                 f"`feedback_by_profile` should be a dict from profile name to a count, got {type(counts).__name__}."
             )
-        if _contains_blank(counts):
+        if contains_blank(counts):
             raise PlaceholderError("`feedback_by_profile` still holds ____")
         if set(counts) == set(report.feedback_counts):
             return incorrect("Those keys are the kinds of flag (failed, low confidence); count by device profile.")
