@@ -23,7 +23,7 @@ from typing import Any
 from .._io import atomic_directory, atomic_write_json
 from ..models import sha256_file
 from .export import ONNX_FILE, SIDE_FILES
-from .runtime import render_chat
+from .runtime import render_chat, special_tokens
 
 CONTENT = "{Content}"
 MANIFEST = "manifest.json"
@@ -35,11 +35,12 @@ class PackageError(ValueError):
     """A package is incomplete, changed since it was written, or malformed."""
 
 
-def prompt_template(chat_template: str, system_prompt: str | None = None) -> str:
+def prompt_template(chat_template: str, system_prompt: str | None = None, tokens: dict[str, str] | None = None) -> str:
     """The model's chat template rendered around a ``{Content}`` placeholder: the string a
-    Foundry-style runtime fills with the user's message (same text PyTorch would see)."""
+    Foundry-style runtime fills with the user's message (same text PyTorch would see).
+    ``tokens`` are the special tokens the template may print (see ``special_tokens``)."""
     messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
-    template = render_chat(chat_template, [*messages, {"role": "user", "content": CONTENT}])
+    template = render_chat(chat_template, [*messages, {"role": "user", "content": CONTENT}], **(tokens or {}))
     validate_prompt_template(template)
     return template
 
@@ -79,7 +80,11 @@ def write_package(
         raise FileNotFoundError(f"{onnx_dir / ONNX_FILE} is missing. Fix: export the variant first (build_variant).")
     spec = {
         "Name": name,
-        "PromptTemplate": {"prompt": prompt_template((onnx_dir / "chat_template.jinja").read_text(), system_prompt)},
+        "PromptTemplate": {
+            "prompt": prompt_template(
+                (onnx_dir / "chat_template.jinja").read_text(), system_prompt, special_tokens(onnx_dir)
+            )
+        },
     }
     validate_inference_model(spec)
     with atomic_directory(out) as tmp:

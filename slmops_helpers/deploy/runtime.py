@@ -52,6 +52,22 @@ def render_chat(template: str, messages: list[dict[str, str]], add_generation_pr
     return env.from_string(template).render(messages=messages, add_generation_prompt=add_generation_prompt, **extra)
 
 
+def special_tokens(folder: str | Path) -> dict[str, str]:
+    """``bos_token``, ``eos_token``, … from a folder's ``tokenizer_config.json``: the names
+    transformers hands every chat template (Llama 3's and Phi's print ``bos_token``).
+    Empty when the folder has no tokenizer config."""
+    path = Path(folder) / "tokenizer_config.json"
+    if not path.is_file():
+        return {}
+    config = json.loads(path.read_text(encoding="utf-8"))
+    tokens = {}
+    for key, value in config.items():
+        content = value.get("content") if isinstance(value, dict) else value  # older files store AddedToken dicts
+        if key.endswith("_token") and isinstance(content, str):
+            tokens[key] = content
+    return tokens
+
+
 def greedy_stream(
     step: Callable[[list[int]], np.ndarray],
     ids: list[int],
@@ -116,6 +132,7 @@ class OnnxCausalLM:
         self.tokenizer = Tokenizer.from_file(str(self.folder / "tokenizer.json"))
         template = self.folder / "chat_template.jinja"
         self.chat_template = template.read_text() if template.is_file() else None
+        self.special_tokens = special_tokens(self.folder)
 
     # --- prompts ----------------------------------------------------------------------
 
@@ -123,7 +140,7 @@ class OnnxCausalLM:
         """The model's own chat template applied to ``messages``, ready for ``encode``."""
         if self.chat_template is None:
             raise FileNotFoundError(f"{self.folder} has no chat_template.jinja. Fix: export the folder again.")
-        return render_chat(self.chat_template, messages)
+        return render_chat(self.chat_template, messages, **self.special_tokens)
 
     def encode(self, prompt: str) -> list[int]:
         return self.tokenizer.encode(prompt, add_special_tokens=False).ids

@@ -148,6 +148,11 @@ def test_prompt_template_from_a_chat_template(tiny_tokenizer):
         prompt_template(tiny_tokenizer.chat_template, system_prompt=f"Quote {CONTENT} back.")
 
 
+def test_prompt_template_prints_the_special_tokens_it_is_given():
+    template = "{{ bos_token }}{% for m in messages %}{{ m.content }}{{ eos_token }}{% endfor %}"
+    assert prompt_template(template, tokens={"bos_token": "<s>", "eos_token": "</s>"}) == "<s>{Content}</s>"
+
+
 @pytest.mark.parametrize(
     "template",
     ["<|user|> <|end|>", "{Content} and {Content}", "{content}", "{ Content }", None, 42, ["{Content}"]],

@@ -4,12 +4,20 @@ not fit."""
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import numpy as np
 import pytest
 
-from slmops_helpers.deploy.runtime import OnnxCausalLM, StreamedToken, TorchCausalLM, greedy_stream, render_chat
+from slmops_helpers.deploy.runtime import (
+    OnnxCausalLM,
+    StreamedToken,
+    TorchCausalLM,
+    greedy_stream,
+    render_chat,
+    special_tokens,
+)
 
 PROMPTS = ["the hub is offline", "my wifi app is not setup , help", "error code : billing"]
 
@@ -193,3 +201,25 @@ def test_missing_genai_config_and_chat_template_name_the_fix(tiny_onnx, tmp_path
     lm = OnnxCausalLM(copy)
     with pytest.raises(FileNotFoundError, match="chat_template.jinja.*export the folder again"):
         lm.chat_prompt(_chat("hi"))
+
+
+# Llama 3 and Phi templates print special tokens; transformers passes them by name
+SPECIAL_TEMPLATE = "{% for m in messages %}{{ m.role }}: {{ m.content }}{{ eos_token }}{% endfor %}{{ pad_token }}"
+
+
+def test_chat_prompt_passes_special_tokens_like_transformers(tiny_onnx, tiny_tokenizer, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_onnx, copy)
+    (copy / "chat_template.jinja").write_text(SPECIAL_TEMPLATE)
+    expected = tiny_tokenizer.apply_chat_template(
+        _chat("the hub is offline"), chat_template=SPECIAL_TEMPLATE, tokenize=False, add_generation_prompt=True
+    )
+    assert expected == "user: the hub is offline<|end|><pad>"
+    assert OnnxCausalLM(copy).chat_prompt(_chat("the hub is offline")) == expected
+
+
+def test_special_tokens_reads_strings_and_added_token_dicts(tmp_path):
+    assert special_tokens(tmp_path) == {}  # no tokenizer config: nothing to pass
+    config = {"bos_token": {"content": "<s>", "lstrip": False}, "eos_token": "</s>", "model_max_length": 8}
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(config))
+    assert special_tokens(tmp_path) == {"bos_token": "<s>", "eos_token": "</s>"}
