@@ -261,15 +261,16 @@ def run_method(
 # --- artifacts: save, size, load, switch, merge -------------------------------------------
 
 
-def folder_mb(folder: Path) -> float:
+def folder_mib(folder: Path) -> float:
+    """Everything saved in ``folder`` (weights, configs, tokenizer), in MiB."""
     return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file()) / MIB
 
 
 def save_artifact(model: Any, folder: str | Path) -> float:
-    """Save what the method produced (an adapter, or the whole model) atomically; size in MB."""
+    """Save what the method produced (an adapter, or the whole model) atomically; its size in MiB."""
     with atomic_directory(folder) as tmp:
         model.save_pretrained(tmp)
-    return folder_mb(Path(folder))
+    return folder_mib(Path(folder))
 
 
 def _adapter_base_shapes(adapter_dir: Path) -> dict[str, tuple[int, ...]]:

@@ -124,7 +124,7 @@ def bench_variants(
     from tqdm.auto import tqdm
 
     from ..data import score_predictions
-    from .export import folder_mb
+    from .export import onnx_files_mb
 
     table, answers, reference = [], {}, None
     for name, (kind, folder) in (bar := tqdm(variants.items(), desc="benchmark", unit="variant")):
@@ -132,7 +132,7 @@ def bench_variants(
         raw = measure_isolated(kind, folder, settings)
         reference = reference or raw["token_ids"]
         size = (
-            folder_mb(folder)
+            onnx_files_mb(folder)
             if kind == "onnx"
             else sum(p.stat().st_size for p in Path(folder).glob("*.safetensors")) / 1e6
         )
@@ -157,7 +157,7 @@ def compare_recipes(
     from tqdm.auto import tqdm
 
     from ..data import score_predictions
-    from .export import build_recipe, folder_mb
+    from .export import build_recipe, onnx_files_mb
     from .runtime import OnnxCausalLM
 
     results, reference = [], None
@@ -168,7 +168,7 @@ def compare_recipes(
         reference = reference or ids
         score = score_predictions([lm.decode(i) for i in ids], rows)["task_score"]
         agreement = prefix_agreement(ids, reference)
-        results.append({"recipe": name, "mb": folder_mb(folder), "agreement": agreement, "score": score})
+        results.append({"recipe": name, "mb": onnx_files_mb(folder), "agreement": agreement, "score": score})
     return results
 
 

@@ -212,7 +212,7 @@ def check_model(folder: Path) -> list[str]:
 # --- what is inside ---------------------------------------------------------------------
 
 
-def folder_mb(folder: Path) -> float:
+def onnx_files_mb(folder: Path) -> float:
     """Size on disk of the model files (graph + weights), in MB (10^6 bytes)."""
     return sum(p.stat().st_size for p in Path(folder).glob(f"{ONNX_FILE}*")) / 1e6
 

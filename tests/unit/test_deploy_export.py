@@ -38,7 +38,7 @@ def test_fp32_graph_has_a_kv_cache_per_layer(tiny_onnx):
 
 def test_int8_is_smaller_and_keeps_lm_head_in_fp32(tiny_onnx, tiny_int8):
     assert tiny_int8 != tiny_onnx and export.is_built(tiny_int8)
-    assert export.folder_mb(tiny_int8) < 0.5 * export.folder_mb(tiny_onnx)
+    assert export.onnx_files_mb(tiny_int8) < 0.5 * export.onnx_files_mb(tiny_onnx)
     export.check_model(tiny_int8)
     model = onnx.load(str(tiny_int8 / ONNX_FILE), load_external_data=False)
     ops = {n.name: n.op_type for n in model.graph.node}
@@ -56,9 +56,9 @@ def test_size_breakdown_accounts_for_the_weights(tiny_onnx, tiny_int8):
         parts = export.size_breakdown(folder)
         data_mb = (folder / f"{ONNX_FILE}.data").stat().st_size / 1e6
         # every external byte is counted, plus the small tensors stored inline in the
-        # graph file; folder_mb is both files, so it bounds the total from above
+        # graph file; onnx_files_mb counts both files, so it bounds the total from above
         total, eps = sum(parts.values()), 1e-9
-        assert data_mb - eps <= total <= export.folder_mb(folder) + eps
+        assert data_mb - eps <= total <= export.onnx_files_mb(folder) + eps
     int8 = export.size_breakdown(tiny_int8)
     assert int8["scales_mb"] > 0  # per-tensor scales and zero points are stored inline
 
