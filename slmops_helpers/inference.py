@@ -8,7 +8,6 @@ watches. ``generate_answers`` batches prompts through ``model.generate`` for sco
 from __future__ import annotations
 
 import statistics
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,33 +38,22 @@ def percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[min(max(round(q), 1), 99) - 1]
 
 
-@torch.inference_mode()
-def generate_timed(
-    model: Any, tokenizer: Any, prompt: str, max_new_tokens: int, stop_at_eos: bool = False
-) -> TimedGeneration:
+def generate_timed(model: Any, tokenizer: Any, prompt: str, max_new_tokens: int) -> TimedGeneration:
     """Greedy decoding of ``prompt`` with the KV cache, timing every token.
 
-    ``stop_at_eos=False`` (the default) always produces ``max_new_tokens`` tokens,
-    so speed comparisons between models cover the same amount of work.
+    Always produces ``max_new_tokens`` tokens (no stop at end-of-sequence), so speed
+    comparisons between models cover the same amount of work. The loop is the one every
+    runtime of section 4 shares (``deploy.runtime.greedy_stream``).
     """
-    if max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}.")
+    from .deploy.runtime import greedy_stream, torch_step
+
     device = next(model.parameters()).device
-    input_ids = tokenizer(prompt, return_tensors="pt").input_ids.to(device)  # (1, T)
-    past, generated, times = None, [], []
-    for _ in range(max_new_tokens):
-        start = time.perf_counter()
-        out = model(input_ids=input_ids, past_key_values=past, use_cache=True)
-        next_id = out.logits[:, -1].argmax(-1, keepdim=True)  # (1, 1)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-        past, input_ids = out.past_key_values, next_id
-        generated.append(next_id.item())
-        if stop_at_eos and next_id.item() == tokenizer.eos_token_id:
-            break
-    text = tokenizer.decode(generated, skip_special_tokens=True)
-    return TimedGeneration(text, len(generated), times[0], times[1:])
+    ids = tokenizer(prompt).input_ids
+    decode = lambda ids: tokenizer.decode(ids, skip_special_tokens=True)  # noqa: E731
+    tokens = list(greedy_stream(torch_step(model, device), ids, max_new_tokens, set(), decode))
+    return TimedGeneration(
+        decode([t.id for t in tokens]), len(tokens), tokens[0].seconds, [t.seconds for t in tokens[1:]]
+    )
 
 
 def speed_summary(runs: list[TimedGeneration]) -> dict[str, float]:

@@ -235,15 +235,21 @@ class TorchCausalLM:
             return self.model(torch.tensor([ids], device=self.device)).logits[0].float().cpu().numpy()
 
     def stream(self, ids: list[int], max_new_tokens: int, stop_at_eos: bool = True) -> Iterator[StreamedToken]:
-        import torch
-
-        past = None
-
-        @torch.inference_mode()
-        def step(new: list[int]) -> np.ndarray:
-            nonlocal past
-            out = self.model(input_ids=torch.tensor([new], device=self.device), past_key_values=past, use_cache=True)
-            past = out.past_key_values
-            return out.logits[0, -1].float().cpu().numpy()
-
+        step = torch_step(self.model, self.device)
         return greedy_stream(step, ids, max_new_tokens, self.eos_ids if stop_at_eos else set(), self.decode)
+
+
+def torch_step(model: Any, device: Any) -> Callable[[list[int]], np.ndarray]:
+    """A ``greedy_stream`` step over a PyTorch causal LM that keeps its KV cache between calls."""
+    import torch
+
+    past = None
+
+    @torch.inference_mode()
+    def step(new: list[int]) -> np.ndarray:
+        nonlocal past
+        out = model(input_ids=torch.tensor([new], device=device), past_key_values=past, use_cache=True)
+        past = out.past_key_values
+        return out.logits[0, -1].float().cpu().numpy()  # .cpu() waits for the GPU, so the timing is whole
+
+    return step
