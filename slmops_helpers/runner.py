@@ -15,6 +15,10 @@ from .config import artifacts_dir, get_profile, project_root
 from .metrics import format_summary
 
 KERNEL_NAME = "slmops-course"
+# Longest one cell may run, per profile. A smoke cell takes minutes, and a hung one should
+# fail long before CI's limit; a full-profile cell trains for up to an hour on a 2-core CPU
+# (the profile is meant for a GPU), so it runs unbounded.
+CELL_TIMEOUT_S: dict[str, int | None] = {"smoke": 1800, "full": None}
 
 
 def course_notebooks(root: Path | None = None, only: list[str] | None = None) -> list[Path]:
@@ -39,13 +43,14 @@ def run_notebook(
     notebook: Path,
     output: Path,
     parameters: dict[str, Any] | None = None,
-    timeout_s: int = 1800,
+    timeout_s: int | None = CELL_TIMEOUT_S["smoke"],
 ) -> float:
     """Execute ``notebook`` into ``output`` with papermill; return seconds taken.
 
     Runs with the project root as working directory, so relative paths behave the same
-    as under ``slmops run``. Raises papermill's ``PapermillExecutionError`` (which names
-    the failing cell) when a cell fails; the executed copy is still written for reading.
+    as under ``slmops run``. ``timeout_s`` bounds each cell (None: no bound). Raises
+    papermill's ``PapermillExecutionError`` (which names the failing cell) when a cell
+    fails; the executed copy is still written for reading.
     """
     import papermill
 
@@ -90,7 +95,7 @@ def run_course(profile: str = "smoke", only: list[str] | None = None) -> dict[st
     for notebook in (bar := tqdm(course_notebooks(only=only), desc="course", unit="notebook")):
         bar.set_postfix_str(notebook.name)
         executed = out_dir / "notebooks" / notebook.name
-        seconds = run_notebook(notebook, executed, {"profile": profile})
+        seconds = run_notebook(notebook, executed, {"profile": profile}, timeout_s=CELL_TIMEOUT_S[profile])
         slowest = sorted(cell_times(executed), key=lambda r: -r[1])[:3]
         tqdm.write(
             f"{notebook.name}: {seconds:.0f} s; slowest cells: "

@@ -29,6 +29,21 @@ def test_course_notebooks_are_sequenced(root):
         runner.course_notebooks(root, only=["99"])
 
 
+@pytest.mark.parametrize("profile", ["smoke", "full"])
+def test_run_course_bounds_cells_by_profile(monkeypatch, profile):
+    seen = []
+
+    def fake_run_notebook(notebook, output, parameters, timeout_s):
+        seen.append((parameters, timeout_s))
+        raise InterruptedError  # stop before any metrics are read
+
+    monkeypatch.setattr(runner, "run_notebook", fake_run_notebook)
+    with pytest.raises(InterruptedError):
+        runner.run_course(profile, only=["01"])
+    assert seen == [({"profile": profile}, runner.CELL_TIMEOUT_S[profile])]
+    assert (runner.CELL_TIMEOUT_S[profile] is None) == (profile == "full")  # an hour-long training cell
+
+
 def test_cell_times_reads_papermill_metadata(tmp_path):
     nb = {
         "cells": [
