@@ -49,7 +49,7 @@ def generate_timed(model: Any, tokenizer: Any, prompt: str, max_new_tokens: int)
 
     device = next(model.parameters()).device
     ids = tokenizer(prompt).input_ids
-    decode = lambda ids: tokenizer.decode(ids, skip_special_tokens=True)  # noqa: E731
+    decode = lambda token_ids: tokenizer.decode(token_ids, skip_special_tokens=True)  # noqa: E731
     tokens = list(greedy_stream(torch_step(model, device), ids, max_new_tokens, set(), decode))
     return TimedGeneration(
         decode([t.id for t in tokens]), len(tokens), tokens[0].seconds, [t.seconds for t in tokens[1:]]
