@@ -63,7 +63,7 @@ HEADLINES: dict[str, list[tuple[str, str, str]]] = {
         ("qlora_score", "QLoRA", "{:.1f}"),
         ("ia3_score", "IA3", "{:.1f}"),
         ("lora_trainable_pct", "LoRA trainable share (%)", "{:.2f}"),
-        ("lora_artifact_mb", "LoRA adapter file (MB)", "{:.1f}"),
+        ("lora_artifact_mb", "LoRA adapter file (MiB)", "{:.1f}"),
     ],
     "04_deployment": [
         ("torch_fp32_score", "PyTorch fp32 task score", "{:.1f}"),
