@@ -59,12 +59,15 @@ class KDConfig:
 
     ``kind="forward"`` is KL(teacher‖student): the student spreads mass over everything
     the teacher finds plausible. ``"reverse"`` is KL(student‖teacher): the student may
-    concentrate on the teacher's main modes.
+    concentrate on the teacher's main modes. ``hidden_weight > 0`` adds
+    ``hidden_weight · hidden_state_loss``: the student's blocks also imitate the teacher's
+    intermediate states, on every token of the prompt and the answer.
     """
 
     temperature: float = 2.0  # T > 0; T > 1 flattens both distributions before comparing
     alpha: float = 0.5  # weight of the soft-target (KL) term, in [0, 1]; 0 = plain cross-entropy
     kind: str = "forward"
+    hidden_weight: float = 0.0  # weight of the hidden-state term (see hidden_state_loss); 0 = off
 
     def __post_init__(self) -> None:
         if not (
@@ -80,6 +83,10 @@ class KDConfig:
             )
         if self.kind not in KL_KINDS:
             raise ValueError(f"KDConfig.kind must be one of {KL_KINDS}, got {self.kind!r}.")
+        if not (isinstance(self.hidden_weight, (int, float)) and 0 <= self.hidden_weight < math.inf):
+            raise ValueError(
+                f"KDConfig.hidden_weight must be a number >= 0, got {self.hidden_weight}. Fix: 0 turns the term off."
+            )
 
 
 @dataclass(frozen=True)
@@ -464,16 +471,49 @@ def kl_divergence(
     return (log_s.exp() * (log_s - log_t)).sum(-1).mean()  # KL(student ‖ teacher)
 
 
-def answer_logits(model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+def _decode(model: Any, batch: dict[str, torch.Tensor], hidden_states: bool = False) -> Any:
+    return model.get_decoder()(
+        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], output_hidden_states=hidden_states
+    )
+
+
+def answer_logits(model: Any, batch: dict[str, torch.Tensor], decoded: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(N, V) logits at the positions that predict an answer token, and those N tokens.
 
     Runs the output head only where the loss looks (answer tokens are about a third of
-    a sequence here), which saves most of the head's time and memory.
+    a sequence here), which saves most of the head's time and memory. ``decoded``: the
+    decoder's output for ``batch``, when the caller already has it.
     """
-    hidden = model.get_decoder()(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+    hidden = (decoded if decoded is not None else _decode(model, batch)).last_hidden_state
     labels = batch["labels"][:, 1:]  # position t predicts token t+1
     mask = labels != IGNORE  # (B, T-1)
     return model.get_output_embeddings()(hidden[:, :-1][mask]), labels[mask]
+
+
+def hidden_state_loss(
+    student_states: tuple[torch.Tensor, ...],
+    teacher_states: tuple[torch.Tensor, ...],
+    keep: list[int],
+    attention_mask: torch.Tensor,
+) -> torch.Tensor:
+    """Mean (1 − cosine similarity) between student and teacher hidden states, over real tokens.
+
+    ``*_states`` are a decoder's ``hidden_states``: the embeddings, then one (B, T, H) state
+    per block, the last one after the final norm. Student block j is paired with teacher
+    block ``keep[j]``, the block it was copied from, and the final (normed) states, the ones
+    the output head reads, with each other. Cosine ignores scale, so the teacher's few huge
+    activations do not drown the rest (DistilBERT used a cosine loss on hidden states too).
+    """
+    if len(student_states) != len(keep) + 1 or max(keep) + 2 > len(teacher_states):
+        raise ValueError(
+            f"Cannot pair {len(student_states) - 1} student blocks with teacher blocks {keep} "
+            f"(the teacher has {len(teacher_states) - 1}). Fix: pass the keep list the student was built with."
+        )
+    pairs = [(student_states[j + 1], teacher_states[k + 1]) for j, k in enumerate(keep[:-1])]
+    pairs.append((student_states[-1], teacher_states[-1]))
+    real = attention_mask.bool()  # (B, T): padding does not count
+    losses = [1 - F.cosine_similarity(s[real], t[real].detach(), dim=-1).mean() for s, t in pairs]
+    return torch.stack(losses).mean()
 
 
 def make_loss_fn(
@@ -482,28 +522,50 @@ def make_loss_fn(
     config: KDConfig = KDConfig(),
     teacher_tokenizer: Any = None,
     student_tokenizer: Any = None,
+    keep: list[int] | None = None,
 ) -> Callable[[Any, dict[str, torch.Tensor]], torch.Tensor]:
     """A ``loss_fn(model, batch)`` for ``training.train``; vocabularies are checked now,
     before any training step. ``alpha=0`` needs no teacher (plain cross-entropy).
+    ``config.hidden_weight > 0`` needs ``keep``, the teacher blocks the student was built from.
 
     In eval mode (``training.evaluate_loss``) it returns the plain cross-entropy on the
     batch's labels: validate on the human references and every run's validation curve
     measures the same thing, so curves compare and early stopping keeps the student
     that is best on the task, not best at imitating.
     """
-    if config.alpha > 0:
+    needs_teacher = config.alpha > 0 or config.hidden_weight > 0
+    if needs_teacher:
         if teacher is None:
-            raise ValueError(f"alpha={config.alpha} mixes in the teacher's logits: pass a teacher, or set alpha=0.")
+            raise ValueError(
+                f"alpha={config.alpha}, hidden_weight={config.hidden_weight} mix in the teacher's outputs: "
+                "pass a teacher, or set both to 0."
+            )
         check_same_vocabulary(teacher, student, teacher_tokenizer, student_tokenizer)
         teacher.eval()
+    hidden = config.hidden_weight > 0
+    if hidden and (
+        keep is None
+        or len(keep) != student.config.num_hidden_layers
+        or not all(0 <= k < teacher.config.num_hidden_layers for k in keep)
+    ):
+        raise ValueError(
+            f"hidden_weight > 0 pairs each student block with a teacher block, got keep={keep} for a student of "
+            f"{student.config.num_hidden_layers} blocks. Fix: pass keep=, the list build_student got."
+        )
 
     def loss_fn(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        student_logits, targets = answer_logits(model, batch)
-        if config.alpha == 0 or not model.training:
+        decoded = _decode(model, batch, hidden_states=hidden and model.training)
+        student_logits, targets = answer_logits(model, batch, decoded)
+        if not needs_teacher or not model.training:
             return F.cross_entropy(student_logits, targets)
         with torch.no_grad():
-            teacher_logits, _ = answer_logits(teacher, batch)
-        return kd_loss(student_logits, teacher_logits, targets, config.temperature, config.alpha, config.kind)
+            teacher_decoded = _decode(teacher, batch, hidden_states=hidden)
+            teacher_logits, _ = answer_logits(teacher, batch, teacher_decoded)
+        loss = kd_loss(student_logits, teacher_logits, targets, config.temperature, config.alpha, config.kind)
+        if hidden:
+            states = (decoded.hidden_states, teacher_decoded.hidden_states)
+            loss = loss + config.hidden_weight * hidden_state_loss(*states, keep, batch["attention_mask"])
+        return loss
 
     return loss_fn
 

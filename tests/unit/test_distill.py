@@ -169,6 +169,58 @@ def test_distillation_pulls_the_student_towards_the_teacher(teacher, tiny_tokeni
     assert result.steps == 8 and all(p.grad is None for p in teacher.parameters())
 
 
+def _states(model, batch):
+    with torch.no_grad():
+        return model.get_decoder()(**{k: batch[k] for k in ("input_ids", "attention_mask")}, output_hidden_states=True)
+
+
+def test_hidden_state_loss_pairs_each_block_with_its_source(teacher, tiny_tokenizer, rows):
+    batch = training.collate([training.encode_example(tiny_tokenizer, r, 128) for r in rows[:3]], 1)
+    teacher_states = _states(teacher, batch).hidden_states
+    # the teacher against itself, every block paired with itself: identical states
+    assert float(distill.hidden_state_loss(teacher_states, teacher_states, [0, 1, 2, 3], batch["attention_mask"])) == (
+        pytest.approx(0.0, abs=1e-5)
+    )
+    student_states = _states(distill.build_student(teacher, [0, 3]), batch).hidden_states
+    # block 0 is exact; the last states differ (block 3 now reads block 0's output, not block 2's)
+    real = batch["attention_mask"].bool()
+    expected = 0.5 * (1 - F.cosine_similarity(student_states[-1][real], teacher_states[-1][real], dim=-1).mean())
+    loss = distill.hidden_state_loss(student_states, teacher_states, [0, 3], batch["attention_mask"])
+    assert float(loss) == pytest.approx(float(expected), rel=1e-5) and float(loss) > 1e-3
+    with pytest.raises(ValueError, match="keep list"):
+        distill.hidden_state_loss(student_states, teacher_states, [0, 1, 3], batch["attention_mask"])
+
+
+def test_hidden_state_term_trains_and_needs_its_inputs(teacher, tiny_tokenizer, rows):
+    with pytest.raises(ValueError, match="hidden_weight"):
+        KDConfig(hidden_weight=-1.0)
+    with pytest.raises(ValueError, match="pass keep="):
+        distill.make_loss_fn(teacher, teacher, KDConfig(hidden_weight=1.0))
+    with pytest.raises(ValueError, match="pass keep="):  # 4 blocks, 3 listed: caught before any step
+        distill.make_loss_fn(teacher, teacher, KDConfig(hidden_weight=1.0), keep=[0, 1, 2])
+    with pytest.raises(ValueError, match="pass a teacher"):
+        distill.make_loss_fn(teacher, None, KDConfig(alpha=0.0, hidden_weight=1.0), keep=[0])
+    keep = [0, 3]
+    student = distill.build_student(teacher, keep)
+    examples = [training.encode_example(tiny_tokenizer, r, 128) for r in rows]
+    batch = training.collate(examples, tiny_tokenizer.pad_token_id)
+
+    def gap() -> float:
+        pair = (_states(student, batch).hidden_states, _states(teacher, batch).hidden_states)
+        return float(distill.hidden_state_loss(*pair, keep, batch["attention_mask"]))
+
+    hidden_only = distill.make_loss_fn(student, teacher, KDConfig(alpha=1.0, hidden_weight=1.0), keep=keep)
+    with torch.no_grad():
+        student.train()
+        kd_only = distill.make_loss_fn(student, teacher, KDConfig(alpha=1.0), keep=keep)
+        assert float(hidden_only(student, batch)) == pytest.approx(float(kd_only(student, batch)) + gap(), rel=1e-4)
+        student.eval()
+    before = gap()
+    config = TrainConfig(lr=3e-3, max_steps=8, batch_size=4, eval_every=4)
+    training.train(student, examples, examples[:2], config, tiny_tokenizer.pad_token_id, loss_fn=hidden_only)
+    assert gap() < 0.5 * before
+
+
 # --- the student ------------------------------------------------------------------------
 
 
