@@ -560,8 +560,11 @@ def make_loss_fn(
             return F.cross_entropy(student_logits, targets)
         with torch.no_grad():
             teacher_decoded = _decode(teacher, batch, hidden_states=hidden)
-            teacher_logits, _ = answer_logits(teacher, batch, teacher_decoded)
-        loss = kd_loss(student_logits, teacher_logits, targets, config.temperature, config.alpha, config.kind)
+            teacher_logits = answer_logits(teacher, batch, teacher_decoded)[0] if config.alpha > 0 else None
+        if teacher_logits is None:  # hidden-state term only: the teacher's head is not needed
+            loss = F.cross_entropy(student_logits, targets)
+        else:
+            loss = kd_loss(student_logits, teacher_logits, targets, config.temperature, config.alpha, config.kind)
         if hidden:
             states = (decoded.hidden_states, teacher_decoded.hidden_states)
             loss = loss + config.hidden_weight * hidden_state_loss(*states, keep, batch["attention_mask"])
