@@ -531,7 +531,8 @@ def make_loss_fn(
     In eval mode (``training.evaluate_loss``) it returns the plain cross-entropy on the
     batch's labels: validate on the human references and every run's validation curve
     measures the same thing, so curves compare and early stopping keeps the student
-    that is best on the task, not best at imitating.
+    that best predicts the references, not the one best at imitating. That is still a
+    loss, not the task score: see the README's full-profile runs for how far they can part.
     """
     needs_teacher = config.alpha > 0 or config.hidden_weight > 0
     if needs_teacher:
