@@ -96,10 +96,10 @@ class DistillSizes:
     n_teacher_prompts: int  # training prompts the teacher answers (balanced over categories)
     teacher_max_new_tokens: int  # room for a whole answer: longer ones count as truncated
     eval_max_new_tokens: int  # generation budget when scoring on held-out references
-    n_val: int  # validation rows for the loss curves and early stopping
+    n_val: int  # validation rows: loss curves, and the task score that picks the kept step
     max_steps: int
     eval_every: int
-    patience: int
+    patience: int  # evaluations without a new best validation score before a run stops
     batch_size: int
     lr: float  # above the module's 1e-5…5e-5: a student cut from 30 to 6 blocks must re-learn a lot
     keep_every: int  # the student keeps one decoder block in k (see keep_every)

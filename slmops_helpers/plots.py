@@ -127,18 +127,30 @@ def plot_methods(rows: list[dict[str, Any]], base_score: float) -> Figure:
 
 
 def plot_loss_curves(histories: dict[str, list[dict[str, float]]], stopped_at: dict[str, int] | None = None) -> Figure:
-    """Training loss (thin) and validation loss (dots) per run; a dotted line where a run stopped early."""
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for (name, history), color in zip(
-        histories.items(), plt.rcParams["axes.prop_cycle"].by_key()["color"], strict=False
-    ):
+    """Training loss (thin) and validation loss (dots) per run; a dotted line where a run stopped early.
+
+    When the histories carry a ``val_score`` (``training.train`` with a ``score_fn``), a
+    second panel shows it beside the loss, so a reader sees where the two disagree.
+    """
+    with_score = any("val_score" in h for history in histories.values() for h in history)
+    fig, axes = plt.subplots(1, 2 if with_score else 1, figsize=(12 if with_score else 7, 4), squeeze=False)
+    ax, colors = axes[0][0], plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    score_ax = axes[0][1] if with_score else None
+    for (name, history), color in zip(histories.items(), colors, strict=False):
         ax.plot([h["step"] for h in history], [h["train_loss"] for h in history], color=color, alpha=0.5, lw=1)
         val = [h for h in history if "val_loss" in h]
         ax.plot([h["step"] for h in val], [h["val_loss"] for h in val], "o-", color=color, label=f"{name} (validation)")
-        if stopped_at and name in stopped_at:
-            ax.axvline(stopped_at[name], color=color, linestyle=":")
+        scored = [h for h in history if "val_score" in h]
+        if scored and score_ax is not None:
+            score_ax.plot([h["step"] for h in scored], [h["val_score"] for h in scored], "o-", color=color, label=name)
+        for panel in axes[0]:
+            if stopped_at and name in stopped_at:
+                panel.axvline(stopped_at[name], color=color, linestyle=":")
     ax.set(xlabel="step", ylabel="loss (nats per answer token)", title="Training (thin) and validation (dots) loss")
     ax.legend(fontsize=8)
+    if score_ax is not None:
+        score_ax.set(xlabel="step", ylabel="task score (0–100)", title="Validation task score")
+        score_ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
 

@@ -1,6 +1,7 @@
 """A short, readable training loop shared by fine-tuning (section 3) and distillation
 (section 2): chat-formatted examples with the prompt masked out of the loss, AdamW,
-validation loss, early stopping, progress bar, time per step and peak memory.
+validation loss (and optionally a task score), early stopping, progress bar, time per
+step and peak memory.
 
 The loss is pluggable: fine-tuning uses the model's own cross-entropy, distillation
 passes a function that mixes in the teacher's soft targets.
@@ -50,11 +51,13 @@ class TrainConfig:
 
 @dataclass
 class TrainResult:
-    history: list[dict[str, float]] = field(default_factory=list)  # step, train_loss[, val_loss]
+    history: list[dict[str, float]] = field(default_factory=list)  # step, train_loss[, val_loss[, val_score]]
     steps: int = 0
-    s_per_step: float = 0.0
+    s_per_step: float = 0.0  # training time per step; the evaluations are counted apart, in eval_s
+    eval_s: float = 0.0
     peak_mb: float = 0.0  # extra memory training needed, see models.PeakMemory
-    best_val_loss: float = math.inf
+    best_val_loss: float = math.inf  # the validation loss at best_step
+    best_val_score: float | None = None  # the validation score at best_step, when a score_fn picked it
     best_step: int = 0
     stopped_early: bool = False
 
@@ -189,6 +192,25 @@ def evaluate_loss(
     return total / len(examples)
 
 
+def _evaluate(
+    model: Any, examples: list, pad_id: int, loss_fn: Callable, score_fn: Callable[[Any], float] | None
+) -> dict[str, float]:
+    record = {"val_loss": evaluate_loss(model, examples, pad_id, loss_fn=loss_fn)}
+    if score_fn is not None:
+        with torch.no_grad():
+            record["val_score"] = float(score_fn(model))
+        model.train()  # generation inside score_fn may have switched to eval mode
+        if not math.isfinite(record["val_score"]):
+            raise ValueError(f"score_fn returned {record['val_score']}; it must return a finite number.")
+    return record
+
+
+def _is_better(record: dict[str, float], result: TrainResult) -> bool:
+    if "val_score" in record:
+        return result.best_val_score is None or record["val_score"] > result.best_val_score
+    return record["val_loss"] < result.best_val_loss
+
+
 def train(
     model: Any,
     train_examples: list,
@@ -197,11 +219,16 @@ def train(
     pad_id: int,
     loss_fn: Callable[[Any, dict[str, torch.Tensor]], torch.Tensor] = default_loss,
     desc: str = "training",
+    score_fn: Callable[[Any], float] | None = None,
 ) -> TrainResult:
-    """Train the parameters of ``model`` that require grad; keep the best by validation loss.
+    """Train the parameters of ``model`` that require grad; keep the best evaluation.
 
-    With ``patience`` set, stops after that many evaluations without a new best
-    validation loss, and restores the best trainable weights before returning.
+    The best evaluation is the lowest validation loss, or, with ``score_fn`` (model ->
+    validation task score, higher is better), the highest score; the loss is still
+    recorded. The two can disagree: the loss rewards predicting the reference tokens,
+    the score what the task rewards (notebook 02 measured them parting).
+    With ``patience`` set, stops after that many evaluations without a new best, and
+    restores the best trainable weights before returning.
     """
     from tqdm.auto import tqdm
 
@@ -239,19 +266,22 @@ def train(
             optimizer.zero_grad(set_to_none=True)
             record = {"step": step, "train_loss": float(loss.detach())}
             if step % config.eval_every == 0 or step == config.max_steps:
-                record["val_loss"] = evaluate_loss(model, val_examples, pad_id, loss_fn=loss_fn)
-                if record["val_loss"] < result.best_val_loss:
-                    result.best_val_loss, result.best_step, bad_evals = record["val_loss"], step, 0
+                eval_start = time.perf_counter()
+                record.update(_evaluate(model, val_examples, pad_id, loss_fn, score_fn))
+                result.eval_s += time.perf_counter() - eval_start
+                if _is_better(record, result):
+                    result.best_val_loss, result.best_val_score = record["val_loss"], record.get("val_score")
+                    result.best_step, bad_evals = step, 0
                     best_state = [p.detach().clone() for p in params] if config.patience else None
                 else:
                     bad_evals += 1
-                bar.set_postfix(val_loss=f"{record['val_loss']:.3f}")
+                bar.set_postfix({k: f"{v:.3f}" for k, v in record.items() if k.startswith("val_")})
             result.history.append(record)
             result.steps = step
             if config.patience and bad_evals >= config.patience:
                 result.stopped_early = True
                 break
-    result.s_per_step = (time.perf_counter() - start) / result.steps
+    result.s_per_step = (time.perf_counter() - start - result.eval_s) / result.steps
     result.peak_mb = memory.peak_mb
     if best_state is not None:
         with torch.no_grad():

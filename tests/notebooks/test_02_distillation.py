@@ -60,8 +60,9 @@ def test_training_learned_and_scores_are_consistent(metrics):
     m = metrics
     untrained = min(m["init_ce_from_top"], m["init_ce_from_block0"])  # the student before any step
     for run in ("distill", "seq", "baseline"):
-        assert 1 <= m[f"{run}_steps"] <= distill.get_sizes("smoke").max_steps
-        assert m[f"{run}_best_val_ce"] < 0.8 * untrained
+        assert 1 <= m[f"{run}_best_step"] <= m[f"{run}_steps"] <= distill.get_sizes("smoke").max_steps
+        assert m[f"{run}_min_val_ce"] <= m[f"{run}_best_val_ce"] and m[f"{run}_min_val_ce"] < 0.8 * untrained
+        assert 0 <= m[f"{run}_best_val_score"] <= 100 and m[f"{run}_eval_s"] > 0  # the score picked the kept step
     for who in ("student", "seq_student", "baseline_student"):
         assert 0 <= m[f"{who}_score"] <= 100
     assert m["retention"] == pytest.approx(m["student_score"] / m["teacher_score"])

@@ -53,7 +53,11 @@ def test_fine_tuning_plots_show_every_method_and_run():
     assert fig.axes[1].get_yscale() == "log"  # trainable % spans four orders of magnitude
     history = [{"step": 1, "train_loss": 2.0}, {"step": 2, "train_loss": 1.5, "val_loss": 1.8}]
     fig = plots.plot_loss_curves({"a": history, "b": history}, stopped_at={"b": 2})
-    assert len(fig.axes[0].get_legend().get_texts()) == 2
+    assert len(fig.axes) == 1 and len(fig.axes[0].get_legend().get_texts()) == 2
+    scored = [*history, {"step": 4, "train_loss": 1.2, "val_loss": 1.9, "val_score": 31.0}]
+    fig = plots.plot_loss_curves({"a": scored, "b": history})
+    assert len(fig.axes) == 2 and [t.get_text() for t in fig.axes[1].get_legend().get_texts()] == ["a"]
+    assert list(fig.axes[1].lines[0].get_ydata()) == [31.0]
     fig = plots.plot_memory_tips(
         [
             {"label": "batch 1", "activation_mb": 10, "s_per_step": 1},

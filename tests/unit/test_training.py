@@ -98,6 +98,39 @@ def test_early_stopping_restores_the_best_weights(tiny_model, tiny_tokenizer, ro
     assert training.evaluate_loss(tiny_model, val_ex, pad) == pytest.approx(result.best_val_loss, rel=1e-4)
 
 
+def test_a_score_picks_the_best_step_and_drives_early_stopping(tiny_model, tiny_tokenizer, row):
+    """Validation loss keeps falling (validation = training data) while a scripted score peaks
+    at the second evaluation: the score wins, and those weights come back."""
+    pad = tiny_tokenizer.pad_token_id
+    ex = _examples(tiny_tokenizer, row, 4)
+    scores, modes = iter([1.0, 5.0, 2.0, 3.0, 9.0]), []
+
+    def score_fn(model):
+        model.eval()  # as generation does; training must switch back
+        return next(scores)
+
+    def loss_fn(model, batch):
+        modes.append(model.training)
+        return training.default_loss(model, batch)
+
+    config = TrainConfig(lr=1e-2, max_steps=40, batch_size=2, eval_every=5, patience=2)
+    result = training.train(tiny_model, ex, ex, config, pad, loss_fn, score_fn=score_fn)
+    evals = [h for h in result.history if "val_loss" in h]
+    assert [h["val_score"] for h in evals] == [1.0, 5.0, 2.0, 3.0]  # stopped before the 9
+    assert result.stopped_early and result.steps == 20 and result.best_step == 10 and result.best_val_score == 5.0
+    assert evals[-1]["val_loss"] < evals[1]["val_loss"] == result.best_val_loss  # loss alone would pick step 20
+    assert training.evaluate_loss(tiny_model, ex, pad) == pytest.approx(result.best_val_loss, rel=1e-4)
+    assert modes.count(True) == 20  # every training step ran in training mode, after each score too
+    assert result.eval_s > 0 and result.s_per_step > 0
+
+
+def test_a_score_that_is_not_a_number_is_refused(tiny_model, tiny_tokenizer, row):
+    ex = _examples(tiny_tokenizer, row, 2)
+    config = TrainConfig(max_steps=2, batch_size=2, eval_every=1)
+    with pytest.raises(ValueError, match="finite number"):
+        training.train(tiny_model, ex, ex, config, tiny_tokenizer.pad_token_id, score_fn=lambda model: math.nan)
+
+
 def test_only_trainable_parameters_change(tiny_model, tiny_tokenizer, row):
     for name, p in tiny_model.named_parameters():
         p.requires_grad = "layers.1." in name
