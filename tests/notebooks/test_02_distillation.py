@@ -41,7 +41,7 @@ def test_teacher_data_was_generated_validated_and_cached(metrics):
     m = metrics
     assert m["n_teacher_prompts"] == m["teacher_cache_hits"] + m["teacher_generated"]
     assert m["n_teacher_kept"] + m["n_teacher_rejected"] == m["n_teacher_prompts"]
-    assert m["n_teacher_kept"] >= 0.75 * m["n_teacher_prompts"] and m["n_kd_train"] == m["n_teacher_kept"]
+    assert m["n_teacher_kept"] >= 0.75 * m["n_teacher_prompts"] and m["n_teacher_train"] == m["n_teacher_kept"]
     assert m["teacher_cache_corrupt"] == 0
 
 
