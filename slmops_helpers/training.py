@@ -206,7 +206,8 @@ def _evaluate(
 
 
 def _is_better(record: dict[str, float], result: TrainResult) -> bool:
-    if "val_score" in record:
+    if "val_score" in record and record["val_score"] != result.best_val_score:
+        # a score on a few tickets ties often (0 for every untrained model): the loss breaks ties
         return result.best_val_score is None or record["val_score"] > result.best_val_score
     return record["val_loss"] < result.best_val_loss
 

@@ -124,6 +124,16 @@ def test_a_score_picks_the_best_step_and_drives_early_stopping(tiny_model, tiny_
     assert result.eval_s > 0 and result.s_per_step > 0
 
 
+def test_a_tied_score_is_broken_by_the_loss(tiny_model, tiny_tokenizer, row):
+    pad = tiny_tokenizer.pad_token_id
+    ex = _examples(tiny_tokenizer, row, 4)
+    config = TrainConfig(lr=1e-2, max_steps=15, batch_size=2, eval_every=5, patience=2)
+    result = training.train(tiny_model, ex, ex, config, pad, score_fn=lambda model: 0.0)
+    evals = [h for h in result.history if "val_loss" in h]
+    assert evals[-1]["val_loss"] < evals[0]["val_loss"]  # learning, while the score stays flat
+    assert result.best_step == 15 and not result.stopped_early and result.best_val_score == 0.0
+
+
 def test_a_score_that_is_not_a_number_is_refused(tiny_model, tiny_tokenizer, row):
     ex = _examples(tiny_tokenizer, row, 2)
     config = TrainConfig(max_steps=2, batch_size=2, eval_every=1)
