@@ -115,7 +115,8 @@ def fine_tune_and_merge(
     trainable = finetune.make_trainable(model, spec)
     result = training.train(trainable, train_examples, val_examples, config, tokenizer.pad_token_id, desc="candidate")
     ids = tokenizer([data.format_chat(tokenizer, r) for r in parity_rows], return_tensors="pt", padding=True)
-    merged, max_diff = finetune.merge_with_parity(trainable, ids.input_ids.to(next(model.parameters()).device))
+    device = next(model.parameters()).device
+    merged, max_diff = finetune.merge_with_parity(trainable, ids.input_ids.to(device), ids.attention_mask.to(device))
     return merged, result, max_diff
 
 

@@ -4,6 +4,7 @@ save/load/switch, merge parity, the YAML grid, and the errors bad input should g
 from __future__ import annotations
 
 import sys
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -79,6 +80,29 @@ def test_merge_keeps_the_logits(tiny_model):
     assert diff < 1e-4
     assert not hasattr(merged, "peft_config")  # a plain transformers model again
     assert (merged(input_ids=ids).logits - base_logits).abs().max() > 1e-3  # and the adapter is in it
+
+
+def test_merge_parity_reads_real_tokens_only():
+    """Logits at padding are never used: a difference there alone must not count."""
+
+    class Fixed(torch.nn.Module):
+        def __init__(self, logits, merged=None):
+            super().__init__()
+            self.logits, self.merged = logits, merged
+
+        def forward(self, input_ids, attention_mask):
+            return SimpleNamespace(logits=self.logits)
+
+        def merge_and_unload(self):
+            return self.merged
+
+    before = torch.zeros(1, 4, 3)
+    after = before.clone()
+    after[0, 3] = 1.0  # the last position differs
+    model = Fixed(before, Fixed(after))
+    ids, mask = torch.ones(1, 4, dtype=torch.long), torch.tensor([[1, 1, 1, 0]])
+    assert finetune.merge_with_parity(model, ids, mask)[1] == 0.0
+    assert finetune.merge_with_parity(model, ids)[1] == 1.0  # no mask: every position is real
 
 
 def test_adapters_save_load_and_switch(tiny_model, tmp_path):
