@@ -7,13 +7,14 @@ The two stages of the recipe, each a few short functions:
    generation settings) so that an interrupted run resumes and a corrupted entry is
    regenerated. ``validate_outputs`` drops empty, malformed, truncated or degenerate
    answers before anything trains on them.
-2. **Student training.** ``build_student`` keeps every k-th decoder block of the teacher
-   (DistilBERT's initialisation); ``make_loss_fn`` plugs the loss
+2. **Student training.** ``build_student`` keeps some of the teacher's decoder blocks
+   (DistilBERT's initialisation; ``max_blocks_within`` says how many fit a parameter
+   budget, ``block_choices`` offers which); ``make_loss_fn`` plugs the loss
    ``α·T²·KL + (1−α)·CE`` into ``training.train``. With ``alpha=0`` it is plain
    cross-entropy: on teacher outputs that is sequence-level distillation, on the human
    references it trains the student-without-distillation baseline.
 
->>> student = build_student(teacher, keep_every(30, 5))            # doctest: +SKIP
+>>> student = build_student(teacher, block_choices(30, 7)["both ends"])  # doctest: +SKIP
 >>> loss_fn = make_loss_fn(student, teacher, KDConfig(temperature=2.0, alpha=0.5))  # doctest: +SKIP
 >>> training.train(student, train_examples, val_examples, TrainConfig(), pad_id, loss_fn=loss_fn)  # doctest: +SKIP
 """
@@ -101,11 +102,11 @@ class DistillSizes:
     eval_every: int
     patience: int  # evaluations without a new best validation score before a run stops
     batch_size: int
-    lr: float  # above the module's 1e-5…5e-5: a student cut from 30 to 6 blocks must re-learn a lot
-    keep_every: int  # the student keeps one decoder block in k (see keep_every)
+    lr: float  # above the module's 1e-5…5e-5: a student cut from 30 to 7 blocks must re-learn a lot
+    param_budget: float  # the student keeps as many blocks as fit in this share of the teacher's parameters
 
 
-_SHARED = {"teacher_max_new_tokens": 80, "eval_max_new_tokens": 64, "batch_size": 8, "keep_every": 5}
+_SHARED = {"teacher_max_new_tokens": 80, "eval_max_new_tokens": 64, "batch_size": 8, "param_budget": 0.40}
 SIZES: dict[str, DistillSizes] = {
     # smoke: few steps, so a large learning rate; measured on 2 quiet CPU cores, 12 steps at 1e-3 reach a
     # lower validation loss than at 3e-4 or 2e-3
@@ -346,7 +347,7 @@ def encode_distillation_set(
     ]
 
 
-# --- the student: keep every k-th block of the teacher -----------------------------------------
+# --- the student: keep some of the teacher's blocks ---------------------------------------------
 
 
 def keep_every(n_layers: int, k: int, keep_last: bool = True) -> list[int]:
@@ -359,6 +360,43 @@ def keep_every(n_layers: int, k: int, keep_last: bool = True) -> list[int]:
     if not (isinstance(k, int) and 1 <= k <= n_layers):
         raise ValueError(f"k must be an integer between 1 and n_layers={n_layers}, got {k}.")
     return sorted(range(n_layers - 1, -1, -k)) if keep_last else list(range(0, n_layers, k))
+
+
+def block_choices(n_layers: int, n: int) -> dict[str, list[int]]:
+    """Three ways to keep ``n`` of ``n_layers`` blocks at an even stride, by what they anchor.
+
+    ``"from the top"`` keeps the last block (it feeds the output head), ``"from block 0"``
+    the first (it reads the embeddings, as DistilBERT kept), ``"both ends"`` both, with
+    the rest spread evenly between them.
+    """
+    if not (isinstance(n, int) and 2 <= n <= n_layers):
+        raise ValueError(f"n must be an integer between 2 and n_layers={n_layers}, got {n}.")
+    stride = n_layers // n
+    return {
+        "from the top": keep_every(n_layers, stride)[-n:],
+        "from block 0": keep_every(n_layers, stride, keep_last=False)[:n],
+        "both ends": [round(i * (n_layers - 1) / (n - 1)) for i in range(n)],
+    }
+
+
+def max_blocks_within(teacher_config: Any, budget: float) -> int:
+    """The most decoder blocks a student cut from ``teacher_config`` may keep with at most
+    ``budget`` (a share, e.g. 0.4) of the teacher's parameters."""
+    if not 0 < budget <= 1:
+        raise ValueError(f"budget is a share of the teacher's parameters, in (0, 1]; got {budget}.")
+    teacher = count_config_parameters(teacher_config)
+    n_layers = teacher_config.num_hidden_layers
+    fits = [
+        n
+        for n in range(1, n_layers + 1)
+        if count_config_parameters(student_config(teacher_config, n)) <= budget * teacher
+    ]
+    if not fits:
+        raise ValueError(
+            f"Not even one block fits in {budget:.0%} of the teacher's parameters (the embedding alone is most "
+            "of it). Fix: raise the budget."
+        )
+    return max(fits)
 
 
 def student_config(teacher_config: Any, n_layers: int) -> Any:
@@ -490,6 +528,38 @@ def answer_logits(model: Any, batch: dict[str, torch.Tensor], decoded: Any = Non
     return model.get_output_embeddings()(hidden[:, :-1][mask]), labels[mask]
 
 
+class TeacherLogitCache:
+    """A frozen teacher's answer logits (``answer_logits``), computed once per example.
+
+    The teacher never changes during distillation, so its logits for a training example
+    are the same at every epoch: only batches holding an example not seen yet run the
+    teacher. Examples are told apart by their real tokens and labels, so a batch may be
+    padded differently from the one that first held them (padding is masked out).
+    """
+
+    def __init__(self, teacher: Any) -> None:
+        self.teacher = teacher
+        self.rows: dict[bytes, torch.Tensor] = {}
+
+    @staticmethod
+    def _keys(batch: dict[str, torch.Tensor]) -> list[bytes]:
+        real = batch["attention_mask"].bool()
+        return [
+            torch.cat([ids[m], labels[m]]).cpu().numpy().tobytes()
+            for ids, labels, m in zip(batch["input_ids"], batch["labels"], real, strict=True)
+        ]
+
+    def __call__(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        keys = self._keys(batch)
+        if any(key not in self.rows for key in keys):
+            with torch.no_grad():
+                logits = answer_logits(self.teacher, batch)[0]
+            per_row = (batch["labels"][:, 1:] != IGNORE).sum(dim=1).tolist()
+            for key, rows in zip(keys, logits.split(per_row), strict=True):
+                self.rows.setdefault(key, rows)
+        return torch.cat([self.rows[key] for key in keys])
+
+
 def hidden_state_loss(
     student_states: tuple[torch.Tensor, ...],
     teacher_states: tuple[torch.Tensor, ...],
@@ -523,10 +593,17 @@ def make_loss_fn(
     teacher_tokenizer: Any = None,
     student_tokenizer: Any = None,
     keep: list[int] | None = None,
+    cache_teacher: bool = False,
 ) -> Callable[[Any, dict[str, torch.Tensor]], torch.Tensor]:
     """A ``loss_fn(model, batch)`` for ``training.train``; vocabularies are checked now,
     before any training step. ``alpha=0`` needs no teacher (plain cross-entropy).
     ``config.hidden_weight > 0`` needs ``keep``, the teacher blocks the student was built from.
+
+    ``cache_teacher=True`` keeps the teacher's answer logits of every training example
+    after its first forward pass (see ``TeacherLogitCache``): from the second epoch on, a
+    KD step costs about what a cross-entropy step does. It holds answer tokens × vocabulary
+    float32 values in memory (notebook 02's full set: 11,656 × 49,152, about 2.2 GiB), so
+    it suits small training sets like the course's.
 
     In eval mode (``training.evaluate_loss``) it returns the plain cross-entropy on the
     batch's labels: validate on the human references and every run's validation curve
@@ -543,6 +620,12 @@ def make_loss_fn(
             )
         check_same_vocabulary(teacher, student, teacher_tokenizer, student_tokenizer)
         teacher.eval()
+    if cache_teacher and (config.alpha == 0 or config.hidden_weight > 0):
+        raise ValueError(
+            "cache_teacher keeps the teacher's logits, which only the KL term reads: it needs alpha > 0 and "
+            f"hidden_weight == 0 (got alpha={config.alpha}, hidden_weight={config.hidden_weight})."
+        )
+    teacher_logits_of = TeacherLogitCache(teacher) if cache_teacher else None
     hidden = config.hidden_weight > 0
     if hidden and (
         keep is None
@@ -560,8 +643,11 @@ def make_loss_fn(
         if not needs_teacher or not model.training:
             return F.cross_entropy(student_logits, targets)
         with torch.no_grad():
-            teacher_decoded = _decode(teacher, batch, hidden_states=hidden)
-            teacher_logits = answer_logits(teacher, batch, teacher_decoded)[0] if config.alpha > 0 else None
+            if teacher_logits_of is not None:
+                teacher_decoded, teacher_logits = None, teacher_logits_of(batch)
+            else:
+                teacher_decoded = _decode(teacher, batch, hidden_states=hidden)
+                teacher_logits = answer_logits(teacher, batch, teacher_decoded)[0] if config.alpha > 0 else None
         if teacher_logits is None:  # hidden-state term only: the teacher's head is not needed
             loss = F.cross_entropy(student_logits, targets)
         else:

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from ..distill import count_config_parameters, kd_loss, soften, student_config
+from ..distill import count_config_parameters, kd_loss, max_blocks_within, soften, student_config
 from ..models import DEFAULT_MODEL, prepare_model
 from . import Exercise, Result, close, incorrect, is_number
 
@@ -40,9 +40,7 @@ def student_params(n_blocks: int, model_name: str = DEFAULT_MODEL) -> int:
 
 def max_blocks_in_budget(model_name: str = DEFAULT_MODEL) -> int:
     """The most blocks a student may keep within PARAM_BUDGET of the teacher's parameters."""
-    n_layers = course_config(model_name).num_hidden_layers
-    teacher = student_params(n_layers, model_name)
-    return max(n for n in range(n_layers + 1) if student_params(n, model_name) <= PARAM_BUDGET * teacher)
+    return max_blocks_within(course_config(model_name), PARAM_BUDGET)
 
 
 def _random_case(seed: int, n: int = 10, vocab: int = 40) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -135,7 +133,7 @@ class KeepBlocks(Exercise):
         "norm = model.model.norm.weight.numel()\n"
         "budget = 0.40 * models.count_parameters(model)\n"
         "n_blocks = int((budget - embedding - norm) // block)\n"
-        "keep = distill.keep_every(30, 30 // n_blocks)[-n_blocks:]  # or any n_blocks distinct blocks"
+        'keep = distill.block_choices(30, n_blocks)["both ends"]  # or any n_blocks distinct blocks'
     )
 
     def check_value(self, keep: Any) -> Result | None:

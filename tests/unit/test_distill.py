@@ -169,6 +169,31 @@ def test_distillation_pulls_the_student_towards_the_teacher(teacher, tiny_tokeni
     assert result.steps == 8 and all(p.grad is None for p in teacher.parameters())
 
 
+def test_cached_teacher_logits_give_the_same_loss_and_run_the_teacher_once_per_example(teacher, tiny_tokenizer, rows):
+    student = distill.build_student(teacher, [0, 3])
+    student.train()
+    examples = [training.encode_example(tiny_tokenizer, r, 128) for r in rows]
+    plain = distill.make_loss_fn(student, teacher, KDConfig(temperature=2.0, alpha=0.7))
+    cached = distill.make_loss_fn(student, teacher, KDConfig(temperature=2.0, alpha=0.7), cache_teacher=True)
+    calls = []
+    hook = teacher.get_decoder().register_forward_hook(lambda module, args, out: calls.append(1))
+    with torch.no_grad():
+        for chunk in (examples[:3], examples[1:5], examples[5:], examples[2:6], examples[::-1]):
+            batch = training.collate(chunk, tiny_tokenizer.pad_token_id)  # other neighbours, other padding
+            n_before = len(calls)
+            expected = float(plain(student, batch))
+            assert len(calls) == n_before + 1  # the plain loss runs the teacher every time
+            assert float(cached(student, batch)) == pytest.approx(expected, rel=1e-5)
+    hook.remove()
+    # rows 4-7 repeat the tokens of rows 0-3, so only the first two batches brought an unseen example:
+    # the cached loss ran the teacher for those two alone
+    assert len(calls) == 5 + 2
+    with pytest.raises(ValueError, match="cache_teacher"):
+        distill.make_loss_fn(student, teacher, KDConfig(alpha=0.0), cache_teacher=True)
+    with pytest.raises(ValueError, match="cache_teacher"):
+        distill.make_loss_fn(student, teacher, KDConfig(hidden_weight=1.0), keep=[0, 3], cache_teacher=True)
+
+
 def _states(model, batch):
     with torch.no_grad():
         return model.get_decoder()(**{k: batch[k] for k in ("input_ids", "attention_mask")}, output_hidden_states=True)
@@ -235,6 +260,33 @@ def test_keep_every_and_its_errors():
     for k in (0, 31, 2.5):
         with pytest.raises(ValueError, match="k must be"):
             distill.keep_every(30, k)
+
+
+def test_block_choices_anchor_the_top_the_bottom_or_both():
+    assert distill.block_choices(30, 7) == {
+        "from the top": [5, 9, 13, 17, 21, 25, 29],
+        "from block 0": [0, 4, 8, 12, 16, 20, 24],
+        "both ends": [0, 5, 10, 14, 19, 24, 29],
+    }
+    assert distill.block_choices(30, 6)["from the top"] == distill.keep_every(30, 5)
+    assert distill.block_choices(4, 4) == dict.fromkeys(("from the top", "from block 0", "both ends"), [0, 1, 2, 3])
+    for n in (1, 31, 2.0):
+        with pytest.raises(ValueError, match="n must be"):
+            distill.block_choices(30, n)
+
+
+def test_max_blocks_within_a_parameter_budget(teacher):
+    config = teacher.config  # 4 blocks; the embedding is most of a tiny model
+    size = {n: distill.count_config_parameters(distill.student_config(config, n)) for n in range(1, 5)}
+    total = distill.count_config_parameters(config)
+    assert distill.max_blocks_within(config, 1.0) == 4
+    for n in (1, 2, 3):
+        assert distill.max_blocks_within(config, (size[n] + size[n + 1]) / 2 / total) == n
+    with pytest.raises(ValueError, match="raise the budget"):
+        distill.max_blocks_within(config, 0.5 * size[1] / total)
+    for budget in (0.0, 1.5):
+        with pytest.raises(ValueError, match="in \\(0, 1\\]"):
+            distill.max_blocks_within(config, budget)
 
 
 def test_student_keeping_every_block_is_the_teacher(teacher):
