@@ -363,7 +363,7 @@ def keep_every(n_layers: int, k: int, keep_last: bool = True) -> list[int]:
 
 
 def block_choices(n_layers: int, n: int) -> dict[str, list[int]]:
-    """Three ways to keep ``n`` of ``n_layers`` blocks at an even stride, by what they anchor.
+    """Three ways to keep ``n`` of ``n_layers`` blocks spread over the depth, by what they anchor.
 
     ``"from the top"`` keeps the last block (it feeds the output head), ``"from block 0"``
     the first (it reads the embeddings, as DistilBERT kept), ``"both ends"`` both, with
