@@ -384,19 +384,18 @@ def max_blocks_within(teacher_config: Any, budget: float) -> int:
     ``budget`` (a share, e.g. 0.4) of the teacher's parameters."""
     if not 0 < budget <= 1:
         raise ValueError(f"budget is a share of the teacher's parameters, in (0, 1]; got {budget}.")
-    teacher = count_config_parameters(teacher_config)
-    n_layers = teacher_config.num_hidden_layers
-    fits = [
-        n
-        for n in range(1, n_layers + 1)
-        if count_config_parameters(student_config(teacher_config, n)) <= budget * teacher
-    ]
-    if not fits:
+    limit = budget * count_config_parameters(teacher_config)
+    n = 0  # every block adds parameters, so count up and stop at the first that does not fit
+    while (
+        n < teacher_config.num_hidden_layers and count_config_parameters(student_config(teacher_config, n + 1)) <= limit
+    ):
+        n += 1
+    if n == 0:
         raise ValueError(
             f"Not even one block fits in {budget:.0%} of the teacher's parameters (the embedding alone is most "
             "of it). Fix: raise the budget."
         )
-    return max(fits)
+    return n
 
 
 def student_config(teacher_config: Any, n_layers: int) -> Any:
