@@ -76,9 +76,14 @@ def _prepare(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from .nbwatchdog import NotebookStalled  # pulls in papermill, as running notebooks does
     from .runner import run_course
 
-    run_course(args.profile, only=args.only.split(",") if args.only else None)
+    try:
+        run_course(args.profile, only=args.only.split(",") if args.only else None)
+    except NotebookStalled as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -74,3 +74,13 @@ def cache_dir() -> Path:
         return Path(env).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / PROJECT_NAME
+
+
+# Set to "1" by the course runner for the kernels it starts: no frontend is attached, so
+# widget helpers render their static view (``widgets``).
+HEADLESS_ENV = "SLMOPS_HEADLESS"
+
+
+def headless() -> bool:
+    """True in a kernel the course runner started headlessly (``SLMOPS_HEADLESS=1``)."""
+    return os.environ.get(HEADLESS_ENV, "") == "1"

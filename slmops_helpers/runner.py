@@ -2,16 +2,28 @@
 
 microsoft/recommenders dropped papermill after API breaks; keeping every call in this
 module means an upstream change is a change in one place.
+
+Two guards make a headless run safe to leave alone (CI, an instructor's night-before run):
+
+- The kernel runs with ``SLMOPS_HEADLESS=1``: widget helpers show their static view (see
+  ``widgets``), since nobody can move a slider; the only cells seen to stall a headless
+  run were live widget cells.
+- A watchdog on the two messages that end a cell (``nbwatchdog``): once one has come, the
+  other must follow within a minute, or ``NotebookStalled`` names the cell and the lost
+  message, instead of a wait as long as the cell timeout.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .config import artifacts_dir, get_profile, project_root
+from .config import HEADLESS_ENV, artifacts_dir, get_profile, project_root
 from .metrics import format_summary
 
 KERNEL_NAME = "slmops-course"
@@ -39,32 +51,63 @@ def kernel_name() -> str:
     return KERNEL_NAME if KERNEL_NAME in KernelSpecManager().find_kernel_specs() else "python3"
 
 
+@contextmanager
+def _kernel_env(headless: bool) -> Iterator[None]:
+    """Kernels started inside see ``SLMOPS_HEADLESS`` 1 or 0 (a kernel inherits this process's environment)."""
+    before = os.environ.get(HEADLESS_ENV)
+    os.environ[HEADLESS_ENV] = "1" if headless else "0"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(HEADLESS_ENV, None)
+        else:
+            os.environ[HEADLESS_ENV] = before
+
+
 def run_notebook(
     notebook: Path,
     output: Path,
     parameters: dict[str, Any] | None = None,
     timeout_s: int | None = CELL_TIMEOUT_S["smoke"],
+    stall_s: int | None = None,
+    kernel: str | None = None,
+    headless: bool = True,
 ) -> float:
     """Execute ``notebook`` into ``output`` with papermill; return seconds taken.
 
-    Runs with the project root as working directory, so relative paths behave the same
-    as under ``slmops run``. ``timeout_s`` bounds each cell (None: no bound). Raises
-    papermill's ``PapermillExecutionError`` (which names the failing cell) when a cell
-    fails; the executed copy is still written for reading.
+    Runs headlessly (``SLMOPS_HEADLESS=1``) with the project root as working directory,
+    so relative paths behave the same as under ``slmops run``. ``timeout_s`` bounds each
+    cell (None: no bound); ``stall_s`` bounds the wait for a cell's second end-of-cell
+    message (default ``nbwatchdog.STALL_S``); ``kernel`` overrides the course kernel;
+    ``headless=False`` gives the kernel live widgets (``tests/stress`` uses it to stress
+    widget traffic).
+    Raises papermill's ``PapermillExecutionError`` (which names the failing cell) when a
+    cell fails, ``nbwatchdog.NotebookStalled`` when one stalls; the executed copy is
+    still written for reading.
     """
-    import papermill
+    import papermill  # heavy: imported when a notebook runs, not with the package
 
+    from .nbwatchdog import ENGINE, STALL_S, NotebookStalled, register_engine
+
+    register_engine()
     output.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    papermill.execute_notebook(
-        str(notebook),
-        str(output),
-        parameters=parameters or {},
-        kernel_name=kernel_name(),
-        cwd=str(project_root(notebook.parent)),
-        execution_timeout=timeout_s,
-        progress_bar=False,
-    )
+    with _kernel_env(headless):
+        try:
+            papermill.execute_notebook(
+                str(notebook),
+                str(output),
+                parameters=parameters or {},
+                kernel_name=kernel or kernel_name(),
+                cwd=str(project_root(notebook.parent)),
+                execution_timeout=timeout_s,
+                progress_bar=False,
+                engine_name=ENGINE,
+                stall_s=STALL_S if stall_s is None else stall_s,
+            )
+        except NotebookStalled as err:
+            raise NotebookStalled(f"{notebook.name}, {err}\nThe executed copy so far: {output}") from None
     return time.perf_counter() - start
 
 

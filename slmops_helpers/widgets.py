@@ -1,11 +1,69 @@
-"""Widgets: thin views over pure, tested functions (nothing is computed here)."""
+"""Widgets: thin views over pure, tested functions (nothing is computed here).
+
+Each helper has two renderings of the same ``render()`` (text and figure): a live widget
+for a learner or an instructor in JupyterLab, and a static view for a headless run. The
+course runner (``runner.run_notebook``, used by ``slmops run`` and the tests) has no
+frontend, so nobody could move a slider; it sets ``SLMOPS_HEADLESS=1`` for the kernel and
+gets the static view. Live widget cells were also the only cells seen to stall a headless
+run (a known class of hang: jupyter/nbclient#312, nteract/papermill#723), and a static
+view sends no widget messages at all.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from .config import HEADLESS_ENV, headless
 from .fleet import CostAssumptions, plan_fleet
 from .models import BYTES_PER_WEIGHT, PRESETS
+
+STATIC_NOTE = (
+    "Static view: this run has no Jupyter frontend ({env}=1, set by the course runner), so the "
+    "controls are not shown; open the notebook in JupyterLab to move them. Shown with: {settings}."
+)
+
+Render = Callable[[], tuple[str, Any]]
+
+
+def _image(fig: Any) -> Any:
+    """The figure as a PNG display object: it renders whether or not pyplot's inline
+    backend has been loaded (figures built without pyplot never load it)."""
+    import io
+
+    from IPython.display import Image
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    return Image(data=buffer.getvalue(), format="png")
+
+
+def _view(controls: list[Any], layout: Callable[[list[Any], Any], Any], render: Render) -> Any:
+    """A live widget (``layout(controls, output)``) re-rendered on every change, or, headless,
+    the static view of the controls' current values; returns the widget or None."""
+    import ipywidgets as w
+    from IPython.display import Markdown, display
+
+    if headless():
+        text, fig = render()
+        settings = ", ".join(f"{c.description} = {c.value}" for c in controls)
+        display(Markdown(STATIC_NOTE.format(env=HEADLESS_ENV, settings=settings)))
+        print(text)
+        display(_image(fig))
+        return None
+    out = w.Output()
+
+    def update(*_: Any) -> None:
+        text, fig = render()
+        with out:
+            out.clear_output(wait=True)
+            print(text)
+            display(_image(fig))
+
+    for control in controls:
+        control.observe(update, names="value")
+    update()
+    return layout(controls, out)
 
 
 def fleet_text(plan: Any) -> str:
@@ -21,8 +79,6 @@ def fleet_text(plan: Any) -> str:
 def fleet_calculator() -> Any:
     """Pick a model, a precision and usage; see which devices fit and what it costs."""
     import ipywidgets as w
-    import matplotlib.pyplot as plt
-    from IPython.display import display
 
     from .plots import plot_fleet
 
@@ -32,26 +88,19 @@ def fleet_calculator() -> Any:
     precision = w.Dropdown(options=list(BYTES_PER_WEIGHT), value="fp32", description="precision")
     requests = w.IntSlider(20, min=1, max=500, description="requests/day")
     price = w.FloatLogSlider(0.5, base=10, min=-2, max=1, description="$/M tokens")
-    out = w.Output()
 
-    def update(*_: Any) -> None:
+    def render() -> tuple[str, Any]:
         plan = plan_fleet(
             int(PRESETS[model.value].params_millions * 1e6),
             precision.value,
             costs=CostAssumptions(requests_per_device_per_day=requests.value, cloud_usd_per_million_tokens=price.value),
         )
-        with out:
-            out.clear_output(wait=True)
-            print(fleet_text(plan))
-            fig = plot_fleet(plan)
-            display(fig)
-            plt.close(fig)
+        return fleet_text(plan), plot_fleet(plan)
 
-    for control in (model, precision, requests, price):
-        control.observe(update, names="value")
-    update()
-    box = w.VBox([w.HBox([model, precision]), w.HBox([requests, price]), out])
-    return box
+    def layout(controls: list[Any], out: Any) -> Any:
+        return w.VBox([w.HBox(controls[:2]), w.HBox(controls[2:]), out])
+
+    return _view([model, precision, requests, price], layout, render)
 
 
 def temperature_text(view: dict[str, Any], temperature: float) -> str:
@@ -67,27 +116,19 @@ def temperature_explorer(teacher_logits: Any, student_logits: Any, tokenizer: An
     """Slide the temperature and watch the teacher's next-token distribution flatten and
     the distillation term change; a view over ``distill.temperature_view``."""
     import ipywidgets as w
-    import matplotlib.pyplot as plt
-    from IPython.display import display
 
     from .distill import KL_KINDS, temperature_view
     from .plots import plot_temperature
 
     temperature = w.FloatLogSlider(1.0, base=10, min=-0.5, max=1, step=0.05, description="T")
     kind = w.Dropdown(options=list(KL_KINDS), value="forward", description="KL")
-    out = w.Output()
 
-    def update(*_: Any) -> None:
+    def render() -> tuple[str, Any]:
         view = temperature_view(teacher_logits, student_logits, temperature.value, top_k, kind.value)
         labels = [repr(tokenizer.decode([i])) for i in view["ids"]]
-        with out:
-            out.clear_output(wait=True)
-            print(temperature_text(view, temperature.value))
-            fig = plot_temperature(view, labels, temperature.value)
-            display(fig)
-            plt.close(fig)
+        return temperature_text(view, temperature.value), plot_temperature(view, labels, temperature.value)
 
-    for control in (temperature, kind):
-        control.observe(update, names="value")
-    update()
-    return w.VBox([w.HBox([temperature, kind]), out])
+    def layout(controls: list[Any], out: Any) -> Any:
+        return w.VBox([w.HBox(controls), out])
+
+    return _view([temperature, kind], layout, render)

@@ -4,7 +4,7 @@ matplotlib.use("Agg")
 
 from slmops_helpers import plots
 from slmops_helpers.fleet import plan_fleet
-from slmops_helpers.models import footprint_table
+from slmops_helpers.models import PRESETS, footprint_table
 from slmops_helpers.widgets import fleet_calculator, fleet_text
 
 
@@ -33,14 +33,34 @@ def test_fleet_plot_and_text_agree():
     assert f"{plan.devices_fitting:,} of {plan.devices_total:,} devices" in fleet_text(plan)
 
 
-def test_fleet_calculator_reacts_to_its_controls():
-    box = fleet_calculator()
+def test_fleet_calculator_reacts_to_its_controls(capsys, monkeypatch):
+    monkeypatch.delenv("SLMOPS_HEADLESS", raising=False)
+
+    def shown_for(name: str, precision: str) -> str:
+        return fleet_text(plan_fleet(int(PRESETS[name].params_millions * 1e6), precision))
+
+    box = fleet_calculator()  # outside a kernel, its output goes to stdout
     model, precision = box.children[0].children
-    out = box.children[2]
+    first = model.value
+    assert shown_for(first, "fp32") in capsys.readouterr().out
     precision.value = "int4"
+    shown = capsys.readouterr().out
+    assert shown_for(first, "int4") in shown and shown_for(first, "fp32") not in shown  # redrawn for the new value
     model.value = "smollm2-1.7b-instruct"
-    assert precision.value == "int4" and out is not None
-    assert len(box.children) == 3
+    assert shown_for("smollm2-1.7b-instruct", "int4") in capsys.readouterr().out
+
+
+def test_headless_widgets_render_a_static_view(capsys, monkeypatch):
+    import IPython.display
+
+    displayed = []
+    monkeypatch.setattr(IPython.display, "display", displayed.append)
+    monkeypatch.setenv("SLMOPS_HEADLESS", "1")
+    assert fleet_calculator() is None  # no controls nobody could move
+    note, image = displayed
+    assert "Static view" in note.data and "precision = fp32" in note.data and image.data[:4] == b"\x89PNG"
+    model = next(iter(PRESETS.values()))
+    assert fleet_text(plan_fleet(int(model.params_millions * 1e6), "fp32")) in capsys.readouterr().out
 
 
 def test_fine_tuning_plots_show_every_method_and_run():

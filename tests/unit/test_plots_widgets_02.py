@@ -43,7 +43,8 @@ def test_temperature_text_reports_the_view(logits):
     assert "T = 4" in text and f"{view['teacher_top1']:.1%}" in text and f"{view['kd_term']:.4f}" in text
 
 
-def test_temperature_explorer_reacts_to_the_slider(logits, tiny_tokenizer, capsys):
+def test_temperature_explorer_reacts_to_the_slider(logits, tiny_tokenizer, capsys, monkeypatch):
+    monkeypatch.delenv("SLMOPS_HEADLESS", raising=False)
     box = temperature_explorer(*logits, tiny_tokenizer, top_k=4)  # outside a kernel, its output goes to stdout
     slider, kind = box.children[0].children
     assert "T = 1:" in capsys.readouterr().out
@@ -52,3 +53,15 @@ def test_temperature_explorer_reacts_to_the_slider(logits, tiny_tokenizer, capsy
     assert "T = 8:" in shown and temperature_text(distill.temperature_view(*logits, 8.0, 4), 8.0) in shown
     kind.value = "reverse"
     assert temperature_text(distill.temperature_view(*logits, 8.0, 4, "reverse"), 8.0) in capsys.readouterr().out
+
+
+def test_headless_temperature_explorer_shows_the_default_view(logits, tiny_tokenizer, capsys, monkeypatch):
+    import IPython.display
+
+    displayed = []
+    monkeypatch.setattr(IPython.display, "display", displayed.append)
+    monkeypatch.setenv("SLMOPS_HEADLESS", "1")
+    assert temperature_explorer(*logits, tiny_tokenizer, top_k=4) is None
+    note, image = displayed
+    assert "Static view" in note.data and "T = 1.0, KL = forward" in note.data and image.data[:4] == b"\x89PNG"
+    assert temperature_text(distill.temperature_view(*logits, 1.0, 4), 1.0) in capsys.readouterr().out
