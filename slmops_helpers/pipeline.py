@@ -108,16 +108,16 @@ def cached_teacher_outputs(
 
 def fine_tune_and_merge(
     model: Any, tokenizer: Any, spec: Any, config: Any, train_examples: list, val_examples: list, parity_rows: list
-) -> tuple[Any, Any, float]:
-    """LoRA (or any ``MethodSpec``) on ``model``, then merged: (plain model, TrainResult, max |Δlogit|)."""
+) -> tuple[Any, Any, Any]:
+    """LoRA (or any ``MethodSpec``) on ``model``, then merged: (plain model, TrainResult, ``MergeParity``)."""
     from . import data, finetune, training
 
     trainable = finetune.make_trainable(model, spec)
     result = training.train(trainable, train_examples, val_examples, config, tokenizer.pad_token_id, desc="candidate")
     ids = tokenizer([data.format_chat(tokenizer, r) for r in parity_rows], return_tensors="pt", padding=True)
     device = next(model.parameters()).device
-    merged, max_diff = finetune.merge_with_parity(trainable, ids.input_ids.to(device), ids.attention_mask.to(device))
-    return merged, result, max_diff
+    merged, parity = finetune.merge_with_parity(trainable, ids.input_ids.to(device), ids.attention_mask.to(device))
+    return merged, result, parity
 
 
 def save_model(model: Any, tokenizer: Any, folder: str | Path) -> Path:

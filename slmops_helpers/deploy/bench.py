@@ -13,7 +13,7 @@ import json
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +103,67 @@ def prefix_agreement(candidate: list[list[int]], reference: list[list[int]]) -> 
         same = next((i for i, (a, b) in enumerate(zip(cand, ref, strict=False)) if a != b), min(len(cand), len(ref)))
         shares.append(same / len(ref) if ref else float(not cand))
     return sum(shares) / len(shares)
+
+
+# Two independent float32 implementations (torch's kernels, onnxruntime's) each land within
+# float32's distance from the exact result ("noise", measured against float64): their
+# difference is at most twice that; the factor 4 leaves room for kernels less accurate
+# than torch's (approximate exp in SiLU / softmax).
+PARITY_FACTOR = 4.0
+FLOAT32_EPS = 2.0**-23
+
+
+@dataclass(frozen=True)
+class LogitParity:
+    """Does an exported model compute what the PyTorch model computes? Bounds that hold on
+    any CPU: a fixed absolute bound on float32 logits depends on the machine's kernels."""
+
+    max_abs_diff: float  # candidate vs reference logits, every position of prompt + answer
+    noise: float  # the reference in float32 against its float64 twin, same positions
+    flips: int  # positions whose argmax differs though the reference's top two are 2 x bound apart
+    positions: int
+    logit_scale: float
+
+    @property
+    def bound(self) -> float:
+        return PARITY_FACTOR * max(self.noise, FLOAT32_EPS * self.logit_scale)
+
+    @property
+    def ok(self) -> bool:
+        return self.max_abs_diff <= self.bound and self.flips == 0
+
+
+def logit_parity(reference: Any, candidate: Any, prompts: list[str], new_tokens: int) -> LogitParity:
+    """Compare ``candidate`` (any runtime with ``encode``/``logits``) with ``reference`` (a
+    ``TorchCausalLM``) on each prompt followed by the reference's own greedy answer.
+
+    A next-token choice may differ only where the reference's top two logits lie within
+    twice the bound of each other: a tie that rounding can break either way.
+    """
+    import copy
+
+    import numpy as np
+    import torch
+
+    twin = copy.deepcopy(reference.model).double()
+    diff = noise = scale = 0.0
+    margins, differs = [], []
+    for prompt in prompts:
+        ids = reference.encode(prompt)
+        if ids != candidate.encode(prompt):
+            raise ValueError(f"The two runtimes tokenize {prompt[:40]!r}... differently: compare their tokenizers.")
+        ids += [t.id for t in reference.stream(ids, new_tokens)]
+        ref, cand = reference.logits(ids), candidate.logits(ids)
+        with torch.inference_mode():
+            exact = twin(torch.tensor([ids], device=reference.device)).logits[0].cpu().numpy()
+        top2 = np.sort(ref, axis=1)[:, -2:]
+        margins.append(top2[:, 1] - top2[:, 0])
+        differs.append(ref.argmax(axis=1) != cand.argmax(axis=1))
+        diff, noise = max(diff, float(np.abs(ref - cand).max())), max(noise, float(np.abs(ref - exact).max()))
+        scale = max(scale, float(np.abs(exact).max()))
+    parity = LogitParity(diff, noise, 0, sum(len(m) for m in margins), scale)
+    untied = np.concatenate(margins) > 2 * parity.bound
+    return replace(parity, flips=int((untied & np.concatenate(differs)).sum()))
 
 
 def summarize(raw: dict[str, Any]) -> dict[str, float]:

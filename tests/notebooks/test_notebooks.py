@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from slmops_helpers import finetune
 from slmops_helpers.config import artifacts_dir
 from slmops_helpers.labs.render import is_up_to_date, render_lab
 from slmops_helpers.metrics import read_metrics
@@ -12,6 +13,20 @@ from slmops_helpers.registry import Registry
 from slmops_helpers.runner import run_notebook
 
 pytestmark = pytest.mark.slow
+
+
+# float32 moves this model's logits (scale ~40) by about 1e-4 against float64 (1.2e-7 relative
+# per operation, summed over 30 blocks). Ten times that is no float32 computation at all (a
+# half-precision path): the parity bounds below are multiples of the measured noise, so the
+# noise itself must be sane.
+FLOAT32_SANE = 1e-3
+
+
+def assert_merge_is_exact(m: dict) -> None:
+    """Notebooks 03 and 05: every merged weight within its rounding bound, logits within noise."""
+    assert m["merge_weight_error"] <= 1.0, m["merge_weight_error"]  # a lost scaling or layer is ~1e5
+    assert m["merge_max_abs_diff"] <= m["merge_bound"] and 0 < m["merge_noise"] < FLOAT32_SANE
+    assert m["merge_bound"] == pytest.approx(finetune.NOISE_FACTOR * m["merge_noise"]) and m["merge_exact"] is True
 
 
 def _run(root, name: str, **parameters) -> dict:
@@ -52,7 +67,7 @@ def test_03_fine_tuning(root):
     # the LoRA targets of the issue: small share, small file, exact merge
     assert m["lora_trainable_pct"] <= 1.0 and m["lora_artifact_mb"] <= 5
     assert m["lora_trainable"] == m["qlora_trainable"] == m["lora_trainable_formula"]
-    assert m["merge_max_abs_diff"] <= 1e-4
+    assert_merge_is_exact(m)
     # adapters ship far less than a whole model; IA3 trains even fewer parameters than LoRA
     assert m["full_trainable_pct"] == 100 and m["full_artifact_mb"] > 50 * m["lora_artifact_mb"]
     assert 0 < m["ia3_trainable_pct"] < m["lora_trainable_pct"]
@@ -78,7 +93,9 @@ def test_04_deployment(root):
         assert m[f"{v}_ms_per_token_p95"] >= m[f"{v}_ms_per_token_p50"] > 0
         assert 0 <= m[f"{v}_agreement"] <= 1 and 0 <= m[f"{v}_score"] <= 100
     # the export computes what PyTorch computes
-    assert m["onnx_max_abs_diff"] <= 1e-3 and m["onnx_greedy_agreement"] >= 0.9
+    # within float32's own allowance on this CPU, and no next-token choice changed outside a tie
+    assert m["onnx_max_abs_diff"] <= m["onnx_parity_bound"] and m["onnx_argmax_flips"] == 0
+    assert 0 < m["onnx_parity_noise"] < FLOAT32_SANE and 0 < m["onnx_greedy_agreement"] <= 1
     # sizes follow the precision; int4 meets the issue's size target
     assert 0.45 < m["onnx_fp16_ratio"] < 0.55 and m["onnx_int4_ratio"] < m["onnx_int8_ratio"] < m["onnx_fp16_ratio"]
     assert m["int4_reduction_pct"] >= 70 and m["int4_scales_mb"] > 0
@@ -97,7 +114,8 @@ def test_04_deployment(root):
 def test_05_slmops_pipeline(root):
     m = _run(root, "05_slmops_pipeline")
     # a candidate was trained (teacher answers + references), merged exactly, and measured beside production
-    assert m["train_steps"] >= 1 and m["train_examples"] > 0 and m["merge_max_abs_diff"] <= 1e-4
+    assert m["train_steps"] >= 1 and m["train_examples"] > 0
+    assert_merge_is_exact(m)
     assert m["val_loss_after"] < m["val_loss_before"]
     for name in ("production", "candidate", "over_quantized"):
         assert 0 <= m[f"{name}_task_score"] <= 100 and m[f"{name}_size_mb"] > 0 and m[f"{name}_peak_mb"] > 0

@@ -223,3 +223,57 @@ def test_special_tokens_reads_strings_and_added_token_dicts(tmp_path):
     config = {"bos_token": {"content": "<s>", "lstrip": False}, "eos_token": "</s>", "model_max_length": 8}
     (tmp_path / "tokenizer_config.json").write_text(json.dumps(config))
     assert special_tokens(tmp_path) == {"bos_token": "<s>", "eos_token": "</s>"}
+
+
+class _Perturbed:
+    """A runtime whose logits are another's plus a perturbation (a broken export)."""
+
+    def __init__(self, inner, change):
+        self.inner, self.change = inner, change
+
+    def encode(self, prompt):
+        return self.inner.encode(prompt)
+
+    def logits(self, ids):
+        return self.change(self.inner.logits(ids).copy())
+
+
+def test_logit_parity_holds_for_the_export(onnx_lm, torch_lm):
+    from slmops_helpers.deploy.bench import PARITY_FACTOR, logit_parity
+
+    prompts = [torch_lm.chat_prompt(_chat(t)) for t in PROMPTS]
+    parity = logit_parity(torch_lm, onnx_lm, prompts, new_tokens=8)
+    assert parity.ok and parity.flips == 0 and parity.positions > 3 * 8
+    assert 0 < parity.noise and parity.bound == PARITY_FACTOR * max(parity.noise, 2.0**-23 * parity.logit_scale)
+
+
+def _swap_top_two_at_position_3(logits):
+    row = logits[3]
+    first, second = np.argsort(row)[-2:][::-1]
+    row[first], row[second] = row[second], row[first] - 1.0  # a clear, untied change of the choice
+    return logits
+
+
+@pytest.mark.parametrize(
+    "change, fails_on",
+    [
+        (lambda x: x + np.linspace(0, 1e-2, x.shape[1], dtype=np.float32), "max_abs_diff"),
+        (_swap_top_two_at_position_3, "flips"),
+    ],
+)
+def test_logit_parity_fails_a_broken_export(onnx_lm, torch_lm, change, fails_on):
+    from slmops_helpers.deploy.bench import logit_parity
+
+    prompts = [torch_lm.chat_prompt(_chat(PROMPTS[0]))]
+    parity = logit_parity(torch_lm, _Perturbed(onnx_lm, change), prompts, new_tokens=8)
+    assert not parity.ok
+    assert parity.flips >= 1 if fails_on == "flips" else parity.max_abs_diff > parity.bound
+
+
+def test_logit_parity_refuses_different_tokenizers(onnx_lm, torch_lm):
+    from slmops_helpers.deploy.bench import logit_parity
+
+    other = _Perturbed(onnx_lm, lambda x: x)
+    other.encode = lambda prompt: [1, 2, 3]
+    with pytest.raises(ValueError, match="tokenize"):
+        logit_parity(torch_lm, other, [torch_lm.chat_prompt(_chat(PROMPTS[0]))], new_tokens=2)

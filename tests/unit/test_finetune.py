@@ -76,10 +76,39 @@ def test_merge_keeps_the_logits(tiny_model):
     ids = torch.randint(0, tiny_model.config.vocab_size, (2, 7))
     base_logits = tiny_model(input_ids=ids).logits.clone()
     peft_model = _trained_lora(tiny_model, 0)
-    merged, diff = finetune.merge_with_parity(peft_model, ids)
-    assert diff < 1e-4
+    merged, parity = finetune.merge_with_parity(peft_model, ids)
+    assert parity.exact and parity.weight_error <= 1 and 0 < parity.noise < 1e-5
     assert not hasattr(merged, "peft_config")  # a plain transformers model again
     assert (merged(input_ids=ids).logits - base_logits).abs().max() > 1e-3  # and the adapter is in it
+    assert parity.metrics()["merge_max_abs_diff"] == parity.max_abs_diff
+
+
+@pytest.mark.parametrize("breakage", ["scaling dropped", "one layer left out"])
+def test_merge_parity_catches_a_wrong_merge(tiny_model, breakage):
+    """A merge that loses the adapter's alpha/r scaling, or one layer's update, must fail."""
+    ids = torch.randint(0, tiny_model.config.vocab_size, (2, 7))
+    peft_model = _trained_lora(tiny_model, 0)
+    lora_layers = [m for m in peft_model.modules() if hasattr(m, "lora_A") and "default" in m.lora_A]
+    real_merge = type(lora_layers[0]).merge
+
+    def broken_merge(layer, *args, **kwargs):
+        if breakage == "one layer left out" and layer is lora_layers[-1]:
+            return None
+        if breakage == "scaling dropped":
+            layer.scaling["default"] = 1.0  # rank 4, alpha 16: the true scaling is 4
+        return real_merge(layer, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(type(lora_layers[0]), "merge", broken_merge)
+        _, parity = finetune.merge_with_parity(peft_model, ids)
+    assert not parity.exact and parity.weight_error > 1e3, parity
+
+
+def test_merge_parity_refuses_a_quantized_base():
+    model = torch.nn.Linear(2, 2)
+    model.weight = torch.nn.Parameter(torch.zeros(2, 2, dtype=torch.uint8), requires_grad=False)
+    with pytest.raises(ValueError, match="quantized ones"):
+        finetune.merge_with_parity(model, torch.zeros(1, 2, dtype=torch.long))
 
 
 def test_merge_parity_reads_real_tokens_only():
@@ -101,8 +130,8 @@ def test_merge_parity_reads_real_tokens_only():
     after[0, 3] = 1.0  # the last position differs
     model = Fixed(before, Fixed(after))
     ids, mask = torch.ones(1, 4, dtype=torch.long), torch.tensor([[1, 1, 1, 0]])
-    assert finetune.merge_with_parity(model, ids, mask)[1] == 0.0
-    assert finetune.merge_with_parity(model, ids)[1] == 1.0  # no mask: every position is real
+    assert finetune.merge_with_parity(model, ids, mask)[1].max_abs_diff == 0.0
+    assert finetune.merge_with_parity(model, ids)[1].max_abs_diff == 1.0  # no mask: every position is real
 
 
 def test_adapters_save_load_and_switch(tiny_model, tmp_path):

@@ -160,8 +160,10 @@ def test_fine_tune_and_merge_returns_a_plain_model_with_parity(tiny_model, tiny_
     examples = [training.encode_example(tiny_tokenizer, r, max_length=256) for r in rows]
     spec = MethodSpec("lora", rank=2, alpha=4, targets=("q_proj", "v_proj"))
     config = training.TrainConfig(lr=1e-2, max_steps=2, batch_size=2, eval_every=2)
-    merged, run, diff = pipeline.fine_tune_and_merge(model, tiny_tokenizer, spec, config, examples, examples, rows[:2])
-    assert run.steps == 2 and diff < 1e-4
+    merged, run, parity = pipeline.fine_tune_and_merge(
+        model, tiny_tokenizer, spec, config, examples, examples, rows[:2]
+    )
+    assert run.steps == 2 and parity.exact
     assert not any("lora" in name for name, _ in merged.named_parameters())
     folder = pipeline.save_model(merged, tiny_tokenizer, tmp_path / "merged")
     assert (folder / "config.json").is_file() and export.source_fingerprint(folder)
