@@ -1,7 +1,9 @@
 """``slmops serve PACKAGE``: a local, OpenAI-compatible chat server for one package.
 
 Endpoints: ``GET /v1/models``, ``POST /v1/chat/completions`` (``"stream": true`` sends
-server-sent events, as OpenAI's API does), ``GET /health``. Bound to loopback. Every
+server-sent events, as OpenAI's API does: one per token as it is generated; an error after
+the stream has started comes as a last ``data: {"error": ...}`` event, then the connection
+closes), ``GET /health``. Bound to loopback. Every
 request is bounded (body size, prompt tokens, ``max_tokens``, requests waiting); anything
 malformed gets a 4xx JSON error in OpenAI's shape and the server carries on. Generation
 is greedy and one at a time (a 2-core device gains nothing from running two at once);
@@ -13,6 +15,7 @@ other requests wait their turn, up to ``max_waiting``.
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 import time
@@ -214,11 +217,20 @@ def make_handler(service: ChatService) -> type[BaseHTTPRequestHandler]:
                 self.wfile.flush()
 
             send(_chunk(completion_id, service.name, {"role": "assistant"}, None))
-            for item in [first, *pieces]:
-                if isinstance(item, tuple):
-                    send(_chunk(completion_id, service.name, {}, item[0]))
-                else:
-                    send(_chunk(completion_id, service.name, {"content": item}, None))
+            try:
+                # One event per token as it is made: ``pieces`` is a generator, consumed lazily.
+                for item in itertools.chain([first], pieces):
+                    if isinstance(item, tuple):
+                        send(_chunk(completion_id, service.name, {}, item[0]))
+                    else:
+                        send(_chunk(completion_id, service.name, {"content": item}, None))
+            except Exception as err:  # headers are sent: report in the stream, never a 2nd response
+                error = {"message": f"Internal error: {type(err).__name__}: {err}", "type": "server_error"}
+                try:
+                    send({"error": error | {"code": "internal_error"}})
+                except OSError:
+                    pass  # the client has gone
+                return
             send("[DONE]")
 
     return Handler

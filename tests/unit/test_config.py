@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from slmops_helpers.config import PROFILES, Profile, artifacts_dir, cache_dir, get_profile, project_root
@@ -15,9 +17,11 @@ def test_profiles_scale_the_same_knobs():
         Profile("bad", n_eval=0, max_new_tokens=1, timing_tokens=1, timing_repeats=1)
 
 
-def test_project_root_from_a_subfolder(root):
+def test_project_root_from_a_subfolder(root, monkeypatch):
     assert project_root(root / "notebooks") == root
-    assert artifacts_dir() == root / "artifacts" or artifacts_dir("x").name == "x"
+    monkeypatch.chdir(root / "notebooks")  # where JupyterLab runs a notebook
+    assert artifacts_dir() == root / "artifacts"  # the same artifacts/ as a run from the root
+    assert artifacts_dir("elsewhere/out") == Path("elsewhere/out")  # an explicit folder wins
 
 
 def test_project_root_outside_a_checkout(tmp_path):

@@ -123,5 +123,11 @@ def test_format_chat_uses_the_template(tiny_tokenizer):
     assert "category: connectivity\nerror_code: E-104\nreply: Restart it." in full
 
 
-def test_dataset_hash_is_stable():
-    assert data.dataset_hash() == data.dataset_hash() and len(data.dataset_hash()) == 64
+def test_dataset_hash_is_the_files_sha256_and_sees_a_one_byte_change(tmp_path):
+    import hashlib
+
+    raw = data.DATASET_FILE.read_bytes()
+    assert data.dataset_hash() == hashlib.sha256(raw).hexdigest()
+    edited = tmp_path / "tickets.jsonl"
+    edited.write_bytes(raw.replace(b"E-104", b"E-105", 1))
+    assert data.dataset_hash(edited) != data.dataset_hash()

@@ -4,6 +4,8 @@ process (its own peak memory)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from slmops_helpers.deploy import bench
@@ -126,7 +128,7 @@ def test_bench_variants_table(tiny_onnx, tiny_int8, settings):
     assert [row["variant"] for row in table] == ["onnx_fp32", "onnx_int8"]
     fp32, int8 = table
     assert fp32["agreement"] == 1.0  # the first variant is the reference
-    assert 0.0 <= int8["agreement"] <= 1.0
+    assert 0.0 <= int8["agreement"] <= 1.0  # its computation is checked on scripted answers below
     assert int8["mb"] < fp32["mb"]
     for row in table:
         assert set(TABLE_KEYS) <= set(row)
@@ -147,3 +149,18 @@ def test_own_peak_rss_is_this_processes():
     own = peak_rss_mb()
     inherited = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     assert 0 < own <= inherited + 1  # VmHWM never exceeds ru_maxrss (which can include a parent's)
+
+
+def test_bench_variants_scores_agreement_against_the_first_variant(monkeypatch, tmp_path, settings):
+    """Scripted runs: a candidate that leaves the reference's greedy tokens halfway scores 0.5,
+    one that never matches scores 0, whatever order the later variants come in."""
+    tokens = {"ref": [[1, 2, 3, 4], [5, 6]], "half": [[1, 2, 9, 9], [5, 9]], "none": [[7], [7, 7]]}
+
+    def scripted(kind, folder, settings, timeout_s=1800):
+        ids = tokens[Path(folder).name]
+        return {"load_s": 0.1, "runs_s": [[0.01, 0.02, 0.02]], "peak_mb": 10.0, "token_ids": ids, "answers": ["x", "y"]}
+
+    monkeypatch.setattr(bench, "measure_isolated", scripted)
+    variants = {name: ("torch", tmp_path / name) for name in ("ref", "half", "none")}
+    table, _ = bench.bench_variants(variants, settings, ROWS)
+    assert [r["agreement"] for r in table] == [1.0, 0.5, 0.0]

@@ -217,7 +217,7 @@ def test_streaming_sends_the_same_answer_as_events(url, service):
     assert {c["object"] for c in chunks} == {"chat.completion.chunk"} and len({c["id"] for c in chunks}) == 1
     assert chunks[0]["choices"][0]["delta"] == {"role": "assistant"}
     assert [c["choices"][0]["delta"]["content"] for c in chunks[1:-1]] == expected
-    assert chunks[-1]["choices"][0]["finish_reason"] in ("stop", "length")
+    assert chunks[-1]["choices"][0]["finish_reason"] == ("length" if len(expected) == 8 else "stop")
 
 
 def test_twenty_concurrent_requests_are_all_answered(url, service):
@@ -327,3 +327,100 @@ def test_slmops_serve_runs_as_a_process(tiny_package):
         assert client.request(f"{url}/models").body["data"][0]["id"] == MODEL
         reply = client.request(f"{url}/chat/completions", {"messages": [USER], "max_tokens": 3})
         assert reply.status == 200 and reply.body["usage"]["completion_tokens"] <= 3
+
+
+# --- streaming with scripted models ------------------------------------------------------
+
+
+class ScriptedLM:
+    """The tiny package's runtime with a scripted ``stream``: a fixed list of token texts,
+    optionally waiting on ``release`` after the first and raising after ``fail_after``."""
+
+    def __init__(self, real, texts, release=None, fail_after=None):
+        self.real, self.texts, self.release, self.fail_after = real, texts, release, fail_after
+        self.context_length = real.context_length
+
+    def encode(self, prompt):
+        return self.real.encode(prompt)
+
+    def chat_prompt(self, messages):
+        return self.real.chat_prompt(messages)
+
+    def stream(self, ids, max_tokens):
+        from slmops_helpers.deploy.runtime import StreamedToken
+
+        for i, text in enumerate(self.texts[:max_tokens]):
+            if i == self.fail_after:
+                raise RuntimeError("the model broke mid-answer")
+            yield StreamedToken(i + 1, text, 0.001)
+            if i == 0 and self.release is not None:
+                assert self.release.wait(timeout=20), "the test never released the scripted model"
+
+
+@contextmanager
+def scripted_server(tiny_package, **script):
+    service = ChatService(tiny_package, LIMITS)
+    service.lm = ScriptedLM(service.lm, **script)
+    with running(service) as base:
+        yield base
+
+
+def _open_stream(url, max_tokens=8):
+    host, port = url.removeprefix("http://").removesuffix("/v1").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    payload = {"messages": [USER], "max_tokens": max_tokens, "stream": True}
+    conn.request("POST", "/v1/chat/completions", json.dumps(payload))
+    response = conn.getresponse()
+    assert response.status == 200 and response.getheader("Content-Type") == "text/event-stream"
+    return conn, response
+
+
+def _next_event(response):
+    while True:
+        line = response.readline()
+        assert line, "the stream ended"
+        if line.startswith(b"data: "):
+            data = line[6:].strip().decode()
+            return data if data == "[DONE]" else json.loads(data)
+
+
+def test_streaming_delivers_the_first_token_before_the_rest_exists(tiny_package):
+    release = threading.Event()
+    with scripted_server(tiny_package, texts=["hub", " is", " down"], release=release) as url:
+        conn, response = _open_stream(url)
+        assert _next_event(response)["choices"][0]["delta"] == {"role": "assistant"}
+        # The model is blocked after its first token: a server that buffers the answer
+        # would send nothing more until release, and this read would time out.
+        first = _next_event(response)
+        assert first["choices"][0]["delta"] == {"content": "hub"} and not release.is_set()
+        release.set()
+        rest = [_next_event(response) for _ in range(4)]
+        conn.close()
+    assert [e["choices"][0]["delta"].get("content") for e in rest[:2]] == [" is", " down"]
+    assert rest[2]["choices"][0]["finish_reason"] == "stop" and rest[3] == "[DONE]"
+
+
+@pytest.mark.parametrize("texts, max_tokens, finish", [(["a", "b"], 8, "stop"), (["a", "b", "c"], 3, "length")])
+def test_finish_reason_is_stop_at_eos_and_length_at_the_budget(tiny_package, texts, max_tokens, finish):
+    # The scripted model ends after its texts, as the runtime does at EOS.
+    with scripted_server(tiny_package, texts=texts) as url:
+        reply = _chat(url, {"messages": [USER], "max_tokens": max_tokens})
+        conn, response = _open_stream(url, max_tokens)
+        events = [_next_event(response) for _ in range(len(texts) + 3)]
+        conn.close()
+    assert reply.body["choices"][0]["finish_reason"] == finish and reply.body["usage"]["completion_tokens"] == len(
+        texts
+    )
+    assert events[-2]["choices"][0]["finish_reason"] == finish and events[-1] == "[DONE]"
+
+
+def test_an_error_mid_stream_is_an_error_event_then_the_stream_closes(tiny_package):
+    with scripted_server(tiny_package, texts=["a", "b", "c"], fail_after=1) as url:
+        conn, response = _open_stream(url)
+        events = [_next_event(response), _next_event(response), _next_event(response)]
+        tail = response.read()  # the server closes the connection: read returns what is left
+        conn.close()
+        health = client.request(f"{url.removesuffix('/v1')}/health")
+    assert events[1]["choices"][0]["delta"] == {"content": "a"}
+    assert events[2]["error"]["code"] == "internal_error" and "broke mid-answer" in events[2]["error"]["message"]
+    assert tail.strip() == b"" and health.status == 200  # no second HTTP response inside the stream
