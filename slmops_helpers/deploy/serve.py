@@ -3,11 +3,19 @@
 Endpoints: ``GET /v1/models``, ``POST /v1/chat/completions`` (``"stream": true`` sends
 server-sent events, as OpenAI's API does: one per token as it is generated; an error after
 the stream has started comes as a last ``data: {"error": ...}`` event, then the connection
-closes), ``GET /health``. Bound to loopback. Every
-request is bounded (body size, prompt tokens, ``max_tokens``, requests waiting); anything
-malformed gets a 4xx JSON error in OpenAI's shape and the server carries on. Generation
+closes), ``GET /health``. Bound to loopback. Every request is bounded (body size, prompt
+tokens, ``max_tokens``, requests waiting); anything malformed gets a 4xx JSON error in
+OpenAI's shape and the server carries on. Generation
 is greedy and one at a time (a 2-core device gains nothing from running two at once);
 other requests wait their turn, up to ``max_waiting``.
+
+OpenAI parameters: ``max_tokens`` / ``max_completion_tokens``, ``stream``, ``stop`` (the
+answer ends before the first stop string, ``finish_reason: "stop"``) and ``n=1`` are
+served; ``seed`` is accepted because greedy decoding gives the same answer for every seed.
+Sampling and scoring options (``temperature``, ``top_p``, ``logprobs``, penalties,
+``response_format``) are accepted only at their greedy, plain-text defaults; any other value,
+and any unknown field, is refused with a 400 naming it, never silently ignored. Standard
+library only (``http.server``): a device package should not need a web framework to answer.
 
     curl -s 127.0.0.1:8000/v1/chat/completions -H 'Content-Type: application/json' \\
       -d '{"model": "kestrel-k2-assistant", "messages": [{"role": "user", "content": "E-104 again"}]}'
@@ -15,6 +23,7 @@ other requests wait their turn, up to ``max_waiting``.
 
 from __future__ import annotations
 
+import errno
 import itertools
 import json
 import threading
@@ -52,8 +61,61 @@ class RequestError(Exception):
         self.status, self.code = status, code
 
 
+# What this server does with each OpenAI chat parameter. Anything else is refused with a 400
+# naming it: a client that asks for something and silently gets something else is worse off.
+SUPPORTED = ("model", "messages", "max_tokens", "max_completion_tokens", "stream", "stop", "n", "seed")
+GREEDY_ONLY = {  # accepted at the value that means greedy decoding, refused otherwise
+    "temperature": 0,
+    "top_p": 1,
+    "logprobs": False,
+    "top_logprobs": 0,
+    "frequency_penalty": 0,
+    "presence_penalty": 0,
+}
+MAX_STOP = 4  # OpenAI's own limit on stop sequences
+
+
+def _refuse(name: str, why: str) -> RequestError:
+    return RequestError(400, f"Unsupported value for '{name}': {why}", "unsupported_parameter")
+
+
+def _check_options(request: dict[str, Any]) -> None:
+    for name, value in request.items():
+        if name in GREEDY_ONLY:
+            neutral = GREEDY_ONLY[name]
+            if value is not None and (isinstance(value, bool) != isinstance(neutral, bool) or value != neutral):
+                raise _refuse(name, f"this server decodes greedily; send {neutral!r} or leave '{name}' out.")
+        elif name == "response_format":
+            if value not in (None, {"type": "text"}):
+                raise _refuse(name, 'only {"type": "text"} is served; the answer is the three-line ticket format.')
+        elif name not in SUPPORTED:
+            raise RequestError(
+                400,
+                f"Unknown or unsupported parameter '{name}'. This server accepts {list(SUPPORTED)}, "
+                f"and {sorted(GREEDY_ONLY)} / response_format at their greedy defaults.",
+                "unsupported_parameter",
+            )
+    n = request.get("n", 1)
+    if n != 1 or isinstance(n, bool):
+        raise _refuse("n", "this server generates one answer per request; send n=1 or leave it out.")
+    seed = request.get("seed")
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+        raise RequestError(
+            400, "'seed' must be an integer (greedy decoding gives one answer for every seed).", "invalid_seed"
+        )
+
+
+def _stop_list(stop: Any) -> list[str]:
+    stops = [] if stop is None else [stop] if isinstance(stop, str) else stop
+    if not isinstance(stops, list) or not all(isinstance(x, str) and x for x in stops) or len(stops) > MAX_STOP:
+        raise RequestError(
+            400, f"'stop' must be a non-empty string or a list of at most {MAX_STOP} non-empty strings.", "invalid_stop"
+        )
+    return stops
+
+
 def parse_chat_request(body: bytes, model_name: str, limits: ServeLimits) -> dict[str, Any]:
-    """Validate a /v1/chat/completions body; return messages, max_tokens, stream."""
+    """Validate a /v1/chat/completions body; return messages, max_tokens, stream, stop."""
     try:
         request = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
@@ -82,7 +144,32 @@ def parse_chat_request(body: bytes, model_name: str, limits: ServeLimits) -> dic
     stream = request.get("stream", False)
     if not isinstance(stream, bool):
         raise RequestError(400, "'stream' must be true or false.", "invalid_stream")
-    return {"messages": messages, "max_tokens": max_tokens, "stream": stream}
+    _check_options(request)
+    return {"messages": messages, "max_tokens": max_tokens, "stream": stream, "stop": _stop_list(request.get("stop"))}
+
+
+def cut_at_stop(pieces: Any, stops: list[str]) -> Any:
+    """Pass text pieces through until one of ``stops`` appears; yield the text before it and
+    end. Holds back only as many characters as a stop string could still be completed
+    with, so streaming stays incremental. The generator's return value says whether a stop
+    string ended the text."""
+    if not stops:
+        yield from pieces
+        return False
+    hold, buffer = max(map(len, stops)) - 1, ""
+    for piece in pieces:
+        buffer += piece
+        hits = [i for i in (buffer.find(s) for s in stops) if i >= 0]
+        if hits:
+            if buffer[: min(hits)]:
+                yield buffer[: min(hits)]
+            return True
+        if len(buffer) > hold:
+            yield buffer[: len(buffer) - hold]
+            buffer = buffer[len(buffer) - hold :]
+    if buffer:
+        yield buffer
+    return False
 
 
 class ChatService:
@@ -111,8 +198,10 @@ class ChatService:
             )
         return ids
 
-    def answer(self, messages: list[dict[str, str]], max_tokens: int):
-        """Yield the answer's text pieces; the last item is (finish_reason, prompt_tokens, completion_tokens)."""
+    def answer(self, messages: list[dict[str, str]], max_tokens: int, stop: list[str] | None = None):
+        """Yield the answer's text pieces; the last item is (finish_reason, prompt_tokens, completion_tokens).
+
+        ``stop`` strings end the answer before them, with finish_reason "stop" (OpenAI's rule)."""
         ids = self.prompt_ids(messages)
         if len(ids) + max_tokens > self.lm.context_length:
             raise RequestError(
@@ -126,10 +215,15 @@ class ChatService:
         try:
             with self._turn:
                 count = 0
-                for token in self.lm.stream(ids, max_tokens):
-                    count += 1
-                    yield token.text
-                yield ("length" if count == max_tokens else "stop", len(ids), count)
+
+                def texts():
+                    nonlocal count
+                    for token in self.lm.stream(ids, max_tokens):
+                        count += 1
+                        yield token.text
+
+                stopped = yield from cut_at_stop(texts(), stop or [])
+                yield ("stop" if stopped or count < max_tokens else "length", len(ids), count)
         finally:
             self._slots.release()
 
@@ -186,7 +280,7 @@ def make_handler(service: ChatService) -> type[BaseHTTPRequestHandler]:
                         413, f"Body must be 1..{service.limits.max_body_bytes} bytes; got {length}.", "bad_body_size"
                     )
                 request = parse_chat_request(self.rfile.read(length), service.name, service.limits)
-                pieces = service.answer(request["messages"], request["max_tokens"])
+                pieces = service.answer(request["messages"], request["max_tokens"], request["stop"])
                 first = next(pieces)  # runs validation and waits for our turn before any header is sent
                 self._reply(request["stream"], first, pieces)
             except RequestError as err:
@@ -248,7 +342,15 @@ def serve(package: Path, host: str = "127.0.0.1", port: int = 8000, limits: Serv
     if host not in LOOPBACK:
         raise ValueError(f"host {host!r} is not loopback; the course server only listens on {list(LOOPBACK)}.")
     service = ChatService(Path(package), limits)
-    server = CourseHTTPServer((host, port), make_handler(service))
+    try:
+        server = CourseHTTPServer((host, port), make_handler(service))
+    except OSError as err:
+        if err.errno != errno.EADDRINUSE:
+            raise
+        raise ValueError(
+            f"Port {port} on {host} is taken (another `slmops serve`?). Fix: pass --port with a free port, "
+            "or stop the other server."
+        ) from None
     print(
         f"Serving {service.name} ({service.manifest['version']}) at http://{host}:{server.server_port}/v1", flush=True
     )

@@ -39,9 +39,9 @@ def _parse(request, limits=LIMITS):
 
 
 def test_parse_a_good_request_with_defaults():
-    assert _parse({"messages": [USER]}) == {"messages": [USER], "max_tokens": 16, "stream": False}
-    parsed = _parse({"model": MODEL, "messages": [USER], "max_tokens": 3, "stream": True})
-    assert parsed == {"messages": [USER], "max_tokens": 3, "stream": True}
+    assert _parse({"messages": [USER]}) == {"messages": [USER], "max_tokens": 16, "stream": False, "stop": []}
+    parsed = _parse({"model": MODEL, "messages": [USER], "max_tokens": 3, "stream": True, "stop": "\n"})
+    assert parsed == {"messages": [USER], "max_tokens": 3, "stream": True, "stop": ["\n"]}
     assert _parse({"messages": [USER], "max_completion_tokens": 5})["max_tokens"] == 5  # the newer OpenAI name
     roles = [{"role": r, "content": "x"} for r in ("system", "user", "assistant")]
     assert _parse({"messages": roles})["messages"] == roles
@@ -80,6 +80,10 @@ def test_parse_a_good_request_with_defaults():
         ({"messages": [USER], "max_completion_tokens": 99}, 400, "invalid_max_tokens"),
         ({"messages": [USER], "stream": "yes"}, 400, "invalid_stream"),
         ({"messages": [USER], "stream": 1}, 400, "invalid_stream"),
+        ({"messages": [USER], "stop": 3}, 400, "invalid_stop"),
+        ({"messages": [USER], "stop": [""]}, 400, "invalid_stop"),
+        ({"messages": [USER], "stop": ["a", "b", "c", "d", "e"]}, 400, "invalid_stop"),
+        ({"messages": [USER], "seed": "x"}, 400, "invalid_seed"),
     ],
 )
 def test_parse_rejects_malformed_requests(request_, status, code):
@@ -424,3 +428,115 @@ def test_an_error_mid_stream_is_an_error_event_then_the_stream_closes(tiny_packa
     assert events[1]["choices"][0]["delta"] == {"content": "a"}
     assert events[2]["error"]["code"] == "internal_error" and "broke mid-answer" in events[2]["error"]["message"]
     assert tail.strip() == b"" and health.status == 200  # no second HTTP response inside the stream
+
+
+# --- OpenAI parameters: served, or refused by name -------------------------------------
+
+SERVED = [
+    {"max_tokens": 4},
+    {"max_completion_tokens": 4},
+    {"stream": False},
+    {"stop": "\n"},
+    {"stop": ["\n", "reply:"]},
+    {"n": 1},
+    {"seed": 7},
+    {"temperature": 0},
+    {"top_p": 1},
+    {"logprobs": False},
+    {"top_logprobs": 0},
+    {"frequency_penalty": 0},
+    {"presence_penalty": 0},
+    {"response_format": {"type": "text"}},
+    {"temperature": None},
+]
+REFUSED = [
+    ({"n": 2}, "n"),
+    ({"n": True}, "n"),
+    ({"temperature": 0.7}, "temperature"),
+    ({"top_p": 0.9}, "top_p"),
+    ({"logprobs": True}, "logprobs"),
+    ({"top_logprobs": 3}, "top_logprobs"),
+    ({"frequency_penalty": 0.5}, "frequency_penalty"),
+    ({"presence_penalty": -1}, "presence_penalty"),
+    ({"response_format": {"type": "json_object"}}, "response_format"),
+    ({"tools": [{"type": "function"}]}, "tools"),
+    ({"logit_bias": {"1": 5}}, "logit_bias"),
+    ({"user": "alice"}, "user"),
+    ({"stream_options": {"include_usage": True}}, "stream_options"),
+    ({"temprature": 0}, "temprature"),  # a typo is refused too, not ignored
+]
+
+
+@pytest.mark.parametrize("extra", SERVED, ids=lambda e: next(iter(e)))
+def test_openai_parameters_the_server_serves(extra):
+    assert _parse({"messages": [USER], **extra})["messages"] == [USER]
+
+
+@pytest.mark.parametrize("extra, name", REFUSED, ids=[n for _, n in REFUSED])
+def test_openai_parameters_the_server_refuses_by_name(extra, name):
+    with pytest.raises(RequestError) as info:
+        _parse({"messages": [USER], **extra})
+    assert info.value.status == 400 and info.value.code == "unsupported_parameter"
+    assert f"'{name}'" in str(info.value)
+
+
+def test_at_least_twelve_openai_parameters_are_served_or_refused_by_name():
+    names = {next(iter(e)) for e in SERVED} | {n for _, n in REFUSED}
+    assert len(names - {"temprature"}) >= 12
+
+
+@pytest.mark.parametrize(
+    "pieces, stops, expected, stopped",
+    [
+        (["category: bil", "ling\nerr", "or_code"], ["\n"], ["category: bil", "ling"], True),
+        (["cat", "egory", ": x"], ["egory:"], ["cat"], True),  # a stop string across two pieces
+        (["abc", "def"], ["zz"], ["ab", "cde", "f"], False),  # holds back one character: "z" could start "zz"
+        (["abc", "def"], [], ["abc", "def"], False),
+        (["\nfirst"], ["\n"], [], True),
+    ],
+)
+def test_cut_at_stop(pieces, stops, expected, stopped):
+    from slmops_helpers.deploy.serve import cut_at_stop
+
+    out = cut_at_stop(iter(pieces), stops)
+    got = []
+    while True:
+        try:
+            got.append(next(out))
+        except StopIteration as end:
+            assert end.value is stopped
+            break
+    whole = "".join(pieces)
+    assert got == expected and "".join(got) == (whole.split(stops[0])[0] if stops else whole)
+
+
+def test_stop_ends_the_answer_before_the_string_with_finish_reason_stop(tiny_package):
+    texts = ["category", ": billing", "\nerror", "_code: none"]
+    with scripted_server(tiny_package, texts=texts) as url:
+        reply = _chat(url, {"messages": [USER], "max_tokens": 8, "stop": ["\n"]})
+        streamed = client.stream_chat(url, {"messages": [USER], "max_tokens": 8, "stop": "\n"})
+        plain = _chat(url, {"messages": [USER], "max_tokens": 8})
+    assert reply.body["choices"][0] == {
+        "index": 0,
+        "message": {"role": "assistant", "content": "category: billing"},
+        "finish_reason": "stop",
+    }
+    assert "".join(streamed) == "category: billing"
+    assert plain.body["choices"][0]["message"]["content"] == "".join(texts)  # without stop: the whole answer
+
+
+def test_a_refused_parameter_is_a_400_from_the_running_server(url):
+    reply = _chat(url, {"messages": [USER], "temperature": 0.8})
+    assert reply.status == 400 and reply.body["error"]["code"] == "unsupported_parameter"
+    assert "temperature" in reply.body["error"]["message"] and client.request(f"{url}/health").status == 200
+
+
+def test_a_taken_port_is_one_clear_error(tiny_package):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(ValueError, match=rf"Port {port} on 127.0.0.1 is taken.*--port"):
+            serve(tiny_package, port=port)
