@@ -540,3 +540,51 @@ def test_a_taken_port_is_one_clear_error(tiny_package):
         port = busy.getsockname()[1]
         with pytest.raises(ValueError, match=rf"Port {port} on 127.0.0.1 is taken.*--port"):
             serve(tiny_package, port=port)
+
+
+# --- the real openai client ----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def openai_client(url):
+    openai = pytest.importorskip("openai", reason="the openai client is a dev dependency: pip install -e '.[dev]'")
+    return openai.OpenAI(base_url=url, api_key="not-needed-locally", max_retries=0, timeout=60)
+
+
+def test_the_openai_client_chats_and_streams(openai_client, service):
+    _, expected = _expected(service, [USER], 8)
+    reply = openai_client.chat.completions.create(model=MODEL, messages=[USER], max_tokens=8)
+    assert reply.choices[0].message.content == "".join(expected) and reply.model == MODEL
+    assert reply.choices[0].finish_reason == ("length" if len(expected) == 8 else "stop")
+    assert reply.usage.completion_tokens == len(expected)
+    stream = openai_client.chat.completions.create(model=MODEL, messages=[USER], max_tokens=8, stream=True)
+    pieces = [c.choices[0].delta.content for c in stream if c.choices and c.choices[0].delta.content]
+    assert pieces == [p for p in expected if p]
+    assert [m.id for m in openai_client.models.list().data] == [MODEL]
+
+
+def test_the_openai_client_gets_stop_n_and_seed(openai_client, service):
+    _, expected = _expected(service, [USER], 8)
+    text = "".join(expected)
+    cut = text[len(text) // 2 :][:2] or text[:1]  # a stop string that occurs in the answer
+    reply = openai_client.chat.completions.create(model=MODEL, messages=[USER], max_tokens=8, stop=[cut], n=1, seed=3)
+    assert reply.choices[0].message.content == text[: text.find(cut)] and reply.choices[0].finish_reason == "stop"
+    again = openai_client.chat.completions.create(model=MODEL, messages=[USER], max_tokens=8, seed=3)
+    assert again.choices[0].message.content == text  # same seed, same answer (greedy: any seed)
+
+
+@pytest.mark.parametrize(
+    "extra, name",
+    [
+        ({"temperature": 0.7}, "temperature"),
+        ({"n": 2}, "n"),
+        ({"logprobs": True}, "logprobs"),
+        ({"top_p": 0.5}, "top_p"),
+    ],
+)
+def test_the_openai_client_gets_a_400_naming_a_refused_parameter(openai_client, extra, name):
+    import openai
+
+    with pytest.raises(openai.BadRequestError) as info:
+        openai_client.chat.completions.create(model=MODEL, messages=[USER], max_tokens=4, **extra)
+    assert f"'{name}'" in str(info.value)
