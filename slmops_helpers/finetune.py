@@ -92,7 +92,8 @@ def add_lora(model: Any, spec: MethodSpec) -> Any:
 
 
 def add_ia3(model: Any, targets: tuple[str, ...] = ("k_proj", "v_proj", "down_proj")) -> Any:
-    """IA3: learned per-channel scales on keys, values and the MLP output (no low-rank matrices)."""
+    """IA3: learned per-channel scales on the keys, the values and the input of the MLP down-projection
+    (peft scales a feed-forward target's input, the others' output); no low-rank matrices."""
     from peft import IA3Config, get_peft_model
 
     targets = check_targets(model, targets)
