@@ -3,10 +3,14 @@ what they measured. Executed copies land in artifacts/ for reading."""
 
 from __future__ import annotations
 
+import json
+import math
+
 import pytest
 
-from slmops_helpers import finetune
+from slmops_helpers import finetune, rollout
 from slmops_helpers.config import artifacts_dir
+from slmops_helpers.deploy import checklist, export
 from slmops_helpers.labs.render import is_up_to_date, render_lab
 from slmops_helpers.metrics import read_metrics
 from slmops_helpers.registry import Registry
@@ -63,7 +67,10 @@ def test_03_fine_tuning(root):
     for method in methods:
         for key in ("score", "trainable_pct", "peak_mb", "s_per_step", "artifact_mb"):
             assert f"{method}_{key}" in m, f"{method}_{key}"
-        assert 0 <= m[f"{method}_score"] <= 100 and m[f"{method}_s_per_step"] > 0
+        assert m[f"{method}_s_per_step"] > 0
+    # training helps: all weights tuned for the smoke budget beat the untuned base on the same tickets
+    # (smoke measured 33.1 against 21.4 on 12 tickets; the adapters need more steps than smoke gives)
+    assert m["full_score"] > m["base_score"]
     # the LoRA targets of the issue: small share, small file, exact merge
     assert m["lora_trainable_pct"] <= 1.0 and m["lora_artifact_mb"] <= 5
     assert m["lora_trainable"] == m["qlora_trainable"] == m["lora_trainable_formula"]
@@ -77,7 +84,8 @@ def test_03_fine_tuning(root):
         assert m["qlora_weights_mb"] < 0.5 * m["lora_weights_mb"] and m["qlora_peak_mb"] < m["lora_peak_mb"]
     # hygiene: the overfitting run's training loss fell; the grid ran every combination
     assert m["overfit_train_drop"] > 0 and m["overfit_best_step"] <= m["overfit_stopped_step"]
-    assert m["grid_runs"] == 4 and m["grid_best_val_loss"] <= m["grid_worst_val_loss"]
+    # four different settings give four different losses: a tie would mean the grid ignored its values
+    assert m["grid_runs"] == 4 and m["grid_best_val_loss"] < m["grid_worst_val_loss"]
     # memory tips, measured: batch grows activations, shorter sequences and checkpointing shrink them
     assert m["batch1_activation_mb"] < m["batch4_activation_mb"]
     assert m["batch4_short_activation_mb"] < m["batch4_activation_mb"]
@@ -107,8 +115,18 @@ def test_04_deployment(root):
     assert m["tamper_detected"] is True and m["package_variant"] in ("onnx_int4", "onnx_int8")
     assert m["server_ok"] == 20 and m["server_p95_s"] >= m["server_p50_s"] > 0
     assert m["server_malformed_4xx"] == 50 and m["server_healthy_after"] is True
-    assert m["checklist_total"] == 5 and m["checklist_passed"] >= 3
-    assert m["genai_agreement"] >= 0.5  # onnxruntime-genai and our loop decode the same folder alike
+    # the validation checklist, item by item: the runtime's own properties must hold on any model;
+    # the domain check is the quality gate of the packaged variant, and the tuned model keeps the format
+    assert m["checklist_total"] == len(checklist.CHECKS) == 5
+    assert m["checklist_memory"] and m["checklist_lengths"] and m["checklist_edge_cases"] and m["checklist_format"]
+    assert m["checklist_domain"] == m[f"{m['package_variant']}_quality_ok"]
+    # onnxruntime-genai and our loop decode the same int4 folder: the same tokens, or they part at a near-tie
+    assert m["genai_agreement"] == 1.0 or 0 < m["genai_divergence_margin"] < 1e-3
+    # the package is the model the notebook says it deployed
+    source, label = export.deploy_source()
+    lineage = json.loads((artifacts_dir() / "04_deployment" / "package" / "manifest.json").read_text())["lineage"]
+    assert m["deployed_model"] == label == lineage["deployed_from"]
+    assert lineage["source_fingerprint"] == export.source_fingerprint(source)
 
 
 def test_05_slmops_pipeline(root):
@@ -132,7 +150,7 @@ def test_05_slmops_pipeline(root):
     assert m["rollout_seconds"] < 10  # the issue's target: 10,000 devices, 3 stages, <= 10 s
     assert m["bad_rollout_halted"] is True and m["bad_rollout_halted_at"] in ("canary", "wider")
     assert 0 < m["bad_rollout_rolled_back"] < 0.25 * m["rollout_devices"] and m["bad_rollout_error_rate"] > 0.02
-    assert m["feedback_records"] > 0 and m["feedback_flagged"] >= m["feedback_records"]
+    assert m["feedback_flagged"] == m["feedback_failed"] + m["feedback_low_confidence"] > 0
     # the registry: three entries with lineage, every file re-hashed, the candidate now in production
     assert m["registry_entries"] == 3 and m["registry_verified"] is True
     assert m["candidate_stage"] == "production" and m["baseline_stage"] == "archived"
@@ -142,8 +160,14 @@ def test_05_slmops_pipeline(root):
     shipped = reg.latest("kestrel-k2-assistant", stage="production")
     assert shipped.parent and shipped.data_hash and shipped.adapter and shipped.files
     assert shipped.hyperparameters["spec"]["method"] == "lora" and shipped.metrics["task_score"] == m["candidate_score"]
-    feedback = (artifacts_dir() / "05_slmops_pipeline" / "feedback.jsonl").read_text().splitlines()
-    assert len(feedback) == m["feedback_records"]
+    # the feedback set: as many flagged answers as the plan keeps, sampled uniformly from all of them
+    _, plan = rollout.load_fleet_config(root / "notebooks" / "configs" / "fleet.yaml")
+    feedback = [json.loads(line) for line in (artifacts_dir() / "05_slmops_pipeline" / "feedback.jsonl").open()]
+    assert len(feedback) == m["feedback_records"] == min(plan.max_feedback, m["feedback_flagged"])
+    assert {r["stage"] for r in feedback} <= {s.name for s in plan.stages} and all(r["prompt"] for r in feedback)
+    share, n = m["feedback_failed"] / m["feedback_flagged"], len(feedback)
+    kept = sum(r["kind"] == "failed" for r in feedback) / n
+    assert abs(kept - share) <= 4 * math.sqrt(share * (1 - share) / n) + 1 / n  # 4 sigma: a biased sample fails
     assert m["notebook_s"] > 0  # recorded for the 8-minute smoke budget; not asserted (timings vary by machine)
 
 

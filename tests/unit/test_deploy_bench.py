@@ -164,3 +164,19 @@ def test_bench_variants_scores_agreement_against_the_first_variant(monkeypatch, 
     variants = {name: ("torch", tmp_path / name) for name in ("ref", "half", "none")}
     table, _ = bench.bench_variants(variants, settings, ROWS)
     assert [r["agreement"] for r in table] == [1.0, 0.5, 0.0]
+
+
+def test_divergence_margin_reads_the_reference_at_the_first_difference():
+    import numpy as np
+
+    class Scripted:  # logits whose top two differ by 0.25 at every position
+        def logits(self, ids):
+            rows = np.zeros((len(ids), 5), dtype=np.float32)
+            rows[:, 2], rows[:, 3] = 1.0, 0.75
+            self.seen = ids
+            return rows
+
+    lm = Scripted()
+    assert bench.divergence_margin(lm, [9, 9], [2, 2, 2], [2, 2, 2]) == 0.0  # never differ
+    assert bench.divergence_margin(lm, [9, 9], [2, 2, 2], [2, 3, 2]) == pytest.approx(0.25)
+    assert lm.seen == [9, 9, 2]  # the prompt and the agreed prefix, up to the step that differed
