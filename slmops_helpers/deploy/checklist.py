@@ -13,7 +13,6 @@ from typing import Any
 
 from ..data import follows_format, score_predictions
 
-
 # Metric names of the five checks, in the order the notebook runs them (checklist_<name>).
 CHECKS = ("domain", "format", "memory", "lengths", "edge_cases")
 
