@@ -10,6 +10,11 @@ Here, once one of the two has come, the other gets ``STALL_S`` seconds; past tha
 fails with ``NotebookStalled``, naming the cell and the message that was lost. A genuinely
 long cell (training) sends neither until it ends, so it still runs for as long as it needs.
 Imported by ``runner.run_notebook`` only, since it pulls in papermill.
+
+It leans on nbclient 0.11's client (pinned in pyproject): ``process_message`` sees every
+IOPub message of a cell, ``async_execute_cell`` runs one cell, ``task_poll_for_reply`` is the
+wait for the reply, and cancelling it surfaces as ``DeadKernelError``. The lossy-kernel
+tests (``tests/unit/test_runner_watchdog.py``) fail if an upgrade changes any of that.
 """
 
 from __future__ import annotations
