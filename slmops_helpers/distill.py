@@ -150,6 +150,11 @@ def _entry_checksum(prompt_sha: str, text: str, finished: bool) -> str:
     return _sha256(json.dumps([prompt_sha, text, finished]))
 
 
+def entry_path(folder: Path, prompt: str) -> Path:
+    """Where the cached teacher answer to ``prompt`` lives in a ``teacher_cache_dir``."""
+    return folder / f"{_sha256(prompt)[:24]}.json"
+
+
 def read_entry(path: Path, prompt: str) -> dict[str, Any] | None:
     """A cached answer, or None when missing or corrupt (unreadable, wrong prompt, bad checksum)."""
     try:
@@ -216,7 +221,7 @@ def generate_teacher_outputs(
         raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}.")
     settings = {"max_new_tokens": max_new_tokens, "do_sample": False}
     folder = teacher_cache_dir(model, settings, cache_root)
-    paths = [folder / f"{_sha256(p)[:24]}.json" for p in prompts]
+    paths = [entry_path(folder, p) for p in prompts]
     entries = [read_entry(path, p) for path, p in zip(paths, prompts, strict=True)]
     n_corrupt = sum(e is None and path.exists() for e, path in zip(entries, paths, strict=True))
     todo = [i for i, e in enumerate(entries) if e is None]

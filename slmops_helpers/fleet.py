@@ -131,13 +131,15 @@ VARIANTS = ("torch_fp32", "onnx_fp32", "onnx_fp16", "onnx_int8", "onnx_int4")
 VARIANT_KEYS = {"size_mb": "mb", "peak_mb": "peak_mb", "ms_per_token_p50": "ms_per_token_p50", "tok_s": "tok_s"}
 
 
-def _positive(owner: str, **values: float) -> None:
+def check_positive(owner: str, **values: float) -> None:
+    """Raise a ValueError naming ``owner`` and the field unless every value is a finite number > 0."""
     for name, value in values.items():
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
             raise ValueError(f"{owner}: {name} must be a number > 0, got {value!r}.")
 
 
-def _share(owner: str, name: str, value: float) -> None:
+def check_share(owner: str, name: str, value: float) -> None:
+    """Raise a ValueError naming ``owner`` and ``name`` unless ``value`` is a share in [0, 1]."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
         raise ValueError(f"{owner}: {name} must be a share in [0, 1], got {value!r}.")
 
@@ -154,8 +156,8 @@ class Variant:
     score: float  # held-out task score, 0-100
 
     def __post_init__(self) -> None:
-        _positive(f"Variant {self.name!r}", size_mb=self.size_mb, peak_mb=self.peak_mb)
-        _positive(f"Variant {self.name!r}", ms_per_token_p50=self.ms_per_token_p50, tok_s=self.tok_s)
+        check_positive(f"Variant {self.name!r}", size_mb=self.size_mb, peak_mb=self.peak_mb)
+        check_positive(f"Variant {self.name!r}", ms_per_token_p50=self.ms_per_token_p50, tok_s=self.tok_s)
         if not 0 <= self.score <= 100:
             raise ValueError(f"Variant {self.name!r}: score must be in [0, 100], got {self.score!r}.")
 
@@ -200,8 +202,8 @@ class DeviceProfile:
 
     def __post_init__(self) -> None:
         where = f"DeviceProfile {self.name!r}"
-        _share(where, "share", self.share)
-        _positive(where, ram_mb=self.ram_mb, cpu_speed=self.cpu_speed, latency_budget_ms=self.latency_budget_ms)
+        check_share(where, "share", self.share)
+        check_positive(where, ram_mb=self.ram_mb, cpu_speed=self.cpu_speed, latency_budget_ms=self.latency_budget_ms)
         if not 0 < self.ram_budget <= 1:
             raise ValueError(f"{where}: ram_budget must be in (0, 1], got {self.ram_budget!r}.")
 
@@ -231,7 +233,7 @@ class FleetSpec:
             table = getattr(self, name)
             if not isinstance(table, dict) or not table:
                 raise ValueError(f"FleetSpec.{name} must map names to numbers, e.g. {{wifi: 40}}; got {table!r}.")
-            _positive(f"FleetSpec.{name}", **{str(k): v for k, v in table.items()})
+            check_positive(f"FleetSpec.{name}", **{str(k): v for k, v in table.items()})
         if not 0 <= self.speed_jitter < 2:
             raise ValueError(f"FleetSpec.speed_jitter must be in [0, 2), got {self.speed_jitter!r}.")
         for p in self.profiles:

@@ -38,7 +38,8 @@ def environment_info() -> dict[str, Any]:
     return {"python": platform.python_version(), "platform": platform.platform(), "cpu_count": os.cpu_count() or 0}
 
 
-def _check_flat(metrics: dict[str, Any]) -> None:
+def check_flat(metrics: dict[str, Any]) -> None:
+    """Raise a TypeError naming the key unless every metric is a string name with a flat value."""
     for key, value in metrics.items():
         if not isinstance(key, str):
             raise TypeError(f"Metric names must be strings, got {key!r}.")
@@ -75,7 +76,7 @@ def write_metrics(
         **environment_info(),
     }
     record = {k: (v.item() if hasattr(v, "item") else v) for k, v in record.items()}  # numpy/torch scalars
-    _check_flat(record)
+    check_flat(record)
     return atomic_write_json(metrics_path(stem, output_dir), record)
 
 

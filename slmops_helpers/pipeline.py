@@ -92,12 +92,12 @@ def cached_teacher_outputs(
     Same cache key as ``distill.generate_teacher_outputs``: the teacher's weights and the
     generation settings.
     """
-    from .distill import TeacherOutputs, _sha256, read_entry, teacher_cache_dir
+    from .distill import TeacherOutputs, entry_path, read_entry, teacher_cache_dir
 
     if not prompts:
         raise ValueError("No prompts given: pass the training prompts the teacher answered.")
     folder = teacher_cache_dir(teacher, {"max_new_tokens": max_new_tokens, "do_sample": False}, cache_root)
-    entries = [read_entry(folder / f"{_sha256(p)[:24]}.json", p) for p in prompts]
+    entries = [read_entry(entry_path(folder, p), p) for p in prompts]
     if any(e is None for e in entries):
         return None
     return TeacherOutputs([e["text"] for e in entries], [e["finished"] for e in entries], len(entries), 0, 0, folder)

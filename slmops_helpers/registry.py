@@ -31,7 +31,7 @@ from filelock import FileLock, Timeout
 
 from ._io import atomic_write_json
 from .config import artifacts_dir
-from .metrics import _check_flat
+from .metrics import check_flat
 from .models import sha256_file  # one hashing routine for models, packages and the registry
 
 STAGES = ("candidate", "staging", "production", "archived")
@@ -197,7 +197,7 @@ class Registry:
             raise RegistryError("register() needs base_model (the model it was built from).")
         _check_stage(stage)
         metrics = {k: (v.item() if hasattr(v, "item") else v) for k, v in (metrics or {}).items()}
-        _check_flat(metrics)
+        check_flat(metrics)
         hyperparameters = json.loads(json.dumps(hyperparameters or {}))  # must be JSON-able; detaches the caller's dict
         hashes = hash_package(list(files))  # outside the lock: hashing takes time
 

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from .fleet import DeviceProfile, Fleet, FleetSpec, Variant, _positive, _share, build_fleet, pick_variants
+from .fleet import DeviceProfile, Fleet, FleetSpec, Variant, build_fleet, check_positive, check_share, pick_variants
 
 CHECKIN_SHARE = 0.5  # devices poll for the update during the first half of a stage's window
 
@@ -48,9 +48,9 @@ class Stage:
         where = f"Stage {self.name!r}"
         if isinstance(self.share, bool) or not isinstance(self.share, int | float) or not 0 < self.share <= 1:
             raise ValueError(f"{where}: share must be in (0, 1], got {self.share!r}.")
-        _positive(where, hours=self.hours)
-        _share(where, "max_error_rate", self.max_error_rate)
-        _share(where, "max_slow_share", self.max_slow_share)
+        check_positive(where, hours=self.hours)
+        check_share(where, "max_error_rate", self.max_error_rate)
+        check_share(where, "max_slow_share", self.max_slow_share)
 
 
 @dataclass(frozen=True)
@@ -72,9 +72,9 @@ class RolloutPlan:
         shares = [s.share for s in self.stages]
         if shares != sorted(shares) or len(set(shares)) != len(shares):
             raise ValueError(f"RolloutPlan: stage shares must increase from stage to stage, got {shares}.")
-        _positive("RolloutPlan", requests_per_hour=self.requests_per_hour, latency_factor=self.latency_factor)
-        _positive("RolloutPlan", rollback_hours=self.rollback_hours)
-        _share("RolloutPlan", "error_rate", self.error_rate)
+        check_positive("RolloutPlan", requests_per_hour=self.requests_per_hour, latency_factor=self.latency_factor)
+        check_positive("RolloutPlan", rollback_hours=self.rollback_hours)
+        check_share("RolloutPlan", "error_rate", self.error_rate)
         if not isinstance(self.latency_headroom, int | float) or not 0 < self.latency_headroom <= 1:
             raise ValueError(f"RolloutPlan.latency_headroom must be in (0, 1], got {self.latency_headroom!r}.")
         if isinstance(self.max_feedback, bool) or not isinstance(self.max_feedback, int) or self.max_feedback < 0:
