@@ -19,7 +19,7 @@ import torch
 from . import data, training
 from ._io import atomic_directory, atomic_write_json
 from .config import cache_dir
-from .models import DEFAULT_MODEL, MARKER, MIB, is_prepared, load_model, pick_device, prepare_model
+from .models import DEFAULT_MODEL, MARKER, MIB, is_prepared, load_model, noise_bound, pick_device, prepare_model
 
 ATTENTION = ("q_proj", "k_proj", "v_proj", "o_proj")
 MLP = ("gate_proj", "up_proj", "down_proj")
@@ -320,12 +320,6 @@ def load_adapters(base: Any, adapters: dict[str, str | Path]) -> Any:
     return model.eval()
 
 
-# The float32 logits of the adapter model and of the merged model each round differently,
-# and each lands within the float32-vs-float64 distance ("noise") of the exact result: their
-# difference is at most twice that, and the merged weights' own rounding adds about as much.
-NOISE_FACTOR = 4.0
-
-
 @dataclass(frozen=True)
 class MergeParity:
     """How exactly a merged model reproduces its adapter model; bounds hold on any CPU.
@@ -336,7 +330,7 @@ class MergeParity:
     <= 1 means exact up to rounding, whatever the CPU's kernels). A merge that loses the
     scaling or one layer's update is off by about its whole update: orders of magnitude.
     **The logits** over real tokens: the merged model in its own precision stays within
-    ``NOISE_FACTOR`` x what that precision alone moves the adapter model's logits away from
+    ``models.NOISE_FACTOR`` x what that precision alone moves the adapter model's logits away from
     a float64 twin (``noise``). A fixed 1e-4 bound on the logits failed on some CPUs.
     """
 
@@ -347,8 +341,8 @@ class MergeParity:
 
     @property
     def bound(self) -> float:
-        """The logits bound: NOISE_FACTOR x the noise (never below the precision's epsilon)."""
-        return NOISE_FACTOR * max(self.noise, torch.finfo(torch.float32).eps * self.logit_scale)
+        """The logits bound: ``models.noise_bound`` of the measured noise."""
+        return noise_bound(self.noise, self.logit_scale)
 
     @property
     def exact(self) -> bool:
@@ -366,9 +360,9 @@ class MergeParity:
 
 
 def _exact_merge(layer: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    """A float64 LoRA layer's merged weight W + scaling·B·A, and the rounding bound of that
-    sum in the precision ``dtype`` of the shipped weights: eps·|W'| for the final rounding
-    plus (rank + 2)·eps·scaling·|B|·|A| for the matrix product (the standard bound for a
+    """A float64 LoRA layer's merged weight W' = W + scaling·B·A, and (rank + 2)·scaling·|B|·|A|.
+    In the shipped precision, with epsilon eps, rounding may move W' by eps·|W'| for the final
+    sum plus eps times that second tensor for the matrix product (the standard bound for a
     dot product of ``rank`` terms, any summation order, FMA or not)."""
     weight = layer.base_layer.weight
     exact, spread = weight.clone(), torch.zeros_like(weight)

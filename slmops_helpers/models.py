@@ -229,6 +229,22 @@ def load_model(name: str = DEFAULT_MODEL, device: str | None = None, dtype: Any 
 BYTES_PER_WEIGHT: dict[str, float] = {"fp32": 4.0, "fp16": 2.0, "bf16": 2.0, "int8": 1.0, "int4": 0.5}
 MIB = 2**20
 
+# --- float noise: how far two float32 computations of the same function may differ -----------
+
+# Two float32 computations of one function (an adapter model and its merge; torch and
+# onnxruntime) each land within float32's distance from the exact result, the "noise"
+# measured against a float64 twin. Their difference is at most twice that; the factor 4
+# leaves as much again for the merged weights' own rounding, or for kernels less accurate
+# than torch's (approximate exp in SiLU / softmax).
+NOISE_FACTOR = 4.0
+FLOAT32_EPS = 2.0**-23
+
+
+def noise_bound(noise: float, logit_scale: float) -> float:
+    """The largest float32 logit difference that is still rounding: NOISE_FACTOR x the
+    measured ``noise``, never below float32's epsilon at the logits' scale."""
+    return NOISE_FACTOR * max(noise, FLOAT32_EPS * logit_scale)
+
 
 def count_parameters(model: Any, trainable_only: bool = False) -> int:
     """Number of parameters; tied weights (shared embedding/LM head) count once."""

@@ -38,27 +38,33 @@ def _image(fig: Any) -> Any:
     return Image(data=buffer.getvalue(), format="png")
 
 
+def _show(render: Render) -> None:
+    """Print the rendering's text and display its figure (into the current output)."""
+    from IPython.display import display
+
+    text, fig = render()
+    print(text)
+    display(_image(fig))
+
+
 def _view(controls: list[Any], layout: Callable[[list[Any], Any], Any], render: Render) -> Any:
     """A live widget (``layout(controls, output)``) re-rendered on every change, or, headless,
     the static view of the controls' current values; returns the widget or None."""
-    import ipywidgets as w
     from IPython.display import Markdown, display
 
     if headless():
-        text, fig = render()
         settings = ", ".join(f"{c.description} = {c.value}" for c in controls)
         display(Markdown(STATIC_NOTE.format(env=HEADLESS_ENV, settings=settings)))
-        print(text)
-        display(_image(fig))
+        _show(render)
         return None
+    import ipywidgets as w
+
     out = w.Output()
 
     def update(*_: Any) -> None:
-        text, fig = render()
         with out:
             out.clear_output(wait=True)
-            print(text)
-            display(_image(fig))
+            _show(render)
 
     for control in controls:
         control.observe(update, names="value")

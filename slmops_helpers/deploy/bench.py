@@ -13,11 +13,12 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from ..models import peak_rss_mb
+from ..models import noise_bound, peak_rss_mb
 
 TORCH_VARIANT = "torch_fp32"
 TABLE_KEYS = (
@@ -93,7 +94,7 @@ def measure_isolated(kind: str, folder: str | Path, settings: BenchSettings, tim
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def prefix_agreement(candidate: list[list[int]], reference: list[list[int]]) -> float:
+def prefix_agreement(candidate: Sequence[Sequence[int]], reference: Sequence[Sequence[int]]) -> float:
     """Share of the reference's greedy tokens a candidate reproduces before it first
     diverges, averaged over prompts (1.0 = identical answers)."""
     if len(candidate) != len(reference) or not reference:
@@ -103,14 +104,6 @@ def prefix_agreement(candidate: list[list[int]], reference: list[list[int]]) -> 
         same = next((i for i, (a, b) in enumerate(zip(cand, ref, strict=False)) if a != b), min(len(cand), len(ref)))
         shares.append(same / len(ref) if ref else float(not cand))
     return sum(shares) / len(shares)
-
-
-# Two independent float32 implementations (torch's kernels, onnxruntime's) each land within
-# float32's distance from the exact result ("noise", measured against float64): their
-# difference is at most twice that; the factor 4 leaves room for kernels less accurate
-# than torch's (approximate exp in SiLU / softmax).
-PARITY_FACTOR = 4.0
-FLOAT32_EPS = 2.0**-23
 
 
 @dataclass(frozen=True)
@@ -123,10 +116,11 @@ class LogitParity:
     flips: int  # positions whose argmax differs though the reference's top two are 2 x bound apart
     positions: int
     logit_scale: float
+    reference_answers: tuple[tuple[int, ...], ...]  # the reference's greedy tokens, one answer per prompt
 
     @property
     def bound(self) -> float:
-        return PARITY_FACTOR * max(self.noise, FLOAT32_EPS * self.logit_scale)
+        return noise_bound(self.noise, self.logit_scale)
 
     @property
     def ok(self) -> bool:
@@ -135,7 +129,8 @@ class LogitParity:
 
 def logit_parity(reference: Any, candidate: Any, prompts: list[str], new_tokens: int) -> LogitParity:
     """Compare ``candidate`` (any runtime with ``encode``/``logits``) with ``reference`` (a
-    ``TorchCausalLM``) on each prompt followed by the reference's own greedy answer.
+    ``TorchCausalLM``) on each prompt followed by the reference's own greedy answer (kept in
+    ``reference_answers``, e.g. for ``prefix_agreement``).
 
     A next-token choice may differ only where the reference's top two logits lie within
     twice the bound of each other: a tie that rounding can break either way.
@@ -147,12 +142,13 @@ def logit_parity(reference: Any, candidate: Any, prompts: list[str], new_tokens:
 
     twin = copy.deepcopy(reference.model).double()
     diff = noise = scale = 0.0
-    margins, differs = [], []
+    margins, differs, answers = [], [], []
     for prompt in prompts:
         ids = reference.encode(prompt)
         if ids != candidate.encode(prompt):
             raise ValueError(f"The two runtimes tokenize {prompt[:40]!r}... differently: compare their tokenizers.")
-        ids += [t.id for t in reference.stream(ids, new_tokens)]
+        answers.append(tuple(t.id for t in reference.stream(ids, new_tokens)))
+        ids += answers[-1]
         ref, cand = reference.logits(ids), candidate.logits(ids)
         with torch.inference_mode():
             exact = twin(torch.tensor([ids], device=reference.device)).logits[0].cpu().numpy()
@@ -161,7 +157,7 @@ def logit_parity(reference: Any, candidate: Any, prompts: list[str], new_tokens:
         differs.append(ref.argmax(axis=1) != cand.argmax(axis=1))
         diff, noise = max(diff, float(np.abs(ref - cand).max())), max(noise, float(np.abs(ref - exact).max()))
         scale = max(scale, float(np.abs(exact).max()))
-    parity = LogitParity(diff, noise, 0, sum(len(m) for m in margins), scale)
+    parity = LogitParity(diff, noise, 0, sum(len(m) for m in margins), scale, tuple(answers))
     untied = np.concatenate(margins) > 2 * parity.bound
     return replace(parity, flips=int((untied & np.concatenate(differs)).sum()))
 

@@ -5,9 +5,9 @@ server-sent events, as OpenAI's API does: one per token as it is generated; an e
 the stream has started comes as a last ``data: {"error": ...}`` event, then the connection
 closes), ``GET /health``. Bound to loopback. Every request is bounded (body size, prompt
 tokens, ``max_tokens``, requests waiting); anything malformed gets a 4xx JSON error in
-OpenAI's shape and the server carries on. Generation
-is greedy and one at a time (a 2-core device gains nothing from running two at once);
-other requests wait their turn, up to ``max_waiting``.
+OpenAI's shape and the server carries on. Generation is greedy and one at a time (a 2-core
+device gains nothing from running two at once); other requests wait their turn, up to
+``max_waiting``.
 
 OpenAI parameters: ``max_tokens`` / ``max_completion_tokens``, ``stream``, ``stop`` (the
 answer ends before the first stop string, ``finish_reason: "stop"``) and ``n=1`` are

@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from slmops_helpers import finetune, rollout
+from slmops_helpers import models, rollout
 from slmops_helpers.config import artifacts_dir
 from slmops_helpers.deploy import checklist, export
 from slmops_helpers.labs.render import is_up_to_date, render_lab
@@ -30,7 +30,7 @@ def assert_merge_is_exact(m: dict) -> None:
     """Notebooks 03 and 05: every merged weight within its rounding bound, logits within noise."""
     assert m["merge_weight_error"] <= 1.0, m["merge_weight_error"]  # a lost scaling or layer is ~1e5
     assert m["merge_max_abs_diff"] <= m["merge_bound"] and 0 < m["merge_noise"] < FLOAT32_SANE
-    assert m["merge_bound"] == pytest.approx(finetune.NOISE_FACTOR * m["merge_noise"]) and m["merge_exact"] is True
+    assert m["merge_bound"] == pytest.approx(models.NOISE_FACTOR * m["merge_noise"]) and m["merge_exact"] is True
 
 
 def _run(root, name: str, **parameters) -> dict:

@@ -239,12 +239,15 @@ class _Perturbed:
 
 
 def test_logit_parity_holds_for_the_export(onnx_lm, torch_lm):
-    from slmops_helpers.deploy.bench import PARITY_FACTOR, logit_parity
+    from slmops_helpers.deploy.bench import logit_parity
+    from slmops_helpers.models import NOISE_FACTOR
 
     prompts = [torch_lm.chat_prompt(_chat(t)) for t in PROMPTS]
     parity = logit_parity(torch_lm, onnx_lm, prompts, new_tokens=8)
     assert parity.ok and parity.flips == 0 and parity.positions > 3 * 8
-    assert 0 < parity.noise and parity.bound == PARITY_FACTOR * max(parity.noise, 2.0**-23 * parity.logit_scale)
+    greedy = tuple(tuple(t.id for t in torch_lm.stream(torch_lm.encode(p), 8)) for p in prompts)
+    assert parity.reference_answers == greedy  # the answers it scored, for agreement without decoding again
+    assert 0 < parity.noise and parity.bound == NOISE_FACTOR * max(parity.noise, 2.0**-23 * parity.logit_scale)
 
 
 def _swap_top_two_at_position_3(logits):

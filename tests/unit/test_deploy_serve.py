@@ -209,11 +209,7 @@ def test_streaming_sends_the_same_answer_as_events(url, service):
     _, expected = _expected(service, [USER], 8)
     assert pieces == [p for p in expected if p]
     # the raw event stream: role first, one chunk per token, a finish reason, then [DONE]
-    host, port = url.removeprefix("http://").removesuffix("/v1").split(":")
-    conn = http.client.HTTPConnection(host, int(port), timeout=60)
-    conn.request("POST", "/v1/chat/completions", json.dumps(payload | {"stream": True}))
-    response = conn.getresponse()
-    assert response.status == 200 and response.getheader("Content-Type") == "text/event-stream"
+    conn, response = _open_stream(url, payload, timeout=60)
     events = [line[6:] for line in response.read().decode().splitlines() if line.startswith("data: ")]
     conn.close()
     assert events[-1] == "[DONE]"
@@ -369,11 +365,12 @@ def scripted_server(tiny_package, **script):
         yield base
 
 
-def _open_stream(url, max_tokens=8):
+def _open_stream(url, payload=None, timeout=10):
+    """POST a streaming chat request over raw HTTP; return (connection, response) once the headers are in."""
     host, port = url.removeprefix("http://").removesuffix("/v1").split(":")
-    conn = http.client.HTTPConnection(host, int(port), timeout=10)
-    payload = {"messages": [USER], "max_tokens": max_tokens, "stream": True}
-    conn.request("POST", "/v1/chat/completions", json.dumps(payload))
+    conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
+    payload = payload or {"messages": [USER], "max_tokens": 8}
+    conn.request("POST", "/v1/chat/completions", json.dumps(payload | {"stream": True}))
     response = conn.getresponse()
     assert response.status == 200 and response.getheader("Content-Type") == "text/event-stream"
     return conn, response
@@ -409,7 +406,7 @@ def test_finish_reason_is_stop_at_eos_and_length_at_the_budget(tiny_package, tex
     # The scripted model ends after its texts, as the runtime does at EOS.
     with scripted_server(tiny_package, texts=texts) as url:
         reply = _chat(url, {"messages": [USER], "max_tokens": max_tokens})
-        conn, response = _open_stream(url, max_tokens)
+        conn, response = _open_stream(url, {"messages": [USER], "max_tokens": max_tokens})
         events = [_next_event(response) for _ in range(len(texts) + 3)]
         conn.close()
     assert reply.body["choices"][0]["finish_reason"] == finish and reply.body["usage"]["completion_tokens"] == len(
