@@ -14,7 +14,7 @@ Modules follow the life cycle of a small language model:
 - ``fleet``     a fleet footprint and cost calculator; device profiles and variant choice
 - ``rollout``   staged rollout to a simulated edge fleet, with halt and rollback
 - ``registry``  a local, file-based model registry with lineage
-- ``gate``      the quality gate: candidate vs baseline metrics under a policy
+- ``gate``      the quality gate: candidate vs reference metrics under a policy
 - ``pipeline``  the capstone's release steps (notebook 05)
 - ``metrics``   the metrics contract: one flat JSON file per notebook
 - ``runner``    executes notebooks headlessly with papermill

@@ -13,7 +13,7 @@ slmops serve PACKAGE [--port N]
 slmops site [--no-run]        render the executed notebooks into a static site, artifacts/site/
 slmops registry list|show ID|verify ID|promote ID --stage S
                               the local model registry (artifacts/registry/): lineage, stages, sha256 checks
-slmops gate --candidate A --baseline B --policy P
+slmops gate --candidate A --reference B --policy P
                               quality gate on recorded metrics: exit 0 pass, 1 fail (says which metric, by how much)
 """
 
@@ -126,9 +126,9 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from .deploy.serve import ServeLimits, serve
+    from .deploy.serve import ServeConfig, serve
 
-    serve(args.package, args.host, args.port, ServeLimits(max_tokens=args.max_tokens))
+    serve(args.package, args.host, args.port, ServeConfig(max_tokens=args.max_tokens))
     return 0
 
 
@@ -149,7 +149,7 @@ def _registry(args: argparse.Namespace) -> int:
 def _gate(args: argparse.Namespace) -> int:
     from .gate import run_command
 
-    return run_command(args.candidate, args.baseline, args.policy, registry_root=args.registry)
+    return run_command(args.candidate, args.reference, args.policy, registry_root=args.registry)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -198,9 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
     registry.add_argument("--stage", help="promote: the new stage; list: only this stage")
     registry.add_argument("--root", help="registry folder (default artifacts/registry)")
     registry.set_defaults(func=_registry)
-    gate = sub.add_parser("gate", help="check a candidate's metrics against a baseline under a policy")
+    gate = sub.add_parser("gate", help="check a candidate's metrics against a reference under a policy")
     gate.add_argument("--candidate", required=True, help="metrics JSON file or registry entry id")
-    gate.add_argument("--baseline", help="metrics JSON file or registry entry id (needed by relative checks)")
+    gate.add_argument("--reference", help="metrics JSON file or registry entry id (needed by relative checks)")
     gate.add_argument("--policy", required=True, help="policy YAML, e.g. notebooks/configs/gate.yaml")
     gate.add_argument("--registry", help="registry folder for entry ids (default artifacts/registry)")
     gate.set_defaults(func=_gate)

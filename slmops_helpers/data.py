@@ -207,7 +207,7 @@ def score_predictions(predictions: list[str], rows: list[dict[str, str]]) -> dic
     """Score answers against the human-written references.
 
     Returns ``category_acc``, ``error_code_acc`` and ``reply_rouge_l`` (each 0–1),
-    ``format_ok`` (share of answers that follow the three-line format) and ``task_score``: the
+    ``format_ok`` (share of answers that follow the three-line format) and ``score``: the
     mean of the three task parts, on a 0–100 scale.
     """
     if len(predictions) != len(rows):
@@ -225,7 +225,7 @@ def score_predictions(predictions: list[str], rows: list[dict[str, str]]) -> dic
         "error_code_acc": error_code_acc,
         "reply_rouge_l": reply,
         "format_ok": format_ok,
-        "task_score": 100 * (category_acc + error_code_acc + reply) / 3,
+        "score": 100 * (category_acc + error_code_acc + reply) / 3,
     }
 
 
@@ -241,6 +241,6 @@ def trivial_baselines(train: list[dict[str, str]], test: list[dict[str, str]]) -
     majority = format_target({"category": category, "error_code": code, "reply": reply})
     copy = [format_target({"category": category, "error_code": code, "reply": r["message"]}) for r in test]
     return {
-        "majority_task_score": score_predictions([majority] * len(test), test)["task_score"],
-        "copy_task_score": score_predictions(copy, test)["task_score"],
+        "majority_score": score_predictions([majority] * len(test), test)["score"],
+        "copy_score": score_predictions(copy, test)["score"],
     }

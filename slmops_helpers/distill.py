@@ -91,7 +91,7 @@ class KDConfig:
 
 
 @dataclass(frozen=True)
-class DistillSizes:
+class DistillConfig:
     """The sizes notebook 02 scales between a class demo (smoke) and the real run (full)."""
 
     n_teacher_prompts: int  # training prompts the teacher answers (balanced over categories)
@@ -107,15 +107,17 @@ class DistillSizes:
 
 
 _SHARED = {"teacher_max_new_tokens": 80, "eval_max_new_tokens": 64, "batch_size": 8, "param_budget": 0.40}
-SIZES: dict[str, DistillSizes] = {
+SIZES: dict[str, DistillConfig] = {
     # smoke: few steps, so a large learning rate; measured on 2 quiet CPU cores, 12 steps at 1e-3 reach a
     # lower validation loss than at 3e-4 or 2e-3
-    "smoke": DistillSizes(n_teacher_prompts=40, n_val=8, max_steps=12, eval_every=4, patience=2, lr=1e-3, **_SHARED),
-    "full": DistillSizes(n_teacher_prompts=224, n_val=48, max_steps=240, eval_every=20, patience=3, lr=5e-4, **_SHARED),
+    "smoke": DistillConfig(n_teacher_prompts=40, n_val=8, max_steps=12, eval_every=4, patience=2, lr=1e-3, **_SHARED),
+    "full": DistillConfig(
+        n_teacher_prompts=224, n_val=48, max_steps=240, eval_every=20, patience=3, lr=5e-4, **_SHARED
+    ),
 }
 
 
-def get_sizes(profile: str) -> DistillSizes:
+def get_config(profile: str) -> DistillConfig:
     """The distillation sizes of ``profile`` (raises for an unknown profile, listing the choices)."""
     return SIZES[get_profile(profile).name]
 
@@ -676,7 +678,7 @@ def score_model(
     return answers, score_predictions(answers, rows)
 
 
-def size_on_disk_mb(model: Any) -> float:
+def size_on_disk_mib(model: Any) -> float:
     """MiB that ``save_pretrained`` writes (safetensors, shared weights stored once)."""
     with tempfile.TemporaryDirectory() as folder:
         model.save_pretrained(folder)
@@ -689,7 +691,7 @@ def measure_inference(
     """Speed and peak memory of greedy decoding, per model, with runs interleaved.
 
     Interleaving (teacher, student, … then again) spreads background load evenly over the
-    models. ``peak_mb`` = the weights plus the most extra memory one generation needed.
+    models. ``peak_mib`` = the weights plus the most extra memory one generation needed.
     """
     runs: dict[str, list] = {name: [] for name in models}
     extra: dict[str, float] = dict.fromkeys(models, 0.0)
@@ -697,9 +699,9 @@ def measure_inference(
         for name, model in models.items():
             with PeakMemory(next(model.parameters()).device.type) as memory:
                 runs[name].append(generate_timed(model, tokenizer, prompt, n_tokens))
-            extra[name] = max(extra[name], memory.peak_mb)
+            extra[name] = max(extra[name], memory.peak_mib)
     return {
-        name: {**speed_summary(runs[name]), "peak_mb": tensor_bytes(model) / MIB + extra[name]}
+        name: {**speed_summary(runs[name]), "peak_mib": tensor_bytes(model) / MIB + extra[name]}
         for name, model in models.items()
     }
 
@@ -746,7 +748,7 @@ def claims_vs_measured(metrics: dict[str, float]) -> list[dict[str, Any]]:
     """The seed's claims beside this run's numbers (percent), computed from the metrics."""
     measured = {
         "inference_time_saved_pct": 100 * (1 - metrics["student_ms_per_token"] / metrics["teacher_ms_per_token"]),
-        "memory_saved_pct": 100 * (1 - metrics["student_peak_mb"] / metrics["teacher_peak_mb"]),
+        "memory_saved_pct": 100 * (1 - metrics["student_peak_mib"] / metrics["teacher_peak_mib"]),
         "retention_pct": 100 * metrics["retention"],
     }
     return [{"claim": claim, "seed_pct": seed, "measured_pct": measured[key]} for claim, seed, key in SEED_CLAIMS]

@@ -57,7 +57,7 @@ def check_targets(model: Any, targets: tuple[str, ...] | list[str]) -> tuple[str
 
 
 @dataclass(frozen=True)
-class MethodSpec:
+class MethodConfig:
     """One way to adapt the model; ``rank``/``alpha``/``targets`` apply to LoRA and QLoRA."""
 
     method: str
@@ -77,7 +77,7 @@ class MethodSpec:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}.")
 
 
-def add_lora(model: Any, spec: MethodSpec) -> Any:
+def add_lora(model: Any, spec: MethodConfig) -> Any:
     """Wrap ``model`` with fresh LoRA adapters (named "default"); the base is frozen."""
     from peft import LoraConfig, get_peft_model
 
@@ -162,7 +162,7 @@ def load_qlora_base(name: str = DEFAULT_MODEL, device: str | None = None) -> tup
     return fake_quantize_base(model), tokenizer, "int4 fake-quant (bitsandbytes unavailable)"
 
 
-def make_trainable(model: Any, spec: MethodSpec) -> Any:
+def make_trainable(model: Any, spec: MethodConfig) -> Any:
     """Apply ``spec`` to ``model`` (already 4-bit for QLoRA): the model to hand to ``training.train``."""
     if spec.method == "full":
         model.requires_grad_(True)
@@ -205,9 +205,9 @@ class MethodRun:
     name: str
     trainable: int
     trainable_pct: float
-    memory_mb: dict[str, float]  # weights / gradients / optimizer / activations, see training.memory_breakdown_mb
+    memory_mib: dict[str, float]  # weights / gradients / optimizer / activations, see training.memory_breakdown_mib
     s_per_step: float
-    artifact_mb: float  # what must be shipped: an adapter, or the whole model
+    artifact_mib: float  # what must be shipped: an adapter, or the whole model
     scores: dict[str, float]
     answers: list[str]
     training: training.TrainResult
@@ -217,11 +217,11 @@ class MethodRun:
             "method": self.name,
             "trainable": self.trainable,
             "trainable_pct": self.trainable_pct,
-            "peak_mb": sum(self.memory_mb.values()),
-            **{f"{part}_mb": mb for part, mb in self.memory_mb.items()},
+            "peak_mib": sum(self.memory_mib.values()),
+            **{f"{part}_mib": mb for part, mb in self.memory_mib.items()},
             "s_per_step": self.s_per_step,
-            "artifact_mb": self.artifact_mb,
-            "score": self.scores["task_score"],
+            "artifact_mib": self.artifact_mib,
+            "score": self.scores["score"],
         }
 
 
@@ -237,7 +237,7 @@ def run_method(
     name: str,
     model: Any,
     tokenizer: Any,
-    spec: MethodSpec,
+    spec: MethodConfig,
     config: training.TrainConfig,
     splits: dict[str, list],
     max_new_tokens: int,
@@ -250,7 +250,9 @@ def run_method(
     """
     trainable_model = make_trainable(model, spec)
     count, pct = trainable_share(trainable_model)
-    memory = training.memory_breakdown_mb(trainable_model, splits["train"][: config.batch_size], tokenizer.pad_token_id)
+    memory = training.memory_breakdown_mib(
+        trainable_model, splits["train"][: config.batch_size], tokenizer.pad_token_id
+    )
     result = training.train(
         trainable_model, splits["train"], splits["validation"], config, tokenizer.pad_token_id, desc=f"{name}"
     )
@@ -471,7 +473,7 @@ def _check_grid_value(source: str, key: str, value: Any) -> None:
 
 
 def olive_finetune_command(
-    model_id: str, spec: MethodSpec, config: training.TrainConfig, data_files: str, output: str
+    model_id: str, spec: MethodConfig, config: training.TrainConfig, data_files: str, output: str
 ) -> str:
     """The ``olive finetune`` command line that asks for the same run (flags as in Olive's docs)."""
     if spec.method not in ("lora", "qlora"):
@@ -492,7 +494,7 @@ def olive_finetune_command(
 
 
 @dataclass(frozen=True)
-class TunedRecipe:
+class TunedConfig:
     """How the course's tuned model is made: LoRA on every linear layer, merged afterwards.
 
     Calibration run on 2 CPU cores (lr 1e-3, batch 8, ≈ 11 s per step): validation loss
@@ -500,7 +502,7 @@ class TunedRecipe:
     tickets rose from 16 (untuned) to 58 after 40 steps. 32 steps keep `make setup` short.
     """
 
-    spec: MethodSpec = field(default_factory=lambda: MethodSpec("lora", rank=8, alpha=16, targets=ATTENTION + MLP))
+    spec: MethodConfig = field(default_factory=lambda: MethodConfig("lora", rank=8, alpha=16, targets=ATTENTION + MLP))
     config: training.TrainConfig = field(
         default_factory=lambda: training.TrainConfig(lr=1e-3, max_steps=32, batch_size=8, eval_every=8)
     )
@@ -518,15 +520,15 @@ class TunedRecipe:
         return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
-TUNED_RECIPE = TunedRecipe()
+TUNED_CONFIG = TunedConfig()
 
 
-def tuned_dir(model_name: str = DEFAULT_MODEL, recipe: TunedRecipe = TUNED_RECIPE) -> Path:
+def tuned_dir(model_name: str = DEFAULT_MODEL, recipe: TunedConfig = TUNED_CONFIG) -> Path:
     return cache_dir() / "tuned" / f"{model_name.replace('/', '--')}-{recipe.key(model_name)}"
 
 
 def prepare_tuned_model(
-    model_name: str = DEFAULT_MODEL, recipe: TunedRecipe = TUNED_RECIPE, device: str | None = None, force: bool = False
+    model_name: str = DEFAULT_MODEL, recipe: TunedConfig = TUNED_CONFIG, device: str | None = None, force: bool = False
 ) -> Path:
     """Train the tuned model once (LoRA on the training split, merged) and cache it atomically."""
     folder = tuned_dir(model_name, recipe)

@@ -1,12 +1,12 @@
-"""A quality gate: does a candidate's recorded metrics stay within a policy, against a baseline?
+"""A quality gate: does a candidate's recorded metrics stay within a policy, against a reference?
 
 A policy is a small YAML mapping, one metric per key, each with one or more checks::
 
-    task_score:       {max_drop: 2}          # may be at most 2 points below the baseline
-    ms_per_token_p50: {max_increase_pct: 10} # at most 10 % slower than the baseline
-    size_mb:          {max: 100}             # an absolute ceiling, no baseline needed
+    score:       {max_drop: 2}          # may be at most 2 points below the reference
+    ms_per_token_p50: {max_increase_pct: 10} # at most 10 % slower than the reference
+    size_mib:          {max: 100}             # an absolute ceiling, no reference needed
 
-Candidate and baseline are metrics JSON files (``artifacts/metrics/*.json``), registry
+Candidate and reference are metrics JSON files (``artifacts/metrics/*.json``), registry
 entry ids, or plain dicts. ``slmops gate`` exits 0 when every check passes and 1 with a
 report naming each failing metric and by how much: the step a CI/CD pipeline calls.
 """
@@ -23,21 +23,21 @@ from typing import Any
 
 import yaml
 
-# check -> (what it compares, whether it needs a baseline)
+# check -> (what it compares, whether it needs a reference)
 CHECKS: dict[str, tuple[str, bool]] = {
     "max": ("value at most", False),
     "min": ("value at least", False),
-    "max_drop": ("drop below the baseline at most", True),
-    "max_drop_pct": ("drop below the baseline at most (%)", True),
-    "max_increase": ("rise above the baseline at most", True),
-    "max_increase_pct": ("rise above the baseline at most (%)", True),
+    "max_drop": ("drop below the reference at most", True),
+    "max_drop_pct": ("drop below the reference at most (%)", True),
+    "max_increase": ("rise above the reference at most", True),
+    "max_increase_pct": ("rise above the reference at most (%)", True),
 }
 TOLERANCE = 1e-9  # a value exactly at its limit passes despite float rounding
 
 
 @dataclass(frozen=True)
 class Rule:
-    """One check on one metric, e.g. ``Rule("task_score", "max_drop", 2)``."""
+    """One check on one metric, e.g. ``Rule("score", "max_drop", 2)``."""
 
     metric: str
     check: str
@@ -69,8 +69,8 @@ class RuleResult:
 
     rule: Rule
     candidate: float
-    baseline: float | None
-    value: float  # candidate (max/min), or its drop / rise against the baseline, in units or %
+    reference: float | None
+    value: float  # candidate (max/min), or its drop / rise against the reference, in units or %
     excess: float  # how far past the limit; > 0 means it failed
 
     @property
@@ -78,14 +78,13 @@ class RuleResult:
         return self.excess <= TOLERANCE
 
     def describe(self) -> str:
-        """One line a person can read, e.g. ``task_score 71 vs baseline 75: dropped 4 (allowed 2): over by 2``."""
+        """One line a person can read, e.g. ``score 71 vs reference 75: dropped 4 (allowed 2): over by 2``."""
         r, unit = self.rule, ("%" if self.rule.check.endswith("_pct") else "")
         if r.needs_baseline:
             words = ("dropped", "rose") if r.check.startswith("max_drop") else ("rose", "fell")
             moved = f"{words[0] if self.value >= 0 else words[1]} {abs(self.value):.3g}{unit}"
-            head = (
-                f"{r.metric} {self.candidate:.4g} vs baseline {self.baseline:.4g}: {moved} (allowed {r.limit:g}{unit})"
-            )
+            against = f"{r.metric} {self.candidate:.4g} vs reference {self.reference:.4g}"
+            head = f"{against}: {moved} (allowed {r.limit:g}{unit})"
         else:
             head = f"{r.metric} {self.candidate:.4g} ({r.check} {r.limit:g})"
         return f"{head}: " + ("within the limit" if self.passed else f"over by {self.excess:.3g}{unit}")
@@ -96,7 +95,7 @@ class RuleResult:
             "check": self.rule.check,
             "limit": self.rule.limit,
             "candidate": self.candidate,
-            "baseline": self.baseline,
+            "reference": self.reference,
             "value": self.value,
             "excess": self.excess,
             "passed": self.passed,
@@ -109,7 +108,7 @@ class GateReport:
 
     results: tuple[RuleResult, ...]
     candidate: str
-    baseline: str | None
+    reference: str | None
 
     @property
     def passed(self) -> bool:
@@ -120,12 +119,12 @@ class GateReport:
         return [r for r in self.results if not r.passed]
 
     def rows(self) -> list[dict[str, Any]]:
-        """One dict per rule (metric, check, limit, candidate, baseline, value, excess, passed)."""
+        """One dict per rule (metric, check, limit, candidate, reference, value, excess, passed)."""
         return [r.as_row() for r in self.results]
 
     def format(self) -> str:
         verdict = "PASSED" if self.passed else f"FAILED ({len(self.failures)} of {len(self.results)} checks)"
-        lines = [f"Quality gate {verdict}: candidate {self.candidate} vs baseline {self.baseline or '(none)'}"]
+        lines = [f"Quality gate {verdict}: candidate {self.candidate} vs reference {self.reference or '(none)'}"]
         lines += [("  ok    " if r.passed else "  FAIL  ") + r.describe() for r in self.results]
         return "\n".join(lines)
 
@@ -143,7 +142,7 @@ def load_policy(source: str | os.PathLike | dict[str, Any]) -> list[Rule]:
         except yaml.YAMLError as err:
             raise ValueError(f"{where} is not valid YAML: {err}") from err
     if not isinstance(source, dict) or not source:
-        raise ValueError(f"{where} must map metric names to checks, e.g. `task_score: {{max_drop: 2}}`.")
+        raise ValueError(f"{where} must map metric names to checks, e.g. `score: {{max_drop: 2}}`.")
     rules = []
     for metric, checks in source.items():
         if not isinstance(checks, dict) or not checks:
@@ -195,54 +194,56 @@ def _number(metrics: dict[str, Any], metric: str, label: str) -> float:
     return float(value)
 
 
-def check_rule(rule: Rule, candidate: float, baseline: float | None) -> RuleResult:
+def check_rule(rule: Rule, candidate: float, reference: float | None) -> RuleResult:
     """Compare one metric with its limit."""
-    if rule.needs_baseline and baseline is None:
-        raise ValueError(f"Rule {rule.metric}.{rule.check} compares with a baseline. Fix: pass --baseline.")
-    if rule.check.endswith("_pct") and baseline == 0:
+    if rule.needs_baseline and reference is None:
+        raise ValueError(f"Rule {rule.metric}.{rule.check} compares with a reference. Fix: pass --reference.")
+    if rule.check.endswith("_pct") and reference == 0:
         raise ValueError(
-            f"Rule {rule.metric}.{rule.check}: the baseline is 0, so no percentage exists. Use a unit check."
+            f"Rule {rule.metric}.{rule.check}: the reference is 0, so no percentage exists. Use a unit check."
         )
     value = {
         "max": lambda: candidate,
         "min": lambda: candidate,
-        "max_drop": lambda: baseline - candidate,
-        "max_drop_pct": lambda: (baseline - candidate) / abs(baseline) * 100,
-        "max_increase": lambda: candidate - baseline,
-        "max_increase_pct": lambda: (candidate - baseline) / abs(baseline) * 100,
+        "max_drop": lambda: reference - candidate,
+        "max_drop_pct": lambda: (reference - candidate) / abs(reference) * 100,
+        "max_increase": lambda: candidate - reference,
+        "max_increase_pct": lambda: (candidate - reference) / abs(reference) * 100,
     }[rule.check]()
     excess = rule.limit - value if rule.check == "min" else value - rule.limit
-    return RuleResult(rule, candidate, baseline, value, excess)
+    return RuleResult(rule, candidate, reference, value, excess)
 
 
 def evaluate_gate(
     candidate: str | os.PathLike | dict[str, Any],
-    baseline: str | os.PathLike | dict[str, Any] | None,
+    reference: str | os.PathLike | dict[str, Any] | None,
     policy: str | os.PathLike | dict[str, Any] | list[Rule],
     *,
     registry_root: str | os.PathLike | None = None,
 ) -> GateReport:
-    """Check ``candidate`` against ``baseline`` under ``policy``; raise ValueError on bad input."""
+    """Check ``candidate`` against ``reference`` under ``policy``; raise ValueError on bad input."""
     is_rules = isinstance(policy, list) and policy and all(isinstance(r, Rule) for r in policy)
     rules = policy if is_rules else load_policy(policy)
     cand, cand_label = resolve_metrics(candidate, registry_root)
-    base, base_label = resolve_metrics(baseline, registry_root) if baseline is not None else (None, None)
+    base, base_label = resolve_metrics(reference, registry_root) if reference is not None else (None, None)
     results = []
     for rule in rules:
         value = _number(cand, rule.metric, f"candidate {cand_label}")
-        ref = _number(base, rule.metric, f"baseline {base_label}") if base is not None and rule.needs_baseline else None
+        ref = (
+            _number(base, rule.metric, f"reference {base_label}") if base is not None and rule.needs_baseline else None
+        )
         results.append(check_rule(rule, value, ref))
     return GateReport(tuple(results), cand_label, base_label)
 
 
 def run_command(
     candidate: str,
-    baseline: str | None,
+    reference: str | None,
     policy: str,
     *,
     registry_root: str | os.PathLike | None = None,
 ) -> int:
     """``slmops gate``: print the report; 0 when it passes, 1 when it fails."""
-    report = evaluate_gate(candidate, baseline, policy, registry_root=registry_root)
+    report = evaluate_gate(candidate, reference, policy, registry_root=registry_root)
     print(report.format())
     return 0 if report.passed else 1

@@ -283,14 +283,14 @@ def tensor_bytes(model: Any) -> int:
     return total
 
 
-def rss_mb() -> float:
+def rss_mib() -> float:
     """Resident memory of this process now, in MiB."""
     import psutil
 
     return psutil.Process().memory_info().rss / MIB
 
 
-def peak_rss_mb() -> float:
+def peak_rss_mib() -> float:
     """Highest resident memory this process has reached, in MiB.
 
     On Linux this reads ``VmHWM``: ``ru_maxrss`` survives fork + exec, so a kernel or
@@ -314,11 +314,11 @@ class PeakMemory:
 
     >>> with PeakMemory("cpu") as mem:          # doctest: +SKIP
     ...     train(...)
-    >>> mem.peak_mb                             # doctest: +SKIP
+    >>> mem.peak_mib                             # doctest: +SKIP
     """
 
     def __init__(self, device: str = "cpu", interval_s: float = 0.02) -> None:
-        self.device, self.interval_s, self.peak_mb = device, interval_s, 0.0
+        self.device, self.interval_s, self.peak_mib = device, interval_s, 0.0
 
     def __enter__(self) -> PeakMemory:
         import threading
@@ -330,12 +330,12 @@ class PeakMemory:
             torch.cuda.reset_peak_memory_stats()
             self._start = torch.cuda.memory_allocated() / MIB
             return self
-        self._start = self._peak = rss_mb()
+        self._start = self._peak = rss_mib()
         self._stop = threading.Event()
 
         def sample() -> None:
             while not self._stop.wait(self.interval_s):
-                self._peak = max(self._peak, rss_mb())
+                self._peak = max(self._peak, rss_mib())
 
         self._thread = threading.Thread(target=sample, daemon=True)
         self._thread.start()
@@ -346,8 +346,8 @@ class PeakMemory:
             import torch
 
             torch.cuda.synchronize()
-            self.peak_mb = torch.cuda.max_memory_allocated() / MIB - self._start
+            self.peak_mib = torch.cuda.max_memory_allocated() / MIB - self._start
             return
         self._stop.set()
         self._thread.join()
-        self.peak_mb = max(self._peak, rss_mb()) - self._start
+        self.peak_mib = max(self._peak, rss_mib()) - self._start

@@ -24,17 +24,8 @@ from ._io import atomic_directory, atomic_write_text
 from .config import artifacts_dir
 
 PACKAGE_NAME = "kestrel-k2-assistant"
-# The gate's metric names (notebooks/configs/gate.yaml) and the benchmark column each comes from.
-GATE_KEYS = {
-    "task_score": "score",
-    "size_mb": "mb",
-    "ms_per_token_p50": "ms_per_token_p50",
-    "ms_per_token_p95": "ms_per_token_p95",
-    "tok_s": "tok_s",
-    "ttft_ms": "ttft_ms",
-    "peak_mb": "peak_mb",
-    "agreement": "agreement",
-}
+# The benchmark columns the gate may check (notebooks/configs/gate.yaml): same names in both.
+GATE_KEYS = ("score", "size_mib", "ms_per_token_p50", "ms_per_token_p95", "tok_s", "ttft_ms", "peak_mib", "agreement")
 
 
 # --- what runs in production now ----------------------------------------------------------
@@ -109,7 +100,7 @@ def cached_teacher_outputs(
 def fine_tune_and_merge(
     model: Any, tokenizer: Any, spec: Any, config: Any, train_examples: list, val_examples: list, parity_rows: list
 ) -> tuple[Any, Any, Any]:
-    """LoRA (or any ``MethodSpec``) on ``model``, then merged: (plain model, TrainResult, ``MergeParity``)."""
+    """LoRA (or any ``MethodConfig``) on ``model``, then merged: (plain model, TrainResult, ``MergeParity``)."""
     from . import data, finetune, training
 
     trainable = finetune.make_trainable(model, spec)
@@ -199,15 +190,15 @@ def interleaved_speed(packages: dict[str, Path], prompt: str, tokens: int, round
             times = [t.seconds for t in lm.stream(ids[name], tokens, stop_at_eos=False)]
             if round_:  # round 0 warms up: first runs allocate buffers
                 runs[name].append(times)
-    return {name: summarize({"load_s": 0.0, "runs_s": r, "peak_mb": 0.0}) for name, r in runs.items()}
+    return {name: summarize({"load_s": 0.0, "runs_s": r, "peak_mib": 0.0}) for name, r in runs.items()}
 
 
 def gate_metrics(row: dict[str, Any]) -> dict[str, float]:
-    """A benchmark row under the gate's metric names (``task_score``, ``size_mb``, ...)."""
-    missing = [column for column in GATE_KEYS.values() if column not in row]
+    """A benchmark row under the gate's metric names (``score``, ``size_mib``, ...)."""
+    missing = [key for key in GATE_KEYS if key not in row]
     if missing:
         raise ValueError(f"Benchmark row lacks {missing}. Fix: pass a row of measure_packages / bench_variants.")
-    return {name: float(row[column]) for name, column in GATE_KEYS.items()}
+    return {key: float(row[key]) for key in GATE_KEYS}
 
 
 # --- roll out ----------------------------------------------------------------------------------

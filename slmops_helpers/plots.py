@@ -86,9 +86,9 @@ def plot_fleet(plan: Any) -> Figure:
     ax = fig.subplots()
     names = [r["name"] for r in plan.rows]
     colors = ["tab:green" if r["fits"] else "tab:red" for r in plan.rows]
-    ax.barh(names, [r["budget_gb"] for r in plan.rows], color=colors)
-    ax.axvline(plan.model_gb, color="black", linestyle="--", label=f"model needs {plan.model_gb:.2f} GB")
-    ax.set_xlabel("RAM budget for the assistant (GB)")
+    ax.barh(names, [r["budget_mib"] for r in plan.rows], color=colors)
+    ax.axvline(plan.model_mib, color="black", linestyle="--", label=f"model needs {plan.model_mib:,.0f} MiB")
+    ax.set_xlabel("RAM budget for the assistant (MiB)")
     ax.set_xscale("log")
     ax.legend(loc="lower right")
     ax.set_title(f"{plan.devices_fitting:,} of {plan.devices_total:,} devices can run it")
@@ -101,16 +101,16 @@ def plot_methods(rows: list[dict[str, Any]], base_score: float) -> Figure:
     panels = [
         ("score", "held-out task score (0–100)", False),
         ("trainable_pct", "trainable parameters (%)", True),
-        ("peak_mb", "training memory (MiB)", False),
-        ("artifact_mb", "artifact to ship (MiB)", True),
+        ("peak_mib", "training memory (MiB)", False),
+        ("artifact_mib", "artifact to ship (MiB)", True),
     ]
     fig, axes = plt.subplots(1, len(panels), figsize=(15, 3.6))
     names = [r["method"] for r in rows]
     for ax, (key, label, log) in zip(axes, panels, strict=True):
-        if key == "peak_mb":  # stacked: where the memory goes
+        if key == "peak_mib":  # stacked: where the memory goes
             bottom = [0.0] * len(rows)
             for part in MEMORY_PARTS:
-                heights = [r[f"{part}_mb"] for r in rows]
+                heights = [r[f"{part}_mib"] for r in rows]
                 ax.bar(names, heights, bottom=bottom, label=part)
                 bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
             ax.legend(fontsize=7)
@@ -159,7 +159,7 @@ def plot_memory_tips(rows: list[dict[str, Any]]) -> Figure:
     """Measured activation memory and time of one training step per setting (``label`` names it)."""
     fig, (ax_mem, ax_time) = plt.subplots(1, 2, figsize=(11, 3.8))
     labels = [r["label"] for r in rows]
-    ax_mem.bar(labels, [r["activation_mb"] for r in rows], color="tab:purple")
+    ax_mem.bar(labels, [r["activation_mib"] for r in rows], color="tab:purple")
     ax_time.bar(labels, [r["s_per_step"] for r in rows], color="tab:gray")
     ax_mem.set(ylabel="MiB", title="activations kept for the backward pass")
     ax_time.set(ylabel="seconds", title="forward + backward time")
@@ -249,11 +249,11 @@ def plot_rollout(result: Any) -> Figure:
     return fig
 
 
-SIZE_PARTS = ("quantized_mb", "scales_mb", "float_mb")
+SIZE_PARTS = ("quantized_mib", "scales_mib", "float_mib")
 
 
 def plot_size_breakdown(rows: list[dict[str, Any]]) -> Figure:
-    """Stacked MB per variant: quantized integers, scales/zero points, float weights.
+    """Stacked MiB per variant: quantized integers, scales/zero points, float weights.
 
     ``rows``: one dict per variant with ``variant`` and the ``SIZE_PARTS`` keys.
     """
@@ -262,9 +262,9 @@ def plot_size_breakdown(rows: list[dict[str, Any]]) -> Figure:
     names = [r["variant"] for r in rows]
     for part in SIZE_PARTS:
         values = [r[part] for r in rows]
-        ax.barh(names, values, left=bottom, label=part.removesuffix("_mb").replace("_", " "))
+        ax.barh(names, values, left=bottom, label=part.removesuffix("_mib").replace("_", " "))
         bottom = [b + v for b, v in zip(bottom, values, strict=True)]
-    ax.set_xlabel("MB on disk")
+    ax.set_xlabel("MiB on disk")
     ax.legend(loc="upper right")  # the int4 bar at the top is short
     ax.set_title("What the bytes are")
     fig.tight_layout()
@@ -278,9 +278,9 @@ def plot_benchmark(table: list[dict[str, Any]]) -> Figure:
     speed.barh(names, [r["tok_s"] for r in table], color="tab:blue")
     speed.set_xlabel("tokens / s (batch 1, after the first token)")
     for r in table:
-        tradeoff.scatter(r["mb"], r["score"], s=60)
-        tradeoff.annotate(r["variant"], (r["mb"], r["score"]), textcoords="offset points", xytext=(5, 4))
-    tradeoff.set_xlabel("size on disk (MB)")
+        tradeoff.scatter(r["size_mib"], r["score"], s=60)
+        tradeoff.annotate(r["variant"], (r["size_mib"], r["score"]), textcoords="offset points", xytext=(5, 4))
+    tradeoff.set_xlabel("size on disk (MiB)")
     tradeoff.set_ylabel("task score (0–100)")
     tradeoff.set_title("smaller is not free: check the score")
     fig.tight_layout()

@@ -12,8 +12,8 @@ take a fraction of a second (``time_rollout`` measures it). The field behaviour 
 release (``error_rate``, ``latency_factor``) is a simulation knob: raise it to watch the
 canary catch a bad build.
 
->>> spec, plan = load_fleet_config("notebooks/configs/fleet.yaml")
->>> result = simulate_rollout(build_fleet(spec), variants_from_metrics(read_metrics("04_deployment")), plan)
+>>> fleet_config, plan = load_fleet_config("notebooks/configs/fleet.yaml")
+>>> result = simulate_rollout(build_fleet(fleet_config), variants_from_metrics(read_metrics("04_deployment")), plan)
 >>> print(result.summary())
 """
 
@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from .fleet import DeviceProfile, Fleet, FleetSpec, Variant, build_fleet, check_positive, check_share, pick_variants
+from .fleet import DeviceClass, Fleet, FleetConfig, Variant, build_fleet, check_positive, check_share, pick_variants
 
 CHECKIN_SHARE = 0.5  # devices poll for the update during the first half of a stage's window
 
@@ -54,7 +54,7 @@ class Stage:
 
 
 @dataclass(frozen=True)
-class RolloutPlan:
+class RolloutConfig:
     """The stages, and how the release behaves in the field (simulation knobs)."""
 
     stages: tuple[Stage, ...]
@@ -68,17 +68,17 @@ class RolloutPlan:
 
     def __post_init__(self) -> None:
         if not self.stages:
-            raise ValueError("RolloutPlan.stages is empty. Fix: list stages such as canary, wider, all.")
+            raise ValueError("RolloutConfig.stages is empty. Fix: list stages such as canary, wider, all.")
         shares = [s.share for s in self.stages]
         if shares != sorted(shares) or len(set(shares)) != len(shares):
-            raise ValueError(f"RolloutPlan: stage shares must increase from stage to stage, got {shares}.")
-        check_positive("RolloutPlan", requests_per_hour=self.requests_per_hour, latency_factor=self.latency_factor)
-        check_positive("RolloutPlan", rollback_hours=self.rollback_hours)
-        check_share("RolloutPlan", "error_rate", self.error_rate)
+            raise ValueError(f"RolloutConfig: stage shares must increase from stage to stage, got {shares}.")
+        check_positive("RolloutConfig", requests_per_hour=self.requests_per_hour, latency_factor=self.latency_factor)
+        check_positive("RolloutConfig", rollback_hours=self.rollback_hours)
+        check_share("RolloutConfig", "error_rate", self.error_rate)
         if not isinstance(self.latency_headroom, int | float) or not 0 < self.latency_headroom <= 1:
-            raise ValueError(f"RolloutPlan.latency_headroom must be in (0, 1], got {self.latency_headroom!r}.")
+            raise ValueError(f"RolloutConfig.latency_headroom must be in (0, 1], got {self.latency_headroom!r}.")
         if isinstance(self.max_feedback, bool) or not isinstance(self.max_feedback, int) or self.max_feedback < 0:
-            raise ValueError(f"RolloutPlan.max_feedback must be a whole number >= 0, got {self.max_feedback!r}.")
+            raise ValueError(f"RolloutConfig.max_feedback must be a whole number >= 0, got {self.max_feedback!r}.")
 
 
 def _build(cls: type, row: Any, where: str) -> Any:
@@ -94,7 +94,7 @@ def _build(cls: type, row: Any, where: str) -> Any:
         raise ValueError(f"{where}: {err}. Fix: give every required field.") from err
 
 
-def load_fleet_config(source: str | os.PathLike | dict[str, Any]) -> tuple[FleetSpec, RolloutPlan]:
+def load_fleet_config(source: str | os.PathLike | dict[str, Any]) -> tuple[FleetConfig, RolloutConfig]:
     """The fleet and the rollout plan from a YAML file with ``fleet:`` and ``rollout:`` sections."""
     where = "fleet config"
     if not isinstance(source, dict):
@@ -108,14 +108,14 @@ def load_fleet_config(source: str | os.PathLike | dict[str, Any]) -> tuple[Fleet
         if not isinstance(source[section], dict):
             raise ValueError(f"{where}: `{section}:` must be a mapping, got {source[section]!r}.")
     fleet = dict(source["fleet"])
-    fleet["profiles"] = tuple(
-        _build(DeviceProfile, p, f"{where}: fleet.profiles[{i}]") for i, p in enumerate(fleet.get("profiles") or [])
+    fleet["classes"] = tuple(
+        _build(DeviceClass, c, f"{where}: fleet.classes[{i}]") for i, c in enumerate(fleet.get("classes") or [])
     )
     rollout = dict(source["rollout"])
     rollout["stages"] = tuple(
         _build(Stage, s, f"{where}: rollout.stages[{i}]") for i, s in enumerate(rollout.get("stages") or [])
     )
-    return _build(FleetSpec, fleet, f"{where}: fleet"), _build(RolloutPlan, rollout, f"{where}: rollout")
+    return _build(FleetConfig, fleet, f"{where}: fleet"), _build(RolloutConfig, rollout, f"{where}: rollout")
 
 
 @dataclass(frozen=True)
@@ -214,7 +214,7 @@ def _feedback(
         device = int(devices[pick - (ends[group] - len(devices))])
         record = {
             "device": device,
-            "profile": fleet.spec.profiles[fleet.profile[device]].name,
+            "device_class": fleet.config.classes[fleet.device_class[device]].name,
             "variant": names[choice[device]],
             "stage": stage,
             "kind": kind,
@@ -227,7 +227,7 @@ def _feedback(
 
 
 def simulate_rollout(
-    fleet: Fleet, variants: list[Variant], plan: RolloutPlan, prompts: list[str] | None = None
+    fleet: Fleet, variants: list[Variant], plan: RolloutConfig, prompts: list[str] | None = None
 ) -> RolloutResult:
     """Roll the release out stage by stage; halt and roll back at the first stage over budget.
 
@@ -239,7 +239,7 @@ def simulate_rollout(
     choice = pick_variants(fleet, variants, plan.latency_headroom)
     served = choice >= 0
     pick = np.where(served, choice, 0)
-    size, ms, score = (np.array([getattr(v, k) for v in variants]) for k in ("size_mb", "ms_per_token_p50", "score"))
+    size, ms, score = (np.array([getattr(v, k) for v in variants]) for k in ("size_mib", "ms_per_token_p50", "score"))
     observed_ms = np.where(served, ms[pick] / fleet.speed * plan.latency_factor, np.nan)  # (N,)
     p_low = np.where(served, 1 - score[pick] / 100, 0.0)  # held-out misses stand in for low confidence
     download_h = size[pick] * 8 / fleet.mbps / 3600
@@ -305,11 +305,13 @@ def simulate_rollout(
     return RolloutResult(reports, hours, on_new, choice, names, feedback, counts)
 
 
-def time_rollout(spec: FleetSpec, variants: list[Variant], plan: RolloutPlan, repeats: int = 3) -> dict[str, float]:
+def time_rollout(
+    fleet_config: FleetConfig, variants: list[Variant], plan: RolloutConfig, repeats: int = 3
+) -> dict[str, float]:
     """Best wall time, over ``repeats``, of building the fleet and simulating the whole rollout."""
     best = math.inf
     for _ in range(repeats):
         begin = time.perf_counter()
-        simulate_rollout(build_fleet(spec), variants, plan)
+        simulate_rollout(build_fleet(fleet_config), variants, plan)
         best = min(best, time.perf_counter() - begin)
-    return {"devices": spec.devices, "stages": len(plan.stages), "seconds": best}
+    return {"devices": fleet_config.devices, "stages": len(plan.stages), "seconds": best}

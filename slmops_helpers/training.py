@@ -55,7 +55,7 @@ class TrainResult:
     steps: int = 0
     s_per_step: float = 0.0  # training time per step; the evaluations are counted apart, in eval_s
     eval_s: float = 0.0
-    peak_mb: float = 0.0  # extra memory training needed, see models.PeakMemory
+    peak_mib: float = 0.0  # extra memory training needed, see models.PeakMemory
     best_val_loss: float = math.inf  # the validation loss at best_step
     best_val_score: float | None = None  # the validation score at best_step, when a score_fn picked it
     best_step: int = 0
@@ -118,7 +118,7 @@ def _set_checkpointing(model: Any, on: bool) -> None:
     model.config.use_cache = not on
 
 
-def activation_mb(model: Any, examples: list, pad_id: int, gradient_checkpointing: bool = False) -> float:
+def activation_mib(model: Any, examples: list, pad_id: int, gradient_checkpointing: bool = False) -> float:
     """MiB of tensors autograd keeps from the forward pass for the backward pass, for one batch.
 
     Counted by a ``saved_tensors_hooks`` hook (each storage once). This is the memory that
@@ -152,13 +152,13 @@ def activation_mb(model: Any, examples: list, pad_id: int, gradient_checkpointin
     return sum(n for ptr, n in storages.items() if ptr not in frozen) / 2**20
 
 
-def memory_breakdown_mb(model: Any, examples: list, pad_id: int) -> dict[str, float]:
+def memory_breakdown_mib(model: Any, examples: list, pad_id: int) -> dict[str, float]:
     """What one AdamW training step holds, in MiB, each part measured from real tensors.
 
     weights: every parameter and buffer as stored (4-bit ones at their packed size);
     gradients: one per trainable parameter; optimizer: AdamW's two moments per trainable
     parameter; activations: what the forward pass keeps for the backward pass on
-    ``examples`` (see ``activation_mb``).
+    ``examples`` (see ``activation_mib``).
     """
     from .models import MIB, tensor_bytes
 
@@ -167,7 +167,7 @@ def memory_breakdown_mb(model: Any, examples: list, pad_id: int) -> dict[str, fl
         "weights": tensor_bytes(model) / MIB,
         "gradients": trainable / MIB,
         "optimizer": 2 * trainable / MIB,
-        "activations": activation_mb(model, examples, pad_id),
+        "activations": activation_mib(model, examples, pad_id),
     }
 
 
@@ -283,7 +283,7 @@ def train(
                 result.stopped_early = True
                 break
     result.s_per_step = (time.perf_counter() - start - result.eval_s) / result.steps
-    result.peak_mb = memory.peak_mb
+    result.peak_mib = memory.peak_mib
     if best_state is not None:
         with torch.no_grad():
             for p, best in zip(params, best_state, strict=True):

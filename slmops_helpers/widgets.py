@@ -75,7 +75,7 @@ def _view(controls: list[Any], layout: Callable[[list[Any], Any], Any], render: 
 def fleet_text(plan: Any) -> str:
     """The calculator's result as text (tested on its own)."""
     return (
-        f"Model needs {plan.model_gb:.2f} GB of RAM; {plan.devices_fitting:,} of {plan.devices_total:,} devices "
+        f"Model needs {plan.model_mib:,.0f} MiB of RAM; {plan.devices_fitting:,} of {plan.devices_total:,} devices "
         f"({plan.share_fitting:.0%}) can run it.\n"
         f"Edge: model updates cost ${plan.edge_update_usd_per_month:,.2f}/month in downloads.\n"
         f"Cloud: serving every device's requests costs ${plan.cloud_usd_per_month:,.2f}/month."

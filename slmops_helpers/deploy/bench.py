@@ -18,24 +18,24 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from ..models import noise_bound, peak_rss_mb
+from ..models import MIB, noise_bound, peak_rss_mib
 
 TORCH_VARIANT = "torch_fp32"
 TABLE_KEYS = (
-    "mb",
+    "size_mib",
     "load_s",
     "ttft_ms",
     "ms_per_token_p50",
     "ms_per_token_p95",
     "tok_s",
-    "peak_mb",
+    "peak_mib",
     "agreement",
     "score",
 )
 
 
 @dataclass(frozen=True)
-class BenchSettings:
+class BenchConfig:
     """What every variant is asked to do."""
 
     prompts: list[str]  # chat-formatted prompts to answer (quality)
@@ -47,9 +47,9 @@ class BenchSettings:
     def __post_init__(self) -> None:
         for name in ("max_new_tokens", "timing_tokens", "repeats"):
             if getattr(self, name) < 1:
-                raise ValueError(f"BenchSettings.{name} must be >= 1, got {getattr(self, name)}.")
+                raise ValueError(f"BenchConfig.{name} must be >= 1, got {getattr(self, name)}.")
         if self.timing_tokens < 2:
-            raise ValueError("BenchSettings.timing_tokens must be >= 2: the first token only measures the prompt.")
+            raise ValueError("BenchConfig.timing_tokens must be >= 2: the first token only measures the prompt.")
 
 
 def load_runtime(kind: str, folder: str | Path) -> Any:
@@ -62,7 +62,7 @@ def load_runtime(kind: str, folder: str | Path) -> Any:
     raise ValueError(f"Unknown runtime {kind!r}; use 'onnx' or 'torch'.")
 
 
-def measure(kind: str, folder: str | Path, settings: BenchSettings) -> dict[str, Any]:
+def measure(kind: str, folder: str | Path, settings: BenchConfig) -> dict[str, Any]:
     """Load one variant and run the settings' work in this process; raw timings and answers."""
     start = time.perf_counter()
     lm = load_runtime(kind, folder)
@@ -79,11 +79,11 @@ def measure(kind: str, folder: str | Path, settings: BenchSettings) -> dict[str,
         "runs_s": runs,
         "token_ids": answers,
         "answers": [lm.decode(ids) for ids in answers],
-        "peak_mb": peak_rss_mb(),
+        "peak_mib": peak_rss_mib(),
     }
 
 
-def measure_isolated(kind: str, folder: str | Path, settings: BenchSettings, timeout_s: int = 1800) -> dict[str, Any]:
+def measure_isolated(kind: str, folder: str | Path, settings: BenchConfig, timeout_s: int = 1800) -> dict[str, Any]:
     """``measure`` in a fresh process, so peak memory is the variant's own."""
     command = [sys.executable, "-m", "slmops_helpers.deploy.bench", "--measure", kind, str(folder)]
     done = subprocess.run(
@@ -180,11 +180,11 @@ def summarize(raw: dict[str, Any]) -> dict[str, float]:
     from ..inference import TimedGeneration, speed_summary
 
     runs = [TimedGeneration("", len(run), run[0], run[1:]) for run in raw["runs_s"]]
-    return {"load_s": raw["load_s"], **speed_summary(runs), "peak_mb": raw["peak_mb"]}
+    return {"load_s": raw["load_s"], **speed_summary(runs), "peak_mib": raw["peak_mib"]}
 
 
 def bench_variants(
-    variants: dict[str, tuple[str, Path]], settings: BenchSettings, rows: list[dict[str, str]]
+    variants: dict[str, tuple[str, Path]], settings: BenchConfig, rows: list[dict[str, str]]
 ) -> tuple[list[dict[str, Any]], dict[str, list[str]]]:
     """Benchmark ``{name: (runtime kind, folder)}``; return table rows and each variant's answers.
 
@@ -194,7 +194,7 @@ def bench_variants(
     from tqdm.auto import tqdm
 
     from ..data import score_predictions
-    from .export import onnx_files_mb
+    from .export import onnx_files_mib
 
     table, answers, reference = [], {}, None
     for name, (kind, folder) in (bar := tqdm(variants.items(), desc="benchmark", unit="variant")):
@@ -202,17 +202,17 @@ def bench_variants(
         raw = measure_isolated(kind, folder, settings)
         reference = reference or raw["token_ids"]
         size = (
-            onnx_files_mb(folder)
+            onnx_files_mib(folder)
             if kind == "onnx"
-            else sum(p.stat().st_size for p in Path(folder).glob("*.safetensors")) / 1e6
+            else sum(p.stat().st_size for p in Path(folder).glob("*.safetensors")) / MIB
         )
         table.append(
             {
                 "variant": name,
-                "mb": size,
+                "size_mib": size,
                 **summarize(raw),
                 "agreement": prefix_agreement(raw["token_ids"], reference),
-                "score": score_predictions(raw["answers"], rows)["task_score"],
+                "score": score_predictions(raw["answers"], rows)["score"],
             }
         )
         answers[name] = raw["answers"]
@@ -227,7 +227,7 @@ def compare_recipes(
     from tqdm.auto import tqdm
 
     from ..data import score_predictions
-    from .export import build_recipe, onnx_files_mb
+    from .export import build_recipe, onnx_files_mib
     from .runtime import OnnxCausalLM
 
     results, reference = [], None
@@ -236,9 +236,9 @@ def compare_recipes(
         lm = OnnxCausalLM(folder)
         ids = [[t.id for t in lm.stream(lm.encode(p), max_new_tokens)] for p in prompts]
         reference = reference or ids
-        score = score_predictions([lm.decode(i) for i in ids], rows)["task_score"]
+        score = score_predictions([lm.decode(i) for i in ids], rows)["score"]
         agreement = prefix_agreement(ids, reference)
-        results.append({"recipe": name, "mb": onnx_files_mb(folder), "agreement": agreement, "score": score})
+        results.append({"recipe": name, "size_mib": onnx_files_mib(folder), "agreement": agreement, "score": score})
     return results
 
 
@@ -253,7 +253,7 @@ def format_table(table: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def course_settings(source: Path, profile: str, rows: list[dict[str, str]]) -> BenchSettings:
+def course_settings(source: Path, profile: str, rows: list[dict[str, str]]) -> BenchConfig:
     """The profile's benchmark sizes, with the held-out tickets in the model's chat format."""
     from transformers import AutoTokenizer
 
@@ -262,7 +262,7 @@ def course_settings(source: Path, profile: str, rows: list[dict[str, str]]) -> B
 
     sizes, tokenizer = get_profile(profile), AutoTokenizer.from_pretrained(source)
     prompts = [format_chat(tokenizer, row) for row in rows]
-    return BenchSettings(prompts, sizes.max_new_tokens, prompts[0], sizes.timing_tokens, sizes.timing_repeats)
+    return BenchConfig(prompts, sizes.max_new_tokens, prompts[0], sizes.timing_tokens, sizes.timing_repeats)
 
 
 def run_benchmark(
@@ -282,7 +282,7 @@ def run_benchmark(
 
 
 def _child_main(kind: str, folder: str) -> None:
-    settings = BenchSettings(**json.loads(sys.stdin.read()))
+    settings = BenchConfig(**json.loads(sys.stdin.read()))
     print(json.dumps(measure(kind, folder, settings)))
 
 

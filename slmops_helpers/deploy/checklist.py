@@ -26,7 +26,7 @@ class CheckResult:
 
 def check_domain(answers: list[str], rows: list[dict[str, str]], min_score: float) -> CheckResult:
     """Domain answers: the held-out task score reaches ``min_score``."""
-    score = score_predictions(answers, rows)["task_score"]
+    score = score_predictions(answers, rows)["score"]
     return CheckResult("domain answers", score >= min_score, f"task score {score:.1f} (needs ≥ {min_score:.1f})")
 
 
@@ -36,9 +36,9 @@ def check_format(answers: list[str], min_share: float = 0.9) -> CheckResult:
     return CheckResult("output format", share >= min_share, f"{share:.0%} follow the format (needs ≥ {min_share:.0%})")
 
 
-def check_memory_stable(lm: Any, prompt: str, runs: int = 30, max_growth_mb: float = 20.0) -> CheckResult:
+def check_memory_stable(lm: Any, prompt: str, runs: int = 30, max_growth_mib: float = 20.0) -> CheckResult:
     """No leak over a long run: resident memory after warm-up stays flat across ``runs`` answers."""
-    from ..models import rss_mb
+    from ..models import rss_mib
 
     if runs < 6:
         raise ValueError(f"runs must be >= 6 to compare the start and end of the run, got {runs}.")
@@ -46,14 +46,14 @@ def check_memory_stable(lm: Any, prompt: str, runs: int = 30, max_growth_mb: flo
     for _ in range(runs):
         for _token in lm.stream(ids, 16, stop_at_eos=False):
             pass
-        samples.append(rss_mb())
+        samples.append(rss_mib())
     third = runs // 3
     growth = statistics.median(samples[-third:]) - statistics.median(samples[third : 2 * third])
     return CheckResult(
         "memory stable over a long run",
-        growth <= max_growth_mb,
+        growth <= max_growth_mib,
         f"RSS {samples[third]:.0f} → {samples[-1]:.0f} MiB over {runs} answers; growth {growth:+.1f} MiB "
-        f"(allowed {max_growth_mb:.0f})",
+        f"(allowed {max_growth_mib:.0f})",
     )
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from .._io import atomic_directory, atomic_write_json
 from ..config import cache_dir
+from ..models import MIB
 
 ONNX_FILE = "model.onnx"
 MARKER = "slmops_export.json"  # written last: its presence means the folder is complete
@@ -48,7 +49,7 @@ class Recipe:
 
 LM_HEAD = "/lm_head/MatMul"
 # The variants the course deploys. Each int recipe won a measured comparison in notebook 04.
-VARIANTS: dict[str, Recipe] = {
+RECIPES: dict[str, Recipe] = {
     "onnx_fp32": Recipe("fp32", note="reference export"),
     # The builder only writes fp16 graphs for GPU providers; onnxruntime's CPU provider
     # still runs them (measured), which is enough to compare size and quality here.
@@ -62,9 +63,9 @@ PRECISIONS = ("fp32", "fp16", "int8", "int4")
 
 
 def get_variant(name: str) -> Recipe:
-    if name not in VARIANTS:
-        raise ValueError(f"Unknown variant {name!r}. Choose one of {sorted(VARIANTS)}.")
-    return VARIANTS[name]
+    if name not in RECIPES:
+        raise ValueError(f"Unknown variant {name!r}. Choose one of {sorted(RECIPES)}.")
+    return RECIPES[name]
 
 
 def check_precision(precision: str) -> str:
@@ -169,7 +170,7 @@ def build_recipe(source: Path, recipe: Recipe, root: Path | None = None, force: 
     folder = variant_dir(source, recipe, root)
     if is_built(folder) and not force:
         return folder
-    fp32 = build_recipe(source, VARIANTS["onnx_fp32"], root) if recipe.tool == "quantize_dynamic" else None
+    fp32 = build_recipe(source, RECIPES["onnx_fp32"], root) if recipe.tool == "quantize_dynamic" else None
     with atomic_directory(folder) as tmp:
         if fp32 is not None:
             quantize_int8(fp32, tmp, recipe.exclude)
@@ -212,27 +213,27 @@ def check_model(folder: Path) -> list[str]:
 # --- what is inside ---------------------------------------------------------------------
 
 
-def onnx_files_mb(folder: Path) -> float:
-    """Size on disk of the model files (graph + weights), in MB (10^6 bytes)."""
-    return sum(p.stat().st_size for p in Path(folder).glob(f"{ONNX_FILE}*")) / 1e6
+def onnx_files_mib(folder: Path) -> float:
+    """Size on disk of the model files (graph + weights), in MiB."""
+    return sum(p.stat().st_size for p in Path(folder).glob(f"{ONNX_FILE}*")) / MIB
 
 
 def size_breakdown(folder: Path) -> dict[str, float]:
-    """MB of the stored weights by kind: quantized integers, their scales and zero points,
+    """MiB of the stored weights by kind: quantized integers, their scales and zero points,
     and weights left in floating point (embeddings, norms, excluded layers)."""
     import onnx
     from onnx import TensorProto
 
     model = onnx.load(str(Path(folder) / ONNX_FILE), load_external_data=False)
-    parts = {"quantized_mb": 0.0, "scales_mb": 0.0, "float_mb": 0.0}
+    parts = {"quantized_mib": 0.0, "scales_mib": 0.0, "float_mib": 0.0}
     for tensor in model.graph.initializer:
-        size = _stored_bytes(tensor) / 1e6
+        size = _stored_bytes(tensor) / MIB
         if tensor.data_type in (TensorProto.UINT8, TensorProto.INT8, TensorProto.UINT4, TensorProto.INT4):
-            key = "scales_mb" if "zero_point" in tensor.name or tensor.name.endswith("_zp") else "quantized_mb"
+            key = "scales_mib" if "zero_point" in tensor.name or tensor.name.endswith("_zp") else "quantized_mib"
         elif "scale" in tensor.name:
-            key = "scales_mb"
+            key = "scales_mib"
         else:
-            key = "float_mb"
+            key = "float_mib"
         parts[key] += size
     return parts
 

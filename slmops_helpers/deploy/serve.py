@@ -41,7 +41,7 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 @dataclass(frozen=True)
-class ServeLimits:
+class ServeConfig:
     max_tokens: int = 256  # per answer
     max_prompt_tokens: int = 1024
     max_body_bytes: int = 64_000
@@ -50,7 +50,7 @@ class ServeLimits:
     def __post_init__(self) -> None:
         for name, value in vars(self).items():
             if value < 1:
-                raise ValueError(f"ServeLimits.{name} must be >= 1, got {value}.")
+                raise ValueError(f"ServeConfig.{name} must be >= 1, got {value}.")
 
 
 class RequestError(Exception):
@@ -114,7 +114,7 @@ def _stop_list(stop: Any) -> list[str]:
     return stops
 
 
-def parse_chat_request(body: bytes, model_name: str, limits: ServeLimits) -> dict[str, Any]:
+def parse_chat_request(body: bytes, model_name: str, limits: ServeConfig) -> dict[str, Any]:
     """Validate a /v1/chat/completions body; return messages, max_tokens, stream, stop."""
     try:
         request = json.loads(body)
@@ -175,7 +175,7 @@ def cut_at_stop(pieces: Any, stops: list[str]) -> Any:
 class ChatService:
     """The model behind the server: prompt building, bounded, one generation at a time."""
 
-    def __init__(self, package: Path, limits: ServeLimits = ServeLimits()) -> None:
+    def __init__(self, package: Path, limits: ServeConfig = ServeConfig()) -> None:
         self.lm, self.manifest, self.spec = load_package(package)
         self.name, self.limits = self.spec["Name"], limits
         self._turn = threading.Lock()
@@ -332,12 +332,12 @@ def make_handler(service: ChatService) -> type[BaseHTTPRequestHandler]:
 
 class CourseHTTPServer(ThreadingHTTPServer):
     # socketserver's default listen backlog is 5: a burst of 20 clients overflows it and a
-    # loaded machine then resets some connections. Waiting requests are bounded by ServeLimits.
+    # loaded machine then resets some connections. Waiting requests are bounded by ServeConfig.
     request_queue_size = 128
     daemon_threads = True
 
 
-def serve(package: Path, host: str = "127.0.0.1", port: int = 8000, limits: ServeLimits = ServeLimits()) -> None:
+def serve(package: Path, host: str = "127.0.0.1", port: int = 8000, limits: ServeConfig = ServeConfig()) -> None:
     """Serve ``package`` until interrupted (Ctrl-C)."""
     if host not in LOOPBACK:
         raise ValueError(f"host {host!r} is not loopback; the course server only listens on {list(LOOPBACK)}.")

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from ..compress import prune_weight
-from ..fleet import model_ram_gb
+from ..fleet import model_ram_mib
 from ..models import MIB, PRESETS, weight_bytes
 from . import Exercise, Result, close, incorrect, is_number
 
@@ -89,13 +89,14 @@ class CsrBreakEven(Exercise):
 class LargestOnTablet(Exercise):
     name, title, tier, var = "q4", "Largest preset that fits a tablet at int4", "core", "largest_on_tablet"
     hint_text = (
-        "A tablet has 4 GB of RAM and lets the assistant use 25% of it. fleet.model_ram_gb(n_params, 'int4') "
-        "gives what a model needs; loop over models.PRESETS (params_millions × 1e6) and keep the largest that fits."
+        "A tablet has 4 GiB (4096 MiB) of RAM and lets the assistant use 25% of it. "
+        "fleet.model_ram_mib(n_params, 'int4') gives what a model needs; loop over models.PRESETS "
+        "(params_millions × 1e6) and keep the largest that fits."
     )
     solution_text = (
-        "budget_gb = 4 * 0.25\n"
+        "budget_mib = 4096 * 0.25\n"
         "fits = [p for p in models.PRESETS.values()\n"
-        "        if fleet.model_ram_gb(int(p.params_millions * 1e6), 'int4') <= budget_gb]\n"
+        "        if fleet.model_ram_mib(int(p.params_millions * 1e6), 'int4') <= budget_mib]\n"
         "largest_on_tablet = max(fits, key=lambda p: p.params_millions).name"
     )
 
@@ -104,10 +105,10 @@ class LargestOnTablet(Exercise):
             return incorrect(
                 f"`largest_on_tablet` should be a preset name from models.PRESETS, got {largest_on_tablet!r}."
             )
-        fits = [p for p in PRESETS.values() if model_ram_gb(int(p.params_millions * 1e6), "int4") <= 1.0]
+        fits = [p for p in PRESETS.values() if model_ram_mib(int(p.params_millions * 1e6), "int4") <= 1024]
         chosen = PRESETS[largest_on_tablet]
         if chosen not in fits:
-            return incorrect(f"{largest_on_tablet} needs more than the tablet's 1 GB budget at int4.")
+            return incorrect(f"{largest_on_tablet} needs more than the tablet's 1024 MiB budget at int4.")
         if chosen.params_millions < max(p.params_millions for p in fits):
             return incorrect(f"{largest_on_tablet} fits, but a larger preset fits too.")
         return None

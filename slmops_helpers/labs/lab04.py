@@ -31,7 +31,7 @@ MB = 10**6
 PRECISION_BITS = {"fp32": 32, "fp16": 16, "int8": 8, "int4": 4}
 BLOCK, SCALE_BITS = 32, 32  # q1 and q4: one fp32 scale per block of 32 weights
 # Sizes on disk (MB) of the ONNX exports made in notebook 04 (model.onnx + model.onnx.data).
-MEASURED_MB = {"fp32": 540.3, "fp16": 270.2, "int8": 222.0, "int4": 103.2}
+MEASURED_MIB = {"fp32": 540.3, "fp16": 270.2, "int8": 222.0, "int4": 103.2}
 MEASURED_NOTES = {
     "fp32": "onnxruntime-genai builder",
     "fp16": "onnxruntime-genai builder",
@@ -53,7 +53,7 @@ CHAT_TEMPLATE = """\
 _TEST_MESSAGES = ("How do I reset my password?", "Two lines:\nprice {in braces} and ünïcode ✓", "")
 
 
-def size_mb(n_params: int, bits_per_weight: float) -> float:
+def size_mib(n_params: int, bits_per_weight: float) -> float:
     """Megabytes (10^6 bytes) taken by ``n_params`` weights stored at ``bits_per_weight``."""
     return n_params * bits_per_weight / 8 / MB
 
@@ -101,39 +101,41 @@ class ExpectedSizes(Exercise):
     name, title, tier, var = "q1", "Expected file size per precision", "warm-up", None
     hint_text = (
         "Bits per weight: fp32 32, fp16 16, int8 8, int4 4. Size in MB = N_PARAMS × bits / 8 / 10**6 "
-        "(MB here is 10^6 bytes, not 2^20). For int4_block_mb, each block of 32 weights also stores one "
+        "(MB here is 10^6 bytes, not 2^20). For int4_block_mib, each block of 32 weights also stores one "
         "fp32 scale: 32 bits shared by 32 weights adds 1 bit per weight."
     )
     solution_text = (
         "bits = {'fp32': 32, 'fp16': 16, 'int8': 8, 'int4': 4}\n"
-        "expected_mb = {p: N_PARAMS * b / 8 / 10**6 for p, b in bits.items()}\n"
-        "int4_block_mb = N_PARAMS * (4 + 32 / 32) / 8 / 10**6"
+        "expected_mib = {p: N_PARAMS * b / 8 / 10**6 for p, b in bits.items()}\n"
+        "int4_block_mib = N_PARAMS * (4 + 32 / 32) / 8 / 10**6"
     )
 
     def check_value(self, ns: Mapping[str, Any]) -> Result | None:
-        sizes = learner_answer(ns, "expected_mb")
+        sizes = learner_answer(ns, "expected_mib")
         if not isinstance(sizes, Mapping):
-            return incorrect(f"`expected_mb` should be a dict from precision name to MB, got {type(sizes).__name__}.")
+            return incorrect(f"`expected_mib` should be a dict from precision name to MB, got {type(sizes).__name__}.")
         if blanks := [p for p in PRECISION_BITS if sizes.get(p) is ____]:
-            raise PlaceholderError(f"expected_mb still has ____ for {blanks}")
+            raise PlaceholderError(f"expected_mib still has ____ for {blanks}")
         if missing := [p for p in PRECISION_BITS if p not in sizes]:
-            return incorrect(f"`expected_mb` is missing {missing}; it needs a size for each of {list(PRECISION_BITS)}.")
+            return incorrect(
+                f"`expected_mib` is missing {missing}; it needs a size for each of {list(PRECISION_BITS)}."
+            )
         for precision, bits in PRECISION_BITS.items():
-            got, name = sizes[precision], f"expected_mb[{precision!r}]"
+            got, name = sizes[precision], f"expected_mib[{precision!r}]"
             if wrong := is_number(got, name=name):
                 return wrong
-            if close(got, size_mb(N_PARAMS, bits) * MB / 2**20, rtol=1e-3) is None:
+            if close(got, size_mib(N_PARAMS, bits) * MB / 2**20, rtol=1e-3) is None:
                 return incorrect(f"`{name}` is in MiB (2^20 bytes); this lab uses MB = 10^6 bytes, as file sizes do.")
-            if wrong := close(got, size_mb(N_PARAMS, bits), rtol=1e-3, name=name):
+            if wrong := close(got, size_mib(N_PARAMS, bits), rtol=1e-3, name=name):
                 return incorrect(wrong.message + ". Bytes per weight = bits / 8.")
-        if _is_blank(ns, "int4_block_mb"):
-            return _part_two_blank("int4_block_mb", self.name)
-        got = learner_answer(ns, "int4_block_mb")
-        if wrong := is_number(got, name="int4_block_mb"):
+        if _is_blank(ns, "int4_block_mib"):
+            return _part_two_blank("int4_block_mib", self.name)
+        got = learner_answer(ns, "int4_block_mib")
+        if wrong := is_number(got, name="int4_block_mib"):
             return wrong
-        if close(got, size_mb(N_PARAMS, 4), rtol=1e-3) is None:
-            return incorrect("`int4_block_mb` equals plain int4: add the fp32 scale each block of 32 weights stores.")
-        if wrong := close(got, size_mb(N_PARAMS, 4 + SCALE_BITS / BLOCK), rtol=1e-3, name="int4_block_mb"):
+        if close(got, size_mib(N_PARAMS, 4), rtol=1e-3) is None:
+            return incorrect("`int4_block_mib` equals plain int4: add the fp32 scale each block of 32 weights stores.")
+        if wrong := close(got, size_mib(N_PARAMS, 4 + SCALE_BITS / BLOCK), rtol=1e-3, name="int4_block_mib"):
             return incorrect(wrong.message + ". A 32-bit scale shared by 32 weights costs how many bits per weight?")
         return None
 
@@ -279,26 +281,26 @@ class InferenceModel(Exercise):
 
 
 class Int4Breakdown(Exercise):
-    name, title, tier, var = "q4", "Where the int4 file's size goes", "stretch", "int4_mixed_mb"
+    name, title, tier, var = "q4", "Where the int4 file's size goes", "stretch", "int4_mixed_mib"
     hint_text = (
         "Split the parameters: EMBEDDING_PARAMS are stored in int8 blocks (8 + 1 bits each), "
         "the other N_PARAMS − EMBEDDING_PARAMS in int4 blocks (4 + 1 bits each). Add the two sizes, in MB."
     )
     solution_text = (
         "rest = N_PARAMS - EMBEDDING_PARAMS\n"
-        "int4_mixed_mb = (rest * (4 + 32 / 32) + EMBEDDING_PARAMS * (8 + 32 / 32)) / 8 / 10**6"
+        "int4_mixed_mib = (rest * (4 + 32 / 32) + EMBEDDING_PARAMS * (8 + 32 / 32)) / 8 / 10**6"
     )
 
-    def check_value(self, int4_mixed_mb: Any) -> Result | None:
+    def check_value(self, int4_mixed_mib: Any) -> Result | None:
         rest = N_PARAMS - EMBEDDING_PARAMS
-        expected = size_mb(rest, 4 + SCALE_BITS / BLOCK) + size_mb(EMBEDDING_PARAMS, 8 + SCALE_BITS / BLOCK)
-        if wrong := is_number(int4_mixed_mb, name="int4_mixed_mb"):
+        expected = size_mib(rest, 4 + SCALE_BITS / BLOCK) + size_mib(EMBEDDING_PARAMS, 8 + SCALE_BITS / BLOCK)
+        if wrong := is_number(int4_mixed_mib, name="int4_mixed_mib"):
             return wrong
-        if close(int4_mixed_mb, size_mb(rest, 5) + size_mb(EMBEDDING_PARAMS, 8), rtol=1e-3) is None:
+        if close(int4_mixed_mib, size_mib(rest, 5) + size_mib(EMBEDDING_PARAMS, 8), rtol=1e-3) is None:
             return incorrect("Almost: the int8 embedding blocks store an fp32 scale per 32 weights too.")
-        if close(int4_mixed_mb, size_mb(N_PARAMS, 5) + size_mb(EMBEDDING_PARAMS, 9), rtol=1e-3) is None:
+        if close(int4_mixed_mib, size_mib(N_PARAMS, 5) + size_mib(EMBEDDING_PARAMS, 9), rtol=1e-3) is None:
             return incorrect("The embedding is counted twice: take it out of N_PARAMS before pricing the rest at int4.")
-        if wrong := close(int4_mixed_mb, expected, rtol=1e-3, name="int4_mixed_mb"):
+        if wrong := close(int4_mixed_mib, expected, rtol=1e-3, name="int4_mixed_mib"):
             return incorrect(wrong.message + ". Two groups: the embedding at 9 bits per weight, the rest at 5.")
         return None
 

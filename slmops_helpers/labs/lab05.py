@@ -12,30 +12,30 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
-from ..fleet import DeviceProfile, FleetSpec, Variant, build_fleet
+from ..fleet import DeviceClass, FleetConfig, Variant, build_fleet
 from ..gate import evaluate_gate
-from ..rollout import RolloutPlan, RolloutResult, Stage, simulate_rollout
+from ..rollout import RolloutConfig, RolloutResult, Stage, simulate_rollout
 from . import Exercise, PlaceholderError, Result, contains_blank, incorrect, is_number, learner_answer
 
 # q1: production's recorded metrics and three candidates (the gate's metric names).
-BASELINE = {"task_score": 41.0, "size_mb": 103.2, "ms_per_token_p50": 11.0, "peak_mb": 296.0}
+PRODUCTION = {"score": 41.0, "size_mib": 103.2, "ms_per_token_p50": 11.0, "peak_mib": 296.0}
 CANDIDATES = {
     # retrained: 0.8 points lower on 24 tickets (one answer), 5 % slower: within the noise of a re-measurement
-    "A": {"task_score": 40.2, "size_mb": 103.2, "ms_per_token_p50": 11.6, "peak_mb": 301.0},
+    "A": {"score": 40.2, "size_mib": 103.2, "ms_per_token_p50": 11.6, "peak_mib": 301.0},
     # quantized harder: smaller and faster, 4.5 points worse
-    "B": {"task_score": 36.5, "size_mb": 90.4, "ms_per_token_p50": 10.5, "peak_mb": 280.0},
+    "B": {"score": 36.5, "size_mib": 90.4, "ms_per_token_p50": 10.5, "peak_mib": 280.0},
     # a bigger adapter: 1 point better, 30 % slower
-    "C": {"task_score": 42.0, "size_mb": 103.2, "ms_per_token_p50": 14.3, "peak_mb": 298.0},
+    "C": {"score": 42.0, "size_mib": 103.2, "ms_per_token_p50": 14.3, "peak_mib": 298.0},
 }
 SHIP, REFUSE = ("A",), ("B", "C")
 
 # q2/q3: a 2,000-device fleet; numbers are assumptions, except the variants' (measured by notebook 04,
 # smoke profile, on the 2-core course machine).
 LAB_PROFILES = (
-    DeviceProfile("sensor gateway", 0.40, 1024, 0.35, 0.25, "none", "cellular", 250),
-    DeviceProfile("home hub", 0.20, 2048, 0.25, 0.5, "none", "wifi", 25),
-    DeviceProfile("tablet", 0.30, 4096, 0.25, 1.0, "npu", "wifi", 100),
-    DeviceProfile("laptop", 0.10, 16384, 0.25, 2.0, "gpu", "wifi", 60),
+    DeviceClass("sensor gateway", 0.40, 1024, 0.35, 0.25, "none", "cellular", 250),
+    DeviceClass("home hub", 0.20, 2048, 0.25, 0.5, "none", "wifi", 25),
+    DeviceClass("tablet", 0.30, 4096, 0.25, 1.0, "npu", "wifi", 100),
+    DeviceClass("laptop", 0.10, 16384, 0.25, 2.0, "gpu", "wifi", 60),
 )
 LAB_VARIANTS = (
     Variant("onnx_fp32", 540.3, 791.2, 90.5, 10.6, 16.9),
@@ -51,8 +51,8 @@ SLOW_BUILD = 1.2  # the release runs 20 % slower in the field than it measured o
 SEED = 1
 
 
-def lab_fleet_spec() -> FleetSpec:
-    return FleetSpec(
+def lab_fleet_spec() -> FleetConfig:
+    return FleetConfig(
         2000,
         LAB_PROFILES,
         accelerators={"none": 1.0, "npu": 1.5, "gpu": 2.0},
@@ -61,8 +61,8 @@ def lab_fleet_spec() -> FleetSpec:
     )
 
 
-def lab_plan(latency_factor: float = SLOW_BUILD) -> RolloutPlan:
-    return RolloutPlan(LAB_STAGES, latency_factor=latency_factor, max_feedback=200, seed=SEED)
+def lab_plan(latency_factor: float = SLOW_BUILD) -> RolloutConfig:
+    return RolloutConfig(LAB_STAGES, latency_factor=latency_factor, max_feedback=200, seed=SEED)
 
 
 def lab_rollout(latency_factor: float = SLOW_BUILD) -> RolloutResult:
@@ -79,17 +79,17 @@ def lab_rollout(latency_factor: float = SLOW_BUILD) -> RolloutResult:
 class WritePolicy(Exercise):
     name, title, tier, var = "q1", "A gate policy that ships A and refuses B and C", "core", "my_policy"
     hint_text = (
-        "Compare each candidate with BASELINE metric by metric: what does B make worse, and what does C? "
-        "Then pick tolerances between what A needs and what B and C do: a `max_drop` on task_score larger "
+        "Compare each candidate with PRODUCTION metric by metric: what does B make worse, and what does C? "
+        "Then pick tolerances between what A needs and what B and C do: a `max_drop` on score larger "
         "than A's drop but smaller than B's, and a `max_increase_pct` on ms_per_token_p50 larger than A's "
         "rise but smaller than C's."
     )
     solution_text = (
         "my_policy = {\n"
-        '    "task_score": {"max_drop": 2},\n'
+        '    "score": {"max_drop": 2},\n'
         '    "ms_per_token_p50": {"max_increase_pct": 10},\n'
-        '    "size_mb": {"max": 110},\n'
-        '    "peak_mb": {"max_increase_pct": 15},\n'
+        '    "size_mib": {"max": 110},\n'
+        '    "peak_mib": {"max_increase_pct": 15},\n'
         "}"
     )
 
@@ -101,7 +101,7 @@ class WritePolicy(Exercise):
         reports = {}
         for name, metrics in CANDIDATES.items():
             try:
-                reports[name] = evaluate_gate(metrics, BASELINE, dict(policy))
+                reports[name] = evaluate_gate(metrics, PRODUCTION, dict(policy))
             except ValueError as err:
                 return incorrect(f"The gate cannot use `my_policy`: {err}")
         for name in SHIP:
@@ -114,7 +114,7 @@ class WritePolicy(Exercise):
         for name in REFUSE:
             if reports[name].passed:
                 return incorrect(
-                    f"Your policy ships candidate {name}. Compare each of {name}'s metrics with BASELINE: which "
+                    f"Your policy ships candidate {name}. Compare each of {name}'s metrics with PRODUCTION: which "
                     "one got worse, and does a rule of your policy watch it?"
                 )
         return None
@@ -187,36 +187,36 @@ class ReadRollout(Exercise):
 # --- q3 -----------------------------------------------------------------------------------
 
 
-def reference_feedback_by_profile(report: RolloutResult) -> dict[str, int]:
-    return dict(Counter(record["profile"] for record in report.feedback))
+def reference_feedback_by_class(report: RolloutResult) -> dict[str, int]:
+    return dict(Counter(record["device_class"] for record in report.feedback))
 
 
-class FeedbackByProfile(Exercise):
-    name, title, tier, var = "q3", "Where the feedback comes from", "warm-up", "feedback_by_profile"
+class FeedbackByClass(Exercise):
+    name, title, tier, var = "q3", "Where the feedback comes from", "warm-up", "feedback_by_class"
     hint_text = (
-        "`report.feedback` is a list of dicts, one per flagged answer kept for labelling; each has a 'profile' "
-        "key. collections.Counter counts them: dict(Counter(r['profile'] for r in report.feedback))."
+        "`report.feedback` is a list of dicts, one per flagged answer kept for labelling; each has a 'device_class' "
+        "key. collections.Counter counts them: dict(Counter(r['device_class'] for r in report.feedback))."
     )
     solution_text = (
-        "from collections import Counter\nfeedback_by_profile = dict(Counter(r['profile'] for r in report.feedback))"
+        "from collections import Counter\nfeedback_by_class = dict(Counter(r['device_class'] for r in report.feedback))"
     )
 
     def check_value(self, counts: Any) -> Result | None:
         report = lab_rollout()
-        expected = reference_feedback_by_profile(report)
+        expected = reference_feedback_by_class(report)
         if not isinstance(counts, Mapping):
             return incorrect(
-                f"`feedback_by_profile` should be a dict from profile name to a count, got {type(counts).__name__}."
+                f"`feedback_by_class` should be a dict from device class to a count, got {type(counts).__name__}."
             )
         if contains_blank(counts):
-            raise PlaceholderError("`feedback_by_profile` still holds ____")
+            raise PlaceholderError("`feedback_by_class` still holds ____")
         if set(counts) == set(report.feedback_counts):
-            return incorrect("Those keys are the kinds of flag (failed, low confidence); count by device profile.")
+            return incorrect("Those keys are the kinds of flag (failed, low confidence); count by device class.")
         unknown = sorted(set(counts) - {p.name for p in LAB_PROFILES})
         if unknown:
-            return incorrect(f"{unknown} are not device profiles of this fleet.")
-        for profile, n in counts.items():
-            if wrong := is_number(n, name=f"feedback_by_profile[{profile!r}]"):
+            return incorrect(f"{unknown} are not device classes of this fleet.")
+        for device_class, n in counts.items():
+            if wrong := is_number(n, name=f"feedback_by_class[{device_class!r}]"):
                 return wrong
         if sum(counts.values()) != len(report.feedback):
             return incorrect(
@@ -224,8 +224,10 @@ class FeedbackByProfile(Exercise):
                 "records: count every record once."
             )
         if {k: v for k, v in counts.items() if v} != expected:
-            return incorrect("The total is right but some profiles' counts are not: group by each record's 'profile'.")
+            return incorrect(
+                "The total is right but some classes' counts are not: group by each record's 'device_class'."
+            )
         return None
 
 
-EXERCISES = [WritePolicy, ReadRollout, FeedbackByProfile]
+EXERCISES = [WritePolicy, ReadRollout, FeedbackByClass]

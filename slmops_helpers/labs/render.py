@@ -5,8 +5,8 @@ cells, each answer sits between marker lines, followed by the starter line(s) th
 learners see, written as ``#>`` comments::
 
     ### BEGIN SOLUTION
-    fp16_mb = n_params * 2 / 2**20
-    #> fp16_mb = ____  # bytes per weight × weights, in MiB
+    fp16_mib = n_params * 2 / 2**20
+    #> fp16_mib = ____  # bytes per weight × weights, in MiB
     ### END SOLUTION
 
 * the solution keeps the answer and drops the markers and the ``#>`` lines;

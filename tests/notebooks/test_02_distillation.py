@@ -15,8 +15,8 @@ pytestmark = pytest.mark.slow
 
 LAB = "02_distillation"
 REQUIRED = (
-    "teacher_params student_params teacher_score student_score baseline_student_score retention "
-    "teacher_ms_per_token student_ms_per_token speedup teacher_peak_mb student_peak_mb notebook_s"
+    "teacher_params student_params teacher_score student_score undistilled_score retention "
+    "teacher_ms_per_token student_ms_per_token speedup teacher_peak_mib student_peak_mib notebook_s"
 ).split()
 
 
@@ -33,7 +33,7 @@ def test_records_every_headline_metric(metrics):
 
 
 def test_the_teacher_is_worth_distilling(metrics):
-    assert metrics["teacher_score"] >= max(metrics["majority_task_score"], metrics["copy_task_score"]) + 10
+    assert metrics["teacher_score"] >= max(metrics["majority_score"], metrics["copy_score"]) + 10
     assert metrics["teacher_format_ok"] >= 0.75
 
 
@@ -49,8 +49,8 @@ def test_student_is_a_fraction_of_the_teacher(metrics):
     m = metrics
     assert 130e6 < m["teacher_params"] < 140e6
     assert 0.30 < m["student_params"] / m["teacher_params"] <= 0.40 and m["student_layers"] < m["teacher_layers"]
-    assert m["student_size_mb"] < 0.45 * m["teacher_size_mb"]
-    assert m["student_peak_mb"] < m["teacher_peak_mb"]
+    assert m["student_size_mib"] < 0.45 * m["teacher_size_mib"]
+    assert m["student_peak_mib"] < m["teacher_peak_mib"]
     # 7 of 30 blocks: well over 1.5x faster per token even on a busy machine (the target, 2x, is recorded)
     assert m["speedup"] > 1.5 and m["student_ms_per_token_p95"] >= m["student_ms_per_token"] > 0
     assert m["speedup"] == pytest.approx(m["teacher_ms_per_token"] / m["student_ms_per_token"])
@@ -60,12 +60,12 @@ def test_training_learned_and_scores_are_consistent(metrics):
     m = metrics
     untrained = m["student_init_val_ce"]  # the chosen student before any step: the best start of the three
     assert untrained == min(m["init_ce_from_top"], m["init_ce_from_block0"], m["init_ce_both_ends"])
-    for run in ("distill", "seq", "baseline"):
-        assert m[f"{run}_steps"] <= distill.get_sizes("smoke").max_steps  # the budget holds
+    for run in ("distill", "seq", "undistilled"):
+        assert m[f"{run}_steps"] <= distill.get_config("smoke").max_steps  # the budget holds
         # every student learned: its lowest validation CE, and the CE at the step kept, fell
         assert m[f"{run}_min_val_ce"] < 0.8 * untrained and m[f"{run}_best_val_ce"] < untrained
         assert m[f"{run}_eval_s"] > 0  # the validation score was computed: it picked the kept step
-    for who in ("student", "seq_student", "baseline_student", "teacher"):
+    for who in ("student", "seq_student", "undistilled", "teacher"):
         parts = m[f"{who}_category_acc"] + m[f"{who}_error_code_acc"] + m[f"{who}_reply_rouge_l"]
         assert m[f"{who}_score"] == pytest.approx(100 * parts / 3)  # the recorded score is its parts' mean
     assert m["retention"] == pytest.approx(m["student_score"] / m["teacher_score"])

@@ -99,9 +99,9 @@ def test_rouge_l():
 def test_score_predictions_perfect_and_wrong():
     rows = [GOOD, {**GOOD, "id": "b", "category": "billing", "error_code": "none"}]
     perfect = data.score_predictions([data.format_target(r) for r in rows], rows)
-    assert perfect["task_score"] == pytest.approx(100) and perfect["format_ok"] == 1.0
+    assert perfect["score"] == pytest.approx(100) and perfect["format_ok"] == 1.0
     wrong = data.score_predictions(["category: setup", "nothing"], rows)
-    assert wrong["category_acc"] == 0 and wrong["format_ok"] == 0 and wrong["task_score"] < 10
+    assert wrong["category_acc"] == 0 and wrong["format_ok"] == 0 and wrong["score"] < 10
     with pytest.raises(ValueError, match="one answer per row"):
         data.score_predictions(["x"], rows)
 
@@ -111,8 +111,8 @@ def test_trivial_baselines_stay_low():
     train = [r for r in rows if r["split"] == "train"]
     test = [r for r in rows if r["split"] == "test"]
     baselines = data.trivial_baselines(train, test)
-    assert 0 < baselines["majority_task_score"] < 50
-    assert 0 < baselines["copy_task_score"] < 50
+    assert 0 < baselines["majority_score"] < 50
+    assert 0 < baselines["copy_score"] < 50
 
 
 def test_format_chat_uses_the_template(tiny_tokenizer):

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from slmops_helpers.deploy import bench
-from slmops_helpers.deploy.bench import TABLE_KEYS, BenchSettings
-from slmops_helpers.models import peak_rss_mb
+from slmops_helpers.deploy.bench import TABLE_KEYS, BenchConfig
+from slmops_helpers.models import peak_rss_mib
 
 ROWS = [
     {"category": "setup", "error_code": "none", "reply": "the hub is offline"},
@@ -26,7 +26,7 @@ def settings(tiny_tokenizer):
         )
         for text in ("the hub is offline", "my wifi app is not setup")
     ]
-    return BenchSettings(prompts, max_new_tokens=6, timing_prompt=prompts[0], timing_tokens=5, repeats=2)
+    return BenchConfig(prompts, max_new_tokens=6, timing_prompt=prompts[0], timing_tokens=5, repeats=2)
 
 
 @pytest.mark.parametrize(
@@ -55,7 +55,7 @@ def test_prefix_agreement_needs_one_answer_per_reference():
 
 
 def test_summarize_hand_made_timings():
-    raw = {"load_s": 1.5, "runs_s": [[0.5, 0.1, 0.1, 0.3], [0.7, 0.1, 0.1, 0.1]], "peak_mb": 123.0}
+    raw = {"load_s": 1.5, "runs_s": [[0.5, 0.1, 0.1, 0.3], [0.7, 0.1, 0.1, 0.1]], "peak_mib": 123.0}
     summary = bench.summarize(raw)
     assert summary == pytest.approx(
         {
@@ -64,13 +64,13 @@ def test_summarize_hand_made_timings():
             "ms_per_token_p50": 100.0,  # the later tokens, pooled over both runs
             "ms_per_token_p95": 250.0,  # linear interpolation between 0.1 and 0.3
             "tok_s": 6 / 0.8,  # six later tokens in 0.8 s; the first is not a decoding step
-            "peak_mb": 123.0,
+            "peak_mib": 123.0,
         }
     )
 
 
 def test_summarize_one_later_token():
-    summary = bench.summarize({"load_s": 0.0, "runs_s": [[0.2, 0.05]], "peak_mb": 1.0})
+    summary = bench.summarize({"load_s": 0.0, "runs_s": [[0.2, 0.05]], "peak_mib": 1.0})
     assert summary["ms_per_token_p50"] == summary["ms_per_token_p95"] == pytest.approx(50.0)
     assert summary["tok_s"] == pytest.approx(20.0)
 
@@ -86,9 +86,9 @@ def test_summarize_one_later_token():
 )
 def test_bench_settings_validation(changes, match):
     good = {"prompts": ["p"], "max_new_tokens": 4, "timing_prompt": "p", "timing_tokens": 4, "repeats": 1}
-    BenchSettings(**good)
+    BenchConfig(**good)
     with pytest.raises(ValueError, match=match):
-        BenchSettings(**(good | changes))
+        BenchConfig(**(good | changes))
 
 
 def test_unknown_runtime_kind(tiny_onnx):
@@ -97,8 +97,8 @@ def test_unknown_runtime_kind(tiny_onnx):
 
 
 def _check_raw(raw, settings):
-    assert set(raw) == {"load_s", "runs_s", "token_ids", "answers", "peak_mb"}
-    assert raw["load_s"] > 0 and raw["peak_mb"] > 0
+    assert set(raw) == {"load_s", "runs_s", "token_ids", "answers", "peak_mib"}
+    assert raw["load_s"] > 0 and raw["peak_mib"] > 0
     assert len(raw["runs_s"]) == settings.repeats
     assert all(len(run) == settings.timing_tokens and min(run) > 0 for run in raw["runs_s"])  # no early stop
     assert len(raw["token_ids"]) == len(raw["answers"]) == len(settings.prompts)
@@ -109,7 +109,7 @@ def test_measure_isolated_runs_in_a_fresh_process(tiny_onnx, tiny_source, settin
     raw = bench.measure_isolated("onnx", tiny_onnx, settings, timeout_s=120)
     _check_raw(raw, settings)
     # a fresh onnxruntime process: its own peak, far below this torch-laden test process
-    assert raw["peak_mb"] < peak_rss_mb()
+    assert raw["peak_mib"] < peak_rss_mib()
     # same greedy tokens as torch eager on the same prompts (measured here, in process)
     reference = bench.measure("torch", tiny_source, settings)
     _check_raw(reference, settings)
@@ -129,7 +129,7 @@ def test_bench_variants_table(tiny_onnx, tiny_int8, settings):
     fp32, int8 = table
     assert fp32["agreement"] == 1.0  # the first variant is the reference
     assert 0.0 <= int8["agreement"] <= 1.0  # its computation is checked on scripted answers below
-    assert int8["mb"] < fp32["mb"]
+    assert int8["size_mib"] < fp32["size_mib"]
     for row in table:
         assert set(TABLE_KEYS) <= set(row)
         assert 0.0 <= row["score"] <= 100.0
@@ -137,7 +137,7 @@ def test_bench_variants_table(tiny_onnx, tiny_int8, settings):
     assert set(answers) == set(variants) and all(len(a) == len(ROWS) for a in answers.values())
     flat = bench.flat_metrics(table)
     assert len(flat) == 2 * len(TABLE_KEYS)
-    assert flat["onnx_int8_mb"] == int8["mb"] and "onnx_fp32_ms_per_token_p95" in flat
+    assert flat["onnx_int8_size_mib"] == int8["size_mib"] and "onnx_fp32_ms_per_token_p95" in flat
     lines = bench.format_table(table).splitlines()
     assert len(lines) == 3 and lines[0].split() == ["variant", *TABLE_KEYS]
     assert lines[1].startswith("onnx_fp32") and lines[2].startswith("onnx_int8")
@@ -146,7 +146,7 @@ def test_bench_variants_table(tiny_onnx, tiny_int8, settings):
 def test_own_peak_rss_is_this_processes():
     import resource
 
-    own = peak_rss_mb()
+    own = peak_rss_mib()
     inherited = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     assert 0 < own <= inherited + 1  # VmHWM never exceeds ru_maxrss (which can include a parent's)
 
@@ -158,7 +158,13 @@ def test_bench_variants_scores_agreement_against_the_first_variant(monkeypatch, 
 
     def scripted(kind, folder, settings, timeout_s=1800):
         ids = tokens[Path(folder).name]
-        return {"load_s": 0.1, "runs_s": [[0.01, 0.02, 0.02]], "peak_mb": 10.0, "token_ids": ids, "answers": ["x", "y"]}
+        return {
+            "load_s": 0.1,
+            "runs_s": [[0.01, 0.02, 0.02]],
+            "peak_mib": 10.0,
+            "token_ids": ids,
+            "answers": ["x", "y"],
+        }
 
     monkeypatch.setattr(bench, "measure_isolated", scripted)
     variants = {name: ("torch", tmp_path / name) for name in ("ref", "half", "none")}

@@ -20,7 +20,7 @@ def test_fp32_export_is_complete_and_passes_the_checker(tiny_onnx, tiny_source):
     assert export.check_model(tiny_onnx) == ["SimplifiedLayerNormalization"]  # RMSNorm: the only relabelled op
     marker = json.loads((tiny_onnx / MARKER).read_text())
     assert marker["source"] == str(tiny_source)
-    assert marker["recipe"]["precision"] == "fp32" and marker["recipe"]["key"] == export.VARIANTS["onnx_fp32"].key()
+    assert marker["recipe"]["precision"] == "fp32" and marker["recipe"]["key"] == export.RECIPES["onnx_fp32"].key()
     assert not (tiny_onnx / ".hf_cache").exists()
 
 
@@ -38,7 +38,7 @@ def test_fp32_graph_has_a_kv_cache_per_layer(tiny_onnx):
 
 def test_int8_is_smaller_and_keeps_lm_head_in_fp32(tiny_onnx, tiny_int8):
     assert tiny_int8 != tiny_onnx and export.is_built(tiny_int8)
-    assert export.onnx_files_mb(tiny_int8) < 0.5 * export.onnx_files_mb(tiny_onnx)
+    assert export.onnx_files_mib(tiny_int8) < 0.5 * export.onnx_files_mib(tiny_onnx)
     export.check_model(tiny_int8)
     model = onnx.load(str(tiny_int8 / ONNX_FILE), load_external_data=False)
     ops = {n.name: n.op_type for n in model.graph.node}
@@ -46,21 +46,21 @@ def test_int8_is_smaller_and_keeps_lm_head_in_fp32(tiny_onnx, tiny_int8):
     assert any(op == "MatMulInteger" for op in ops.values())
     for name in ("genai_config.json", "tokenizer.json", "chat_template.jinja"):
         assert (tiny_int8 / name).is_file(), name  # side files copied for the runtime
-    assert export.size_breakdown(tiny_int8)["quantized_mb"] > 0
+    assert export.size_breakdown(tiny_int8)["quantized_mib"] > 0
 
 
 def test_size_breakdown_accounts_for_the_weights(tiny_onnx, tiny_int8):
     fp32 = export.size_breakdown(tiny_onnx)
-    assert fp32["quantized_mb"] == 0 and fp32["scales_mb"] == 0
+    assert fp32["quantized_mib"] == 0 and fp32["scales_mib"] == 0
     for folder in (tiny_onnx, tiny_int8):
         parts = export.size_breakdown(folder)
-        data_mb = (folder / f"{ONNX_FILE}.data").stat().st_size / 1e6
+        data_mib = (folder / f"{ONNX_FILE}.data").stat().st_size / 2**20
         # every external byte is counted, plus the small tensors stored inline in the
-        # graph file; onnx_files_mb counts both files, so it bounds the total from above
+        # graph file; onnx_files_mib counts both files, so it bounds the total from above
         total, eps = sum(parts.values()), 1e-9
-        assert data_mb - eps <= total <= export.onnx_files_mb(folder) + eps
+        assert data_mib - eps <= total <= export.onnx_files_mib(folder) + eps
     int8 = export.size_breakdown(tiny_int8)
-    assert int8["scales_mb"] > 0  # per-tensor scales and zero points are stored inline
+    assert int8["scales_mib"] > 0  # per-tensor scales and zero points are stored inline
 
 
 def test_second_build_reuses_the_cached_folder(tiny_source, onnx_root, tiny_onnx, monkeypatch):

@@ -19,14 +19,14 @@ from slmops_helpers.deploy.serve import (
     ChatService,
     CourseHTTPServer,
     RequestError,
-    ServeLimits,
+    ServeConfig,
     make_handler,
     parse_chat_request,
     serve,
 )
 
 MODEL = "tiny-assistant"
-LIMITS = ServeLimits(max_tokens=16, max_prompt_tokens=100, max_body_bytes=64_000)
+LIMITS = ServeConfig(max_tokens=16, max_prompt_tokens=100, max_body_bytes=64_000)
 USER = {"role": "user", "content": "the hub is offline"}
 
 
@@ -104,8 +104,8 @@ def test_the_error_messages_name_the_fix():
 
 @pytest.mark.parametrize("field", ["max_tokens", "max_prompt_tokens", "max_body_bytes", "max_waiting"])
 def test_serve_limits_must_be_positive(field):
-    with pytest.raises(ValueError, match=f"ServeLimits.{field} must be >= 1"):
-        ServeLimits(**{field: 0})
+    with pytest.raises(ValueError, match=f"ServeConfig.{field} must be >= 1"):
+        ServeConfig(**{field: 0})
 
 
 def test_serve_refuses_a_non_loopback_host(tmp_path):
@@ -119,7 +119,7 @@ def test_client_malformed_requests_cycle_through_every_kind():
     passed = []
     for body in set(bodies):
         try:
-            passed.append(_parse(body, ServeLimits(max_tokens=256)))
+            passed.append(_parse(body, ServeConfig(max_tokens=256)))
         except RequestError as err:
             assert 400 <= err.status < 500
     # all but one fail validation; that one is a prompt far over any max_prompt_tokens
@@ -284,7 +284,7 @@ def test_prompts_over_the_limit_or_the_context_are_4xx(url, service):
     assert len(service.prompt_ids([fits])) == 100
     reply = _chat(url, {"messages": [fits], "max_tokens": 16})
     assert reply.status == 200, reply.body  # 100 + 16 <= 128
-    over = ServeLimits(max_tokens=64, max_prompt_tokens=100)
+    over = ServeConfig(max_tokens=64, max_prompt_tokens=100)
     with running(ChatService(service.lm.folder, over)) as other:
         reply = _chat(other, {"messages": [fits], "max_tokens": 40})
         assert reply.status == 400, reply.body
@@ -297,7 +297,7 @@ def test_a_full_queue_answers_429_then_recovers(tiny_package):
     """max_waiting=1: one request generating (here: holding the turn) and one waiting fill the
     server; a third is refused at once with 429. Made deterministic by holding the service's
     turn lock from the test until both requests hold a slot."""
-    service = ChatService(tiny_package, ServeLimits(max_tokens=4, max_waiting=1))
+    service = ChatService(tiny_package, ServeConfig(max_tokens=4, max_waiting=1))
     payload = {"messages": [USER], "max_tokens": 4}
     with running(service) as url:
         results = []

@@ -465,21 +465,21 @@ def test_temperature_view_flattens_with_temperature():
 
 
 def test_size_on_disk_and_inference_measurement(teacher, tiny_tokenizer):
-    assert distill.size_on_disk_mb(teacher) == pytest.approx(tensor_bytes(teacher) / MIB, rel=0.1)
+    assert distill.size_on_disk_mib(teacher) == pytest.approx(tensor_bytes(teacher) / MIB, rel=0.1)
     student = distill.build_student(teacher, [0])
     speed = distill.measure_inference({"teacher": teacher, "student": student}, tiny_tokenizer, "the hub", 4, 2)
     assert set(speed) == {"teacher", "student"}
     for name, model in (("teacher", teacher), ("student", student)):
         assert speed[name]["ms_per_token_p95"] >= speed[name]["ms_per_token_p50"] > 0
-        assert speed[name]["peak_mb"] >= tensor_bytes(model) / MIB
+        assert speed[name]["peak_mib"] >= tensor_bytes(model) / MIB
 
 
 def test_claims_vs_measured_arithmetic():
     m = {
         "student_ms_per_token": 20.0,
         "teacher_ms_per_token": 50.0,
-        "student_peak_mb": 100.0,
-        "teacher_peak_mb": 400.0,
+        "student_peak_mib": 100.0,
+        "teacher_peak_mib": 400.0,
         "retention": 0.9,
     }
     rows = {r["claim"]: r for r in distill.claims_vs_measured(m)}
@@ -489,11 +489,11 @@ def test_claims_vs_measured_arithmetic():
 
 
 def test_sizes_per_profile():
-    assert distill.get_sizes("smoke").max_steps < distill.get_sizes("full").max_steps
+    assert distill.get_config("smoke").max_steps < distill.get_config("full").max_steps
     with pytest.raises(ValueError, match="Unknown profile"):
-        distill.get_sizes("huge")
+        distill.get_config("huge")
 
 
 def test_score_model_scores_against_the_references(teacher, tiny_tokenizer, rows):
     answers, scores = distill.score_model(teacher, tiny_tokenizer, rows[:3], max_new_tokens=4)
-    assert len(answers) == 3 and 0 <= scores["task_score"] <= 100 and scores["format_ok"] == 0
+    assert len(answers) == 3 and 0 <= scores["score"] <= 100 and scores["format_ok"] == 0

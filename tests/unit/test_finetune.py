@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from slmops_helpers import finetune, training
-from slmops_helpers.finetune import ATTENTION, MethodSpec
+from slmops_helpers.finetune import ATTENTION, MethodConfig
 
 
 def test_linear_module_names_lists_attention_and_mlp(tiny_model):
@@ -35,14 +35,14 @@ def test_unknown_target_names_the_choices(tiny_model):
 )
 def test_method_spec_rejects_bad_values(kwargs, match):
     with pytest.raises(ValueError, match=match):
-        MethodSpec(**kwargs)
+        MethodConfig(**kwargs)
 
 
 def test_lora_trains_only_the_adapter_and_count_matches_the_formula(tiny_model):
     expected = finetune.lora_parameter_count(tiny_model, 4, ("q_proj", "v_proj"))
     # q_proj 32->32 and v_proj 32->16 (2 kv heads of 8) in each of 2 layers: 4*(64+48)*2
     assert expected == 4 * (32 + 32 + 32 + 16) * 2
-    model = finetune.make_trainable(tiny_model, MethodSpec("lora", rank=4, targets=("q_proj", "v_proj")))
+    model = finetune.make_trainable(tiny_model, MethodConfig("lora", rank=4, targets=("q_proj", "v_proj")))
     count, pct = finetune.trainable_share(model)
     assert count == expected and 0 < pct < 100
 
@@ -51,19 +51,19 @@ def test_ia3_is_smaller_than_lora(tiny_model, tiny_tokenizer):
     from transformers import LlamaForCausalLM
 
     other = LlamaForCausalLM(tiny_model.config)
-    ia3, _ = finetune.trainable_share(finetune.make_trainable(tiny_model, MethodSpec("ia3")))
-    lora, _ = finetune.trainable_share(finetune.make_trainable(other, MethodSpec("lora", rank=4)))
+    ia3, _ = finetune.trainable_share(finetune.make_trainable(tiny_model, MethodConfig("ia3")))
+    lora, _ = finetune.trainable_share(finetune.make_trainable(other, MethodConfig("lora", rank=4)))
     assert 0 < ia3 < lora
 
 
 def test_full_fine_tuning_trains_everything(tiny_model):
     tiny_model.requires_grad_(False)
-    _, pct = finetune.trainable_share(finetune.make_trainable(tiny_model, MethodSpec("full")))
+    _, pct = finetune.trainable_share(finetune.make_trainable(tiny_model, MethodConfig("full")))
     assert pct == 100.0
 
 
 def _trained_lora(model, seed):
-    peft_model = finetune.make_trainable(model, MethodSpec("lora", rank=4))
+    peft_model = finetune.make_trainable(model, MethodConfig("lora", rank=4))
     torch.manual_seed(seed)
     with torch.no_grad():  # lora_B starts at zero: give it weights so the adapter changes outputs
         for name, p in peft_model.named_parameters():
@@ -217,7 +217,7 @@ def test_malformed_grids_name_the_fix(tmp_path, text, match):
 def test_olive_command_carries_the_run_settings():
     cmd = finetune.olive_finetune_command(
         "HuggingFaceTB/SmolLM2-135M-Instruct",
-        MethodSpec("lora", rank=16, alpha=32),
+        MethodConfig("lora", rank=16, alpha=32),
         training.TrainConfig(lr=5e-4, max_steps=60, batch_size=4),
         "tickets.jsonl",
         "out/lora",
@@ -233,7 +233,7 @@ def test_olive_command_carries_the_run_settings():
     ):
         assert part in cmd
     with pytest.raises(ValueError, match="lora and qlora"):
-        finetune.olive_finetune_command("m", MethodSpec("ia3"), training.TrainConfig(), "d", "o")
+        finetune.olive_finetune_command("m", MethodConfig("ia3"), training.TrainConfig(), "d", "o")
 
 
 def test_qlora_runs_here_and_a_missing_bitsandbytes_names_the_fix(monkeypatch):
@@ -243,9 +243,9 @@ def test_qlora_runs_here_and_a_missing_bitsandbytes_names_the_fix(monkeypatch):
 
 
 def test_tuned_recipe_key_changes_with_the_recipe():
-    a = finetune.TunedRecipe()
-    b = finetune.TunedRecipe(config=training.TrainConfig(lr=1e-3, max_steps=41, batch_size=8, eval_every=10))
-    assert a.key("m") == finetune.TunedRecipe().key("m") != b.key("m") and a.key("m") != a.key("other")
+    a = finetune.TunedConfig()
+    b = finetune.TunedConfig(config=training.TrainConfig(lr=1e-3, max_steps=41, batch_size=8, eval_every=10))
+    assert a.key("m") == finetune.TunedConfig().key("m") != b.key("m") and a.key("m") != a.key("other")
 
 
 def test_fake_quantized_base_has_few_distinct_values_per_group(tiny_model):
@@ -270,11 +270,11 @@ def test_run_method_trains_saves_and_scores(tiny_model, tiny_tokenizer, tmp_path
     split = {"train": examples, "validation": examples[:1], "test": [row, row]}
     config = training.TrainConfig(lr=1e-2, max_steps=2, batch_size=2)
     model, run = finetune.run_method(
-        "lora", tiny_model, tiny_tokenizer, MethodSpec("lora", rank=2), config, split, 4, tmp_path
+        "lora", tiny_model, tiny_tokenizer, MethodConfig("lora", rank=2), config, split, 4, tmp_path
     )
     row_out = run.row()
     assert row_out["method"] == "lora" and 0 < row_out["trainable_pct"] < 100 and row_out["s_per_step"] > 0
-    assert row_out["artifact_mb"] == pytest.approx(finetune.folder_mib(tmp_path / "lora"))
+    assert row_out["artifact_mib"] == pytest.approx(finetune.folder_mib(tmp_path / "lora"))
     assert len(run.answers) == 2 and 0 <= row_out["score"] <= 100 and len(run.training.history) == 2
-    assert row_out["peak_mb"] == pytest.approx(sum(run.memory_mb.values())) and hasattr(model, "peft_config")
-    assert row_out["optimizer_mb"] == pytest.approx(2 * row_out["gradients_mb"]) and row_out["activations_mb"] > 0
+    assert row_out["peak_mib"] == pytest.approx(sum(run.memory_mib.values())) and hasattr(model, "peft_config")
+    assert row_out["optimizer_mib"] == pytest.approx(2 * row_out["gradients_mib"]) and row_out["activations_mib"] > 0

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from slmops_helpers import finetune, models, training
-from slmops_helpers.finetune import MethodSpec
+from slmops_helpers.finetune import MethodConfig
 
 pytestmark = [
     pytest.mark.gpu,
@@ -43,10 +43,10 @@ def test_qlora_uses_bitsandbytes_cuda_kernels_and_trains():
     model, tokenizer = finetune.load_4bit(device="cuda")
     four_bit = [m for m in model.modules() if type(m).__name__ == "Linear4bit"]
     assert four_bit and all(m.weight.device.type == "cuda" for m in four_bit)
-    peft_model = finetune.make_trainable(model, MethodSpec("qlora", rank=8, alpha=16))
+    peft_model = finetune.make_trainable(model, MethodConfig("qlora", rank=8, alpha=16))
     trainable, share = finetune.trainable_share(peft_model)
     assert 0 < share < 1.0 and trainable == finetune.lora_parameter_count(
-        models.load_model(device="cpu", dtype=torch.float32)[0], 8, MethodSpec("qlora").targets
+        models.load_model(device="cpu", dtype=torch.float32)[0], 8, MethodConfig("qlora").targets
     )
     row = {"message": "E-104 on my hub", "category": "connectivity", "error_code": "E-104", "reply": "Restart it."}
     examples = [training.encode_example(tokenizer, row, max_length=256) for _ in range(4)]

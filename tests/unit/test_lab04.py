@@ -42,15 +42,17 @@ def assert_no_leak(message: str, *expected: float) -> None:
 
 
 def test_sizes_right_answer_passes():
-    assert result(ExpectedSizes, {"expected_mb": RIGHT_SIZES, "int4_block_mb": RIGHT_BLOCK}).outcome is Outcome.CORRECT
+    assert (
+        result(ExpectedSizes, {"expected_mib": RIGHT_SIZES, "int4_block_mib": RIGHT_BLOCK}).outcome is Outcome.CORRECT
+    )
 
 
 @pytest.mark.parametrize(
     "namespace",
     [
-        {"expected_mb": ____, "int4_block_mb": ____},
-        {"expected_mb": dict.fromkeys(BITS, ____), "int4_block_mb": ____},
-        {"expected_mb": {**RIGHT_SIZES, "int4": ____}, "int4_block_mb": RIGHT_BLOCK},
+        {"expected_mib": ____, "int4_block_mib": ____},
+        {"expected_mib": dict.fromkeys(BITS, ____), "int4_block_mib": ____},
+        {"expected_mib": {**RIGHT_SIZES, "int4": ____}, "int4_block_mib": RIGHT_BLOCK},
         {},  # the cell was never run
     ],
 )
@@ -59,7 +61,7 @@ def test_sizes_blank_is_not_attempted(namespace):
 
 
 def test_sizes_second_part_blank_says_the_first_is_right():
-    verdict = result(ExpectedSizes, {"expected_mb": RIGHT_SIZES, "int4_block_mb": ____})
+    verdict = result(ExpectedSizes, {"expected_mib": RIGHT_SIZES, "int4_block_mib": ____})
     assert verdict.outcome is Outcome.NOT_ATTEMPTED and "first part is right" in verdict.message
 
 
@@ -68,16 +70,16 @@ def test_sizes_second_part_blank_says_the_first_is_right():
     [
         ({p: v * 1e6 / 2**20 for p, v in RIGHT_SIZES.items()}, RIGHT_BLOCK, "MiB"),
         ({p: v * 8 for p, v in RIGHT_SIZES.items()}, RIGHT_BLOCK, "too high"),  # bits, not bytes
-        ({**RIGHT_SIZES, "int4": RIGHT_SIZES["int8"]}, RIGHT_BLOCK, "expected_mb['int4']"),
+        ({**RIGHT_SIZES, "int4": RIGHT_SIZES["int8"]}, RIGHT_BLOCK, "expected_mib['int4']"),
         ({k: v for k, v in RIGHT_SIZES.items() if k != "fp16"}, RIGHT_BLOCK, "missing ['fp16']"),
         ([540, 270, 135, 67], RIGHT_BLOCK, "dict"),
         ({**RIGHT_SIZES, "fp32": torch.tensor(RIGHT_SIZES["fp32"])}, RIGHT_BLOCK, ".item()"),
         (RIGHT_SIZES, RIGHT_SIZES["int4"], "plain int4"),
-        (RIGHT_SIZES, N_PARAMS * (4 + 32 / 8) / 8 / 1e6, "int4_block_mb"),  # scale counted per 8
+        (RIGHT_SIZES, N_PARAMS * (4 + 32 / 8) / 8 / 1e6, "int4_block_mib"),  # scale counted per 8
     ],
 )
 def test_sizes_mistakes_are_named(sizes, block, says):
-    verdict = result(ExpectedSizes, {"expected_mb": sizes, "int4_block_mb": block})
+    verdict = result(ExpectedSizes, {"expected_mib": sizes, "int4_block_mib": block})
     assert verdict.outcome is Outcome.INCORRECT
     assert says in verdict.message
     assert_no_leak(verdict.message, *RIGHT_SIZES.values(), RIGHT_BLOCK)
@@ -277,7 +279,7 @@ def test_breakdown_right_answer_passes_and_is_near_the_measured_size():
     [
         (((N_PARAMS - EMBEDDING_PARAMS) * 5 + EMBEDDING_PARAMS * 8) / 8 / 1e6, "scale"),
         ((N_PARAMS * 5 + EMBEDDING_PARAMS * 9) / 8 / 1e6, "counted twice"),
-        (N_PARAMS * 5 / 8 / 1e6, "int4_mixed_mb"),
+        (N_PARAMS * 5 / 8 / 1e6, "int4_mixed_mib"),
         ("98 MB", "number"),
     ],
 )

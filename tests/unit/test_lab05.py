@@ -11,20 +11,20 @@ import torch
 from slmops_helpers.gate import evaluate_gate
 from slmops_helpers.labs import Outcome, Question, ____
 from slmops_helpers.labs.lab05 import (
-    BASELINE,
     CANDIDATES,
     EXERCISES,
-    FeedbackByProfile,
+    PRODUCTION,
+    FeedbackByClass,
     ReadRollout,
     WritePolicy,
     lab_rollout,
 )
 
 POLICY = {
-    "task_score": {"max_drop": 2},
+    "score": {"max_drop": 2},
     "ms_per_token_p50": {"max_increase_pct": 10},
-    "size_mb": {"max": 110},
-    "peak_mb": {"max_increase_pct": 15},
+    "size_mib": {"max": 110},
+    "peak_mib": {"max_increase_pct": 15},
 }
 
 
@@ -48,7 +48,7 @@ def test_exercises_are_bound_in_order():
 
 def test_the_candidates_make_the_question_answerable():
     # independent of the check: the solution's policy ships A only
-    verdicts = {name: evaluate_gate(m, BASELINE, POLICY).passed for name, m in CANDIDATES.items()}
+    verdicts = {name: evaluate_gate(m, PRODUCTION, POLICY).passed for name, m in CANDIDATES.items()}
     assert verdicts == {"A": True, "B": False, "C": False}
 
 
@@ -56,15 +56,15 @@ def test_the_candidates_make_the_question_answerable():
     "policy",
     [
         POLICY,
-        {"task_score": {"max_drop": 3}, "ms_per_token_p50": {"max_increase_pct": 20}},  # another right answer
-        {"task_score": {"min": 40}, "ms_per_token_p50": {"max": 12}},  # absolute bounds work too
+        {"score": {"max_drop": 3}, "ms_per_token_p50": {"max_increase_pct": 20}},  # another right answer
+        {"score": {"min": 40}, "ms_per_token_p50": {"max": 12}},  # absolute bounds work too
     ],
 )
 def test_policy_right_answers_pass(policy):
     assert result(WritePolicy, policy).outcome is Outcome.CORRECT
 
 
-@pytest.mark.parametrize("policy", [____, {"task_score": {"max_drop": ____}}, {"task_score": ____}])
+@pytest.mark.parametrize("policy", [____, {"score": {"max_drop": ____}}, {"score": ____}])
 def test_policy_blank_is_not_attempted(policy):
     assert result(WritePolicy, policy).outcome is Outcome.NOT_ATTEMPTED
 
@@ -76,16 +76,16 @@ def test_policy_never_defined_is_not_attempted():
 @pytest.mark.parametrize(
     "policy, says",
     [
-        ({"task_score": {"max_drop": 0.5}, "ms_per_token_p50": {"max_increase_pct": 10}}, "refuses candidate A"),
-        ({"task_score": {"max_drop": 2}, "ms_per_token_p50": {"max_increase_pct": 3}}, "refuses candidate A"),
+        ({"score": {"max_drop": 0.5}, "ms_per_token_p50": {"max_increase_pct": 10}}, "refuses candidate A"),
+        ({"score": {"max_drop": 2}, "ms_per_token_p50": {"max_increase_pct": 3}}, "refuses candidate A"),
         ({"ms_per_token_p50": {"max_increase_pct": 10}}, "ships candidate B"),
-        ({"task_score": {"max_drop": 2}}, "ships candidate C"),
-        ({"size_mb": {"max": 110}}, "ships candidate B"),
+        ({"score": {"max_drop": 2}}, "ships candidate C"),
+        ({"size_mib": {"max": 110}}, "ships candidate B"),
         ({"accuracy": {"max_drop": 2}}, "cannot use"),  # a metric the candidates do not record
-        ({"task_score": {"max_dorp": 2}}, "max_drop"),  # a typo: the gate suggests the right name
-        ({"task_score": 2}, "must map checks to limits"),
+        ({"score": {"max_dorp": 2}}, "max_drop"),  # a typo: the gate suggests the right name
+        ({"score": 2}, "must map checks to limits"),
         ({}, "cannot use"),
-        ([("task_score", 2)], "dict"),
+        ([("score", 2)], "dict"),
     ],
 )
 def test_policy_mistakes_are_named(policy, says):
@@ -158,33 +158,33 @@ def test_rollout_counting_only_the_halted_stage_is_named(report):
 
 
 def counts(report):
-    return dict(Counter(r["profile"] for r in report.feedback))
+    return dict(Counter(r["device_class"] for r in report.feedback))
 
 
 def test_feedback_right_answer_passes(report):
-    assert result(FeedbackByProfile, counts(report)).outcome is Outcome.CORRECT
+    assert result(FeedbackByClass, counts(report)).outcome is Outcome.CORRECT
     with_zero = {**counts(report), "laptop": counts(report).get("laptop", 0)}
-    assert result(FeedbackByProfile, with_zero).outcome is Outcome.CORRECT
+    assert result(FeedbackByClass, with_zero).outcome is Outcome.CORRECT
 
 
 @pytest.mark.parametrize("value", [____, {"home hub": ____}])
 def test_feedback_blank_is_not_attempted(value):
-    assert result(FeedbackByProfile, value).outcome is Outcome.NOT_ATTEMPTED
+    assert result(FeedbackByClass, value).outcome is Outcome.NOT_ATTEMPTED
 
 
 def test_feedback_mistakes_are_named(report):
     by_kind = dict(Counter(r["kind"] for r in report.feedback))
-    verdict = result(FeedbackByProfile, by_kind)
+    verdict = result(FeedbackByClass, by_kind)
     assert verdict.outcome is Outcome.INCORRECT and "kinds of flag" in verdict.message
     right_counts = counts(report)
     first, second = sorted(right_counts)[:2]
     swapped = {**right_counts, first: right_counts[first] + 1, second: right_counts[second] - 1}
-    verdict = result(FeedbackByProfile, swapped)
-    assert verdict.outcome is Outcome.INCORRECT and "some profiles" in verdict.message
-    verdict = result(FeedbackByProfile, {**right_counts, first: right_counts[first] + 3})
+    verdict = result(FeedbackByClass, swapped)
+    assert verdict.outcome is Outcome.INCORRECT and "some classes" in verdict.message
+    verdict = result(FeedbackByClass, {**right_counts, first: right_counts[first] + 3})
     assert verdict.outcome is Outcome.INCORRECT and "add up to" in verdict.message
     assert str(len(report.feedback)) not in verdict.message.split("add up to")[1].split(",", 1)[1]
-    verdict = result(FeedbackByProfile, {**right_counts, "phone": 1})
-    assert verdict.outcome is Outcome.INCORRECT and "not device profiles" in verdict.message
-    verdict = result(FeedbackByProfile, list(right_counts.items()))
+    verdict = result(FeedbackByClass, {**right_counts, "phone": 1})
+    assert verdict.outcome is Outcome.INCORRECT and "not device classes" in verdict.message
+    verdict = result(FeedbackByClass, list(right_counts.items()))
     assert verdict.outcome is Outcome.INCORRECT and "dict" in verdict.message

@@ -30,9 +30,9 @@ SECRET = 7345.91  # distinctive: must never appear in anything a learner sees
 
 
 class Fp16Memory(Exercise):
-    name, title, tier, var = "q1", "fp16 weight memory", "core", "fp16_mb"
+    name, title, tier, var = "q1", "fp16 weight memory", "core", "fp16_mib"
     hint_text = "Each fp16 weight takes two bytes."
-    solution_text = "fp16_mb = n_params * 2 / 2**20"
+    solution_text = "fp16_mib = n_params * 2 / 2**20"
 
     def check_value(self, value):
         return is_number(value, name=self.var) or close(value, SECRET, name=self.var)
@@ -139,36 +139,36 @@ def test_placeholder_error_is_a_type_error():
 def test_missing_variable_is_not_attempted():
     result = _question(Fp16Memory).result()
     assert result.outcome is Outcome.NOT_ATTEMPTED
-    assert "`fp16_mb` is not defined yet" in result.message
+    assert "`fp16_mib` is not defined yet" in result.message
 
 
 def test_placeholder_value_is_not_attempted():
-    result = _question(Fp16Memory, fp16_mb=____).result()
+    result = _question(Fp16Memory, fp16_mib=____).result()
     assert result.outcome is Outcome.NOT_ATTEMPTED
-    assert result.message == ("replace ____ in the cell that defines `fp16_mb`, then run q1.check() again")
+    assert result.message == ("replace ____ in the cell that defines `fp16_mib`, then run q1.check() again")
 
 
 def test_wrong_value_is_incorrect_and_says_how_far_off():
-    result = _question(Fp16Memory, fp16_mb=SECRET * 1.05).result()
+    result = _question(Fp16Memory, fp16_mib=SECRET * 1.05).result()
     assert result.outcome is Outcome.INCORRECT
-    assert "`fp16_mb` is off by 5%" in result.message and "too high" in result.message
+    assert "`fp16_mib` is off by 5%" in result.message and "too high" in result.message
 
 
 def test_wrong_type_is_incorrect_with_a_type_message():
-    result = _question(Fp16Memory, fp16_mb="7345").result()
-    assert result == incorrect("`fp16_mb` should be a number, got str")
+    result = _question(Fp16Memory, fp16_mib="7345").result()
+    assert result == incorrect("`fp16_mib` should be a number, got str")
 
 
 def test_right_value_is_correct_within_tolerance():
-    assert _question(Fp16Memory, fp16_mb=SECRET * (1 + 1e-6)).result().outcome is Outcome.CORRECT
-    assert _question(Fp16Memory, fp16_mb=np.float32(SECRET)).result().outcome is Outcome.CORRECT
+    assert _question(Fp16Memory, fp16_mib=SECRET * (1 + 1e-6)).result().outcome is Outcome.CORRECT
+    assert _question(Fp16Memory, fp16_mib=np.float32(SECRET)).result().outcome is Outcome.CORRECT
 
 
 def test_check_reads_the_namespace_at_call_time():
-    namespace: dict = {"fp16_mb": ____}
+    namespace: dict = {"fp16_mib": ____}
     question = Question(Fp16Memory(), namespace)
     assert question.result().outcome is Outcome.NOT_ATTEMPTED
-    namespace["fp16_mb"] = SECRET
+    namespace["fp16_mib"] = SECRET
     assert question.result().outcome is Outcome.CORRECT
 
 
@@ -187,16 +187,16 @@ class TotalMemory(Exercise):
     name, title, var = "q4", "two variables at once", None  # receives the whole namespace
 
     def check_value(self, namespace):
-        return close(namespace["weights_mb"] + namespace["cache_mb"], 300.0, name="the total")
+        return close(namespace["weights_mib"] + namespace["cache_mib"], 300.0, name="the total")
 
 
 def test_a_namespace_exercise_is_not_attempted_while_any_input_is_blank():
-    result = _question(TotalMemory, weights_mb=____, cache_mb=50.0).result()
+    result = _question(TotalMemory, weights_mib=____, cache_mib=50.0).result()
     assert result.outcome is Outcome.NOT_ATTEMPTED
     assert "replace ____ in this question's cells" in result.message
-    assert _question(TotalMemory, weights_mb=250.0, cache_mb=50.0).result().outcome is Outcome.CORRECT
-    crashed = _question(TotalMemory, weights_mb=250.0).result()
-    assert crashed == incorrect("checking `q4` raised KeyError: 'cache_mb' — is it the right kind of value?")
+    assert _question(TotalMemory, weights_mib=250.0, cache_mib=50.0).result().outcome is Outcome.CORRECT
+    crashed = _question(TotalMemory, weights_mib=250.0).result()
+    assert crashed == incorrect("checking `q4` raised KeyError: 'cache_mib' — is it the right kind of value?")
 
 
 # --- function exercises ---------------------------------------------------------
@@ -240,14 +240,14 @@ def test_function_that_raises_is_incorrect_with_type_and_message(capsys):
 
 
 def test_check_prints_one_line_per_outcome(capsys):
-    _question(Fp16Memory, fp16_mb=SECRET).check()
-    _question(Fp16Memory, fp16_mb=1.0).check()
-    _question(Fp16Memory, fp16_mb=____).check()
+    _question(Fp16Memory, fp16_mib=SECRET).check()
+    _question(Fp16Memory, fp16_mib=1.0).check()
+    _question(Fp16Memory, fp16_mib=____).check()
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "✅ q1 (core): correct — well done."
-    assert lines[1].startswith("❌ q1: incorrect — `fp16_mb` is off by")
+    assert lines[1].startswith("❌ q1: incorrect — `fp16_mib` is off by")
     assert lines[2] == (
-        "⏳ q1: not attempted — replace ____ in the cell that defines `fp16_mb`, then run q1.check() again"
+        "⏳ q1: not attempted — replace ____ in the cell that defines `fp16_mib`, then run q1.check() again"
     )
 
 
@@ -270,7 +270,7 @@ def test_check_prints_one_line_per_outcome(capsys):
     ],
 )
 def test_nothing_printed_reveals_the_expected_value(capsys, answer):
-    question = _question(Fp16Memory, fp16_mb=answer)
+    question = _question(Fp16Memory, fp16_mib=answer)
     question.check()
     question.hint()
     progress([question])
@@ -286,7 +286,7 @@ def test_hint_and_solution_print_their_text(capsys):
     question.solution()
     out = capsys.readouterr().out
     assert "💡 q1 hint: Each fp16 weight takes two bytes." in out
-    assert "🔑 q1 solution:\nfp16_mb = n_params * 2 / 2**20" in out
+    assert "🔑 q1 solution:\nfp16_mib = n_params * 2 / 2**20" in out
 
 
 def test_repr_tells_learners_what_to_call():
@@ -294,12 +294,12 @@ def test_repr_tells_learners_what_to_call():
 
 
 def test_assert_helpers_for_instructor_cells():
-    _question(Fp16Memory, fp16_mb=SECRET).assert_correct()
-    _question(Fp16Memory, fp16_mb=____).assert_not_attempted()
+    _question(Fp16Memory, fp16_mib=SECRET).assert_correct()
+    _question(Fp16Memory, fp16_mib=____).assert_not_attempted()
     with pytest.raises(AssertionError, match="q1: expected correct, got incorrect"):
-        _question(Fp16Memory, fp16_mb=1.0).assert_correct()
+        _question(Fp16Memory, fp16_mib=1.0).assert_correct()
     with pytest.raises(AssertionError, match="expected not attempted, got correct"):
-        _question(Fp16Memory, fp16_mb=SECRET).assert_not_attempted()
+        _question(Fp16Memory, fp16_mib=SECRET).assert_not_attempted()
 
 
 # --- comparison helpers -----------------------------------------------------------
@@ -313,9 +313,9 @@ def test_close_accepts_numbers_within_tolerance_and_rejects_others():
 
 
 def test_close_reports_a_factor_for_unit_mistakes():
-    result = close(2.0**30, 1024.0, name="size_mb")
+    result = close(2.0**30, 1024.0, name="size_mib")
     assert result is not None and "more than a factor of 1,000,000" in result.message
-    result = close(1.0, SECRET, name="size_mb")  # the exact factor would be SECRET itself
+    result = close(1.0, SECRET, name="size_mib")  # the exact factor would be SECRET itself
     assert result is not None and "more than a factor of 1,000 " in result.message
 
 
@@ -383,15 +383,15 @@ def test_type_checks():
 
 
 def test_bind_exercises_injects_only_the_named_questions():
-    namespace: dict = {"fp16_mb": SECRET}
+    namespace: dict = {"fp16_mib": SECRET}
     bind_exercises(namespace, [Fp16Memory, Double])
-    assert set(namespace) == {"fp16_mb", "q1", "q2"}
+    assert set(namespace) == {"fp16_mib", "q1", "q2"}
     assert isinstance(namespace["q1"], Question) and namespace["q2"].tier == "warm-up"
     assert namespace["q1"].result().outcome is Outcome.CORRECT
 
 
 def test_bound_namespaces_are_independent():
-    first: dict = {"fp16_mb": SECRET}
+    first: dict = {"fp16_mib": SECRET}
     second: dict = {}
     bind_exercises(first, [Fp16Memory])
     bind_exercises(second, [Fp16Memory])
@@ -415,7 +415,7 @@ def test_bind_exercises_rejects_bad_definitions_and_binds_nothing():
 
 
 def test_progress_prints_a_table_and_returns_counts(capsys):
-    namespace: dict = {"fp16_mb": SECRET, "double": wrong_double}
+    namespace: dict = {"fp16_mib": SECRET, "double": wrong_double}
     bind_exercises(namespace, [Fp16Memory, Double, Shape])
     namespace["alias"] = namespace["q1"]  # an alias must not count twice
     counts = progress(namespace)

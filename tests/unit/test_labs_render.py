@@ -16,10 +16,10 @@ from slmops_helpers.labs.render import is_up_to_date, render_all, render_lab, sp
 
 VALUE_CELL = """n_params = 135_000_000
 ### BEGIN SOLUTION
-fp16_mb = n_params * 2 / 2**20
-#> fp16_mb = ____  # bytes per weight × weights, in MiB
+fp16_mib = n_params * 2 / 2**20
+#> fp16_mib = ____  # bytes per weight × weights, in MiB
 ### END SOLUTION
-print(fp16_mb)"""
+print(fp16_mib)"""
 
 FUNCTION_CELL = """def softmax(x):
     \"\"\"Turn scores into probabilities.\"\"\"
@@ -62,8 +62,10 @@ def _render(tmp_path: Path) -> tuple[nbformat.NotebookNode, nbformat.NotebookNod
 
 def test_split_source_of_a_value_block():
     solution, exercise = split_source(VALUE_CELL)
-    assert solution == "n_params = 135_000_000\nfp16_mb = n_params * 2 / 2**20\nprint(fp16_mb)"
-    assert exercise == ("n_params = 135_000_000\nfp16_mb = ____  # bytes per weight × weights, in MiB\nprint(fp16_mb)")
+    assert solution == "n_params = 135_000_000\nfp16_mib = n_params * 2 / 2**20\nprint(fp16_mib)"
+    assert exercise == (
+        "n_params = 135_000_000\nfp16_mib = ____  # bytes per weight × weights, in MiB\nprint(fp16_mib)"
+    )
 
 
 def test_starter_lines_keep_the_indentation_of_their_marker():

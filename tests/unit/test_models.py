@@ -55,8 +55,8 @@ def test_tensor_bytes_measures_real_storage(tiny_model):
 
 
 def test_memory_readings_are_positive():
-    assert models.rss_mb() > 10
-    assert models.peak_rss_mb() >= models.rss_mb() * 0.5
+    assert models.rss_mib() > 10
+    assert models.peak_rss_mib() >= models.rss_mib() * 0.5
 
 
 def _fake_package(tmp_path, monkeypatch, content: bytes) -> GGUFSource:
@@ -145,7 +145,7 @@ def test_peak_memory_sees_a_large_allocation():
 
         time.sleep(0.05)
         del block
-    assert 40 < mem.peak_mb < 200
+    assert 40 < mem.peak_mib < 200
     with models.PeakMemory("cpu") as idle:
         pass
-    assert idle.peak_mb < 40
+    assert idle.peak_mib < 40

@@ -15,13 +15,13 @@ from slmops_helpers.fleet import VARIANTS
 def _row(**overrides):
     row = {
         "variant": "candidate",
-        "mb": 103.2,
+        "size_mib": 103.2,
         "load_s": 0.6,
         "ttft_ms": 300.0,
         "ms_per_token_p50": 10.0,
         "ms_per_token_p95": 12.0,
         "tok_s": 95.0,
-        "peak_mb": 300.0,
+        "peak_mib": 300.0,
         "agreement": 0.8,
         "score": 40.0,
     }
@@ -30,8 +30,8 @@ def _row(**overrides):
 
 def test_gate_metrics_use_the_gate_names():
     metrics = pipeline.gate_metrics(_row())
-    assert metrics["task_score"] == 40.0 and metrics["size_mb"] == 103.2
-    assert metrics["ms_per_token_p50"] == 10.0 and metrics["peak_mb"] == 300.0
+    assert metrics["score"] == 40.0 and metrics["size_mib"] == 103.2
+    assert metrics["ms_per_token_p50"] == 10.0 and metrics["peak_mib"] == 300.0
     assert set(metrics) == set(pipeline.GATE_KEYS)
     row = _row()
     del row["score"]
@@ -47,7 +47,7 @@ def _deploy_metrics():
         "onnx_int8": (222.0, 457.0, 17.0, 6.0),
         "onnx_int4": (103.0, 301.0, 10.0, 21.0),
     }.items():
-        metrics |= {f"{name}_mb": mb, f"{name}_peak_mb": peak, f"{name}_ms_per_token_p50": ms}
+        metrics |= {f"{name}_size_mib": mb, f"{name}_peak_mib": peak, f"{name}_ms_per_token_p50": ms}
         metrics |= {f"{name}_tok_s": 1000 / ms, f"{name}_score": score}
     return metrics
 
@@ -56,8 +56,8 @@ def test_rollout_variants_replace_int4_by_the_approved_package():
     variants = pipeline.rollout_variants(_row(score=44.0, ms_per_token_p50=9.0), _deploy_metrics())
     assert [v.name for v in variants] == ["onnx_fp32", "onnx_int8", "onnx_int4"]  # packages only: no torch
     int4 = variants[-1]
-    assert (int4.score, int4.ms_per_token_p50, int4.size_mb) == (44.0, 9.0, 103.2)
-    assert variants[0].peak_mb == 791.0  # the other variants keep section 4's measurements
+    assert (int4.score, int4.ms_per_token_p50, int4.size_mib) == (44.0, 9.0, 103.2)
+    assert variants[0].peak_mib == 791.0  # the other variants keep section 4's measurements
 
 
 def test_rollout_variants_without_section_4_are_the_approved_package_alone():
@@ -153,12 +153,12 @@ def test_cached_teacher_outputs_reads_what_generate_wrote_and_never_generates(ti
 
 def test_fine_tune_and_merge_returns_a_plain_model_with_parity(tiny_model, tiny_tokenizer, tmp_path):
     from slmops_helpers import training
-    from slmops_helpers.finetune import MethodSpec
+    from slmops_helpers.finetune import MethodConfig
 
     model = tiny_model
     rows = list(data.load_splits()["train"])[:4]
     examples = [training.encode_example(tiny_tokenizer, r, max_length=256) for r in rows]
-    spec = MethodSpec("lora", rank=2, alpha=4, targets=("q_proj", "v_proj"))
+    spec = MethodConfig("lora", rank=2, alpha=4, targets=("q_proj", "v_proj"))
     config = training.TrainConfig(lr=1e-2, max_steps=2, batch_size=2, eval_every=2)
     merged, run, parity = pipeline.fine_tune_and_merge(
         model, tiny_tokenizer, spec, config, examples, examples, rows[:2]
@@ -172,16 +172,16 @@ def test_fine_tune_and_merge_returns_a_plain_model_with_parity(tiny_model, tiny_
 
 def test_measure_packages_best_of_interleaved_rounds(tiny_package, tmp_path):
     other = pipeline.copy_package(tiny_package, tmp_path / "other")
-    from slmops_helpers.deploy.bench import BenchSettings
+    from slmops_helpers.deploy.bench import BenchConfig
 
     rows = list(data.load_splits()["test"])[:2]
-    settings = BenchSettings(["the hub is offline", "billing help"], 6, "the hub is offline", 4, 2)
+    settings = BenchConfig(["the hub is offline", "billing help"], 6, "the hub is offline", 4, 2)
     table = pipeline.measure_packages({"a": tiny_package, "b": other}, settings, rows, speed_rounds=2)
     assert [r["variant"] for r in table] == ["a", "b"]
     assert table[0]["agreement"] == 1.0 and table[1]["agreement"] == 1.0  # same weights, same greedy tokens
     for row in table:
         assert row["ms_per_token_p95"] >= row["ms_per_token_p50"] > 0 and row["tok_s"] > 0
-        assert 0 <= pipeline.gate_metrics(row)["task_score"] <= 100
+        assert 0 <= pipeline.gate_metrics(row)["score"] <= 100
     speed = pipeline.interleaved_speed({"a": tiny_package, "b": other}, "the hub is offline", 4, rounds=2)
     assert set(speed) == {"a", "b"} and all(s["ms_per_token_p50"] > 0 and s["tok_s"] > 0 for s in speed.values())
     with pytest.raises(ValueError, match="rounds"):

@@ -65,7 +65,13 @@ def test_headless_widgets_render_a_static_view(capsys, monkeypatch):
 
 def test_fine_tuning_plots_show_every_method_and_run():
     rows = [
-        {"method": m, "score": s, "trainable_pct": p, "artifact_mb": a, **{f"{k}_mb": 10.0 for k in plots.MEMORY_PARTS}}
+        {
+            "method": m,
+            "score": s,
+            "trainable_pct": p,
+            "artifact_mib": a,
+            **{f"{k}_mib": 10.0 for k in plots.MEMORY_PARTS},
+        }
         for m, s, p, a in (("full", 40, 100, 513), ("lora", 35, 0.68, 3.5), ("ia3", 20, 0.04, 0.2))
     ]
     fig = plots.plot_methods(rows, base_score=16)
@@ -80,8 +86,8 @@ def test_fine_tuning_plots_show_every_method_and_run():
     assert list(fig.axes[1].lines[0].get_ydata()) == [31.0]
     fig = plots.plot_memory_tips(
         [
-            {"label": "batch 1", "activation_mb": 10, "s_per_step": 1},
-            {"label": "batch 4", "activation_mb": 40, "s_per_step": 2},
+            {"label": "batch 1", "activation_mib": 10, "s_per_step": 1},
+            {"label": "batch 4", "activation_mib": 40, "s_per_step": 2},
         ]
     )
     assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["batch 1", "batch 4"]

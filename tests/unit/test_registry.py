@@ -23,11 +23,11 @@ def _register(reg, name="support-assistant", **kwargs):
 
 def test_register_versions_and_lineage(tmp_path, package):
     reg = Registry(tmp_path / "reg")
-    first = _register(reg, files=[package], metrics={"task_score": 61.5, "size_mb": 86.0}, data_hash=sha256_data([1]))
+    first = _register(reg, files=[package], metrics={"score": 61.5, "size_mib": 86.0}, data_hash=sha256_data([1]))
     second = _register(reg, files=[package / "onnx" / "model.onnx"], parent=first.id, hyperparameters={"r": 8})
     other = _register(reg, name="teacher")
     assert (first.id, second.id, other.id) == ("support-assistant-v1", "support-assistant-v2", "teacher-v1")
-    assert first.stage == "candidate" and first.metrics["task_score"] == 61.5
+    assert first.stage == "candidate" and first.metrics["score"] == 61.5
     assert len(first.files) == 2 and len(second.files) == 1
     model = str((package / "onnx" / "model.onnx").resolve())
     assert first.files[model] == sha256_file(model)
@@ -139,12 +139,12 @@ def test_concurrent_writers_lose_nothing(tmp_path):
 
 def test_cli_registry_commands(tmp_path, package, capsys):
     reg = Registry(tmp_path / "reg")
-    entry = _register(reg, files=[package], metrics={"task_score": 60.0})
+    entry = _register(reg, files=[package], metrics={"score": 60.0})
     root = ["--root", str(tmp_path / "reg")]
     assert cli.main(["registry", "list", *root]) == 0
     assert entry.id in capsys.readouterr().out
     assert cli.main(["registry", "show", entry.id, *root]) == 0
-    assert "task_score" in capsys.readouterr().out
+    assert "score" in capsys.readouterr().out
     assert cli.main(["registry", "promote", entry.id, "--stage", "staging", *root]) == 0
     assert reg.get(entry.id).stage == "staging"
     assert cli.main(["registry", "verify", entry.id, *root]) == 0

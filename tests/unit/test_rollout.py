@@ -8,16 +8,16 @@ matplotlib.use("Agg")
 
 from slmops_helpers import plots  # noqa: E402
 from slmops_helpers.fleet import (  # noqa: E402
-    DeviceProfile,
-    FleetSpec,
+    DeviceClass,
+    FleetConfig,
     Variant,
     build_fleet,
     pick_variants,
     variants_from_metrics,
 )
-from slmops_helpers.rollout import RolloutPlan, Stage, load_fleet_config, simulate_rollout, time_rollout  # noqa: E402
+from slmops_helpers.rollout import RolloutConfig, Stage, load_fleet_config, simulate_rollout, time_rollout  # noqa: E402
 
-# name: (size_mb, peak_mb, ms_per_token_p50, score); hand-made stand-ins for 04_deployment.json
+# name: (size_mib, peak_mib, ms_per_token_p50, score); hand-made stand-ins for 04_deployment.json
 MEASURED = {
     "torch_fp32": (513.0, 1100.0, 66.0, 62.0),
     "onnx_fp32": (540.0, 900.0, 40.0, 62.0),
@@ -29,7 +29,7 @@ MEASURED = {
 def _metrics(measured=MEASURED):
     metrics = {"profile": "smoke", "model": "m"}
     for name, (mb, peak, ms, score) in measured.items():
-        metrics |= {f"{name}_mb": mb, f"{name}_peak_mb": peak, f"{name}_ms_per_token_p50": ms}
+        metrics |= {f"{name}_size_mib": mb, f"{name}_peak_mib": peak, f"{name}_ms_per_token_p50": ms}
         metrics |= {f"{name}_tok_s": 1000 / ms, f"{name}_score": score}
     return metrics
 
@@ -56,8 +56,8 @@ def test_variants_with_missing_or_bad_numbers_are_refused():
     with pytest.raises(ValueError, match=r"variant 'onnx_int8' but lack \['onnx_int8_score'\]"):
         variants_from_metrics(metrics)
     with pytest.raises(ValueError, match="No package variant"):
-        variants_from_metrics({"task_score": 50})
-    with pytest.raises(ValueError, match="peak_mb must be a number > 0"):
+        variants_from_metrics({"score": 50})
+    with pytest.raises(ValueError, match="peak_mib must be a number > 0"):
         variants_from_metrics(_metrics({"onnx_int4": (86.0, -1.0, 10.0, 52.0)}))
     with pytest.raises(ValueError, match=r"score must be in \[0, 100\]"):
         variants_from_metrics(_metrics({"onnx_int4": (86.0, 300.0, 10.0, 152.0)}))
@@ -67,17 +67,20 @@ def test_shipped_fleet_file_builds_thousands_of_devices(config):
     spec, plan = config
     fleet = build_fleet(spec)
     assert len(fleet) == spec.devices >= 1000
-    shares = np.bincount(fleet.profile) / len(fleet)
-    assert shares == pytest.approx([p.share for p in spec.profiles], abs=1e-3)
+    shares = np.bincount(fleet.device_class) / len(fleet)
+    assert shares == pytest.approx([p.share for p in spec.classes], abs=1e-3)
     assert [s.name for s in plan.stages] == ["canary", "wider", "all"]
 
 
 def _fleet_file(**changes):
-    profile = {"name": "hub", "share": 1.0, "ram_mb": 2048, "connectivity": "wifi"}
-    config = {"fleet": {"devices": 10, "profiles": [profile]}, "rollout": {"stages": [{"name": "all", "share": 1.0}]}}
+    device_class = {"name": "hub", "share": 1.0, "ram_mib": 2048, "connectivity": "wifi"}
+    config = {
+        "fleet": {"devices": 10, "classes": [device_class]},
+        "rollout": {"stages": [{"name": "all", "share": 1.0}]},
+    }
     for where, value in changes.items():
         section, key = where.split("__")
-        target = config["fleet"]["profiles"][0] if section == "profile" else config[section]
+        target = config["fleet"]["classes"][0] if section == "device_class" else config[section]
         target[key] = value
     return config
 
@@ -85,12 +88,12 @@ def _fleet_file(**changes):
 @pytest.mark.parametrize(
     "changes, message",
     [
-        ({"profile__ram_mb": -512}, "ram_mb must be a number > 0"),
-        ({"profile__share": 1.5}, r"share must be a share in \[0, 1\]"),
-        ({"profile__share": 0.5}, "shares sum to 0.5"),
-        ({"profile__ram_budget": 0}, r"ram_budget must be in \(0, 1\]"),
-        ({"profile__accelerator": "tpu"}, "unknown accelerator 'tpu'"),
-        ({"profile__ram_gb": 2}, r"unknown field\(s\) \['ram_gb'\]"),
+        ({"device_class__ram_mib": -512}, "ram_mib must be a number > 0"),
+        ({"device_class__share": 1.5}, r"share must be a share in \[0, 1\]"),
+        ({"device_class__share": 0.5}, "shares sum to 0.5"),
+        ({"device_class__ram_budget": 0}, r"ram_budget must be in \(0, 1\]"),
+        ({"device_class__accelerator": "tpu"}, "unknown accelerator 'tpu'"),
+        ({"device_class__ram_gb": 2}, r"unknown field\(s\) \['ram_gb'\]"),
         ({"fleet__devices": 0}, "devices must be a whole number >= 1"),
         ({"fleet__links_mbps": {"wifi": -3}}, "wifi must be a number > 0"),
         ({"rollout__stages": [{"name": "a", "share": 0.5}, {"name": "b", "share": 0.1}]}, "must increase"),
@@ -112,13 +115,13 @@ def test_fleet_file_needs_both_sections(tmp_path):
 
 
 def test_each_device_gets_the_best_variant_that_fits(variants):
-    profiles = (
-        DeviceProfile("tiny", 0.25, ram_mb=512, ram_budget=0.5),  # 256 MB: nothing fits
-        DeviceProfile("small", 0.25, ram_mb=1024, ram_budget=0.5),  # 512 MB: int8 (58) over int4 (52)
-        DeviceProfile("big", 0.25, ram_mb=8192, ram_budget=0.5),  # all fit; fp32s tie at 62, onnx is smaller
-        DeviceProfile("big-slow", 0.25, ram_mb=8192, ram_budget=0.5, cpu_speed=0.25, latency_budget_ms=100),
+    classes = (
+        DeviceClass("tiny", 0.25, ram_mib=512, ram_budget=0.5),  # 256 MB: nothing fits
+        DeviceClass("small", 0.25, ram_mib=1024, ram_budget=0.5),  # 512 MB: int8 (58) over int4 (52)
+        DeviceClass("big", 0.25, ram_mib=8192, ram_budget=0.5),  # all fit; fp32s tie at 62, onnx is smaller
+        DeviceClass("big-slow", 0.25, ram_mib=8192, ram_budget=0.5, cpu_speed=0.25, latency_budget_ms=100),
     )
-    fleet = build_fleet(FleetSpec(devices=4, profiles=profiles, speed_jitter=0.0))
+    fleet = build_fleet(FleetConfig(devices=4, classes=classes, speed_jitter=0.0))
     names = [v.name for v in variants] + ["none"]
     assert [names[i] for i in pick_variants(fleet, variants)] == ["none", "onnx_int8", "torch_fp32", "onnx_int8"]
     # big-slow: at 1/4 speed torch (264 ms) and onnx_fp32 (160 ms) miss 100 ms; int8 (80 ms) makes it
@@ -179,8 +182,8 @@ def test_plot_rollout(config, variants):
 
 
 def test_stages_built_in_code_and_a_canary_of_at_least_one_device(variants):
-    spec = FleetSpec(devices=50, profiles=(DeviceProfile("pc", 1.0, ram_mb=8192),))
-    plan = RolloutPlan(stages=(Stage("canary", 0.01, hours=2), Stage("all", 1.0, hours=4)), max_feedback=0)
+    spec = FleetConfig(devices=50, classes=(DeviceClass("pc", 1.0, ram_mib=8192),))
+    plan = RolloutConfig(stages=(Stage("canary", 0.01, hours=2), Stage("all", 1.0, hours=4)), max_feedback=0)
     result = simulate_rollout(build_fleet(spec), variants, plan)
     assert [s.offered for s in result.stages] == [1, 49]
     assert result.stages[-1].on_new == 50 and result.feedback == []

@@ -96,7 +96,7 @@ def course(tmp_path):
         path.parent.mkdir(parents=True, exist_ok=True)
         nbformat.write(nb, path)
     (artifacts / "metrics").mkdir(parents=True)
-    metrics = {"base_task_score": 16.11, "profile": "smoke", "model": "m", "device": "cpu", "notebook_s": 45.2}
+    metrics = {"base_score": 16.11, "profile": "smoke", "model": "m", "device": "cpu", "notebook_s": 45.2}
     (artifacts / "metrics" / "01_alpha.json").write_text(json.dumps(metrics))
     return root, artifacts
 
@@ -130,7 +130,7 @@ def test_headline_metrics_in_fixed_order_with_units_and_run_time():
         ("run time (s)", "45"),
     ]
     # a section without a headline list shows its task scores
-    assert site.headline_metrics("09_new", {"a_task_score": 50.0, "b": 2}) == [("a task score", "50.0")]
+    assert site.headline_metrics("09_new", {"a_score": 50.0, "b": 2}) == [("a score", "50.0")]
     assert site.format_metric("n/a", "{:.1f}") == "n/a"
 
 

@@ -212,9 +212,9 @@ def test_diverging_loss_names_the_fix(tiny_model, tiny_tokenizer, row):
 def test_activation_memory_grows_with_batch_and_shrinks_with_checkpointing(tiny_model, tiny_tokenizer, row):
     pad = tiny_tokenizer.pad_token_id
     before = [p.clone() for p in tiny_model.parameters()]
-    one = training.activation_mb(tiny_model, _examples(tiny_tokenizer, row, 1), pad)
-    four = training.activation_mb(tiny_model, _examples(tiny_tokenizer, row, 4), pad)
-    ckpt = training.activation_mb(tiny_model, _examples(tiny_tokenizer, row, 4), pad, gradient_checkpointing=True)
+    one = training.activation_mib(tiny_model, _examples(tiny_tokenizer, row, 1), pad)
+    four = training.activation_mib(tiny_model, _examples(tiny_tokenizer, row, 4), pad)
+    ckpt = training.activation_mib(tiny_model, _examples(tiny_tokenizer, row, 4), pad, gradient_checkpointing=True)
     assert 3 * one < four  # activations scale with the batch
     assert ckpt < 0.7 * four  # checkpointing keeps fewer of them
     assert all(torch.equal(a, b) for a, b in zip(before, tiny_model.parameters(), strict=True))
@@ -225,11 +225,11 @@ def test_memory_breakdown_counts_trainable_state_only(tiny_model, tiny_tokenizer
     from slmops_helpers.models import MIB, tensor_bytes
 
     ex = _examples(tiny_tokenizer, row, 2)
-    full = training.memory_breakdown_mb(tiny_model, ex, tiny_tokenizer.pad_token_id)
+    full = training.memory_breakdown_mib(tiny_model, ex, tiny_tokenizer.pad_token_id)
     assert full["weights"] == pytest.approx(tensor_bytes(tiny_model) / MIB)
     assert full["gradients"] == pytest.approx(sum(p.numel() * 4 for p in tiny_model.parameters()) / MIB)
     assert full["optimizer"] == pytest.approx(2 * full["gradients"]) and full["activations"] > 0
     tiny_model.requires_grad_(False)
     tiny_model.lm_head.weight.requires_grad_(True)  # tied to the embedding: one trainable matrix
-    frozen = training.memory_breakdown_mb(tiny_model, ex, tiny_tokenizer.pad_token_id)
+    frozen = training.memory_breakdown_mib(tiny_model, ex, tiny_tokenizer.pad_token_id)
     assert frozen["weights"] == full["weights"] and frozen["gradients"] < full["gradients"]
