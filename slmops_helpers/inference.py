@@ -13,6 +13,8 @@ from typing import Any
 
 import torch
 
+from .decoding import greedy_stream, torch_step
+
 
 @dataclass
 class TimedGeneration:
@@ -43,10 +45,8 @@ def generate_timed(model: Any, tokenizer: Any, prompt: str, max_new_tokens: int)
 
     Always produces ``max_new_tokens`` tokens (no stop at end-of-sequence), so speed
     comparisons between models cover the same amount of work. The loop is the one every
-    runtime of section 4 shares (``deploy.runtime.greedy_stream``).
+    runtime of the course shares (``decoding.greedy_stream``).
     """
-    from .deploy.runtime import greedy_stream, torch_step
-
     device = next(model.parameters()).device
     ids = tokenizer(prompt).input_ids
     decode = lambda token_ids: tokenizer.decode(token_ids, skip_special_tokens=True)  # noqa: E731

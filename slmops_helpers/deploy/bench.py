@@ -18,7 +18,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from ..models import MIB, noise_bound, peak_rss_mib
+from ..evaluate import files_mib
+from ..models import noise_bound, peak_rss_mib
 
 TORCH_VARIANT = "torch_fp32"
 TABLE_KEYS = (
@@ -201,11 +202,7 @@ def bench_variants(
         bar.set_postfix_str(name)
         raw = measure_isolated(kind, folder, settings)
         reference = reference or raw["token_ids"]
-        size = (
-            onnx_files_mib(folder)
-            if kind == "onnx"
-            else sum(p.stat().st_size for p in Path(folder).glob("*.safetensors")) / MIB
-        )
+        size = onnx_files_mib(folder) if kind == "onnx" else files_mib(folder, "*.safetensors")
         table.append(
             {
                 "variant": name,

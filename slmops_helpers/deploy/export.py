@@ -22,6 +22,7 @@ from typing import Any
 
 from .._io import atomic_directory, atomic_write_json
 from ..config import cache_dir
+from ..evaluate import files_mib
 from ..models import MIB
 
 ONNX_FILE = "model.onnx"
@@ -215,7 +216,7 @@ def check_model(folder: Path) -> list[str]:
 
 def onnx_files_mib(folder: Path) -> float:
     """Size on disk of the model files (graph + weights), in MiB."""
-    return sum(p.stat().st_size for p in Path(folder).glob(f"{ONNX_FILE}*")) / MIB
+    return files_mib(folder, f"{ONNX_FILE}*")
 
 
 def size_breakdown(folder: Path) -> dict[str, float]:

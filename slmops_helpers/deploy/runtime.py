@@ -14,24 +14,15 @@ and jinja2: no torch, so a deployed process stays small.
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..decoding import StreamedToken, greedy_stream, torch_step
+
 GENAI_CONFIG = "genai_config.json"
-
-
-@dataclass(frozen=True)
-class StreamedToken:
-    """One generated token: its id, the text it added, and the forward pass time."""
-
-    id: int
-    text: str
-    seconds: float
 
 
 def render_chat(template: str, messages: list[dict[str, str]], add_generation_prompt: bool = True, **extra) -> str:
@@ -66,34 +57,6 @@ def special_tokens(folder: str | Path) -> dict[str, str]:
         if key.endswith("_token") and isinstance(content, str):
             tokens[key] = content
     return tokens
-
-
-def greedy_stream(
-    step: Callable[[list[int]], np.ndarray],
-    ids: list[int],
-    max_new_tokens: int,
-    eos_ids: set[int],
-    decode: Callable[[list[int]], str],
-) -> Iterator[StreamedToken]:
-    """The decoding loop every runtime shares: ``step(new_ids)`` runs the model on the new
-    tokens (the prompt first, then one token at a time) and returns the last logits.
-
-    The first token's time includes processing the whole prompt (time to first token);
-    each later one is one cached forward pass. Stops early at a token in ``eos_ids``.
-    """
-    if max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}.")
-    new, generated, text = list(ids), [], ""
-    for _ in range(max_new_tokens):
-        start = time.perf_counter()
-        token = int(np.argmax(step(new)))
-        seconds = time.perf_counter() - start
-        if token in eos_ids:
-            return
-        generated.append(token)
-        full = decode(generated)  # decode the whole answer, so multi-byte tokens join correctly
-        yield StreamedToken(token, full[len(text) :], seconds)
-        text, new = full, [token]
 
 
 def read_genai_config(folder: Path) -> dict[str, Any]:
@@ -237,19 +200,3 @@ class TorchCausalLM:
     def stream(self, ids: list[int], max_new_tokens: int, stop_at_eos: bool = True) -> Iterator[StreamedToken]:
         step = torch_step(self.model, self.device)
         return greedy_stream(step, ids, max_new_tokens, self.eos_ids if stop_at_eos else set(), self.decode)
-
-
-def torch_step(model: Any, device: Any) -> Callable[[list[int]], np.ndarray]:
-    """A ``greedy_stream`` step over a PyTorch causal LM that keeps its KV cache between calls."""
-    import torch
-
-    past = None
-
-    @torch.inference_mode()
-    def step(new: list[int]) -> np.ndarray:
-        nonlocal past
-        out = model(input_ids=torch.tensor([new], device=device), past_key_values=past, use_cache=True)
-        past = out.past_key_values
-        return out.logits[0, -1].float().cpu().numpy()  # .cpu() waits for the GPU, so the timing is whole
-
-    return step

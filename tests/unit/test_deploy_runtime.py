@@ -10,14 +10,8 @@ import shutil
 import numpy as np
 import pytest
 
-from slmops_helpers.deploy.runtime import (
-    OnnxCausalLM,
-    StreamedToken,
-    TorchCausalLM,
-    greedy_stream,
-    render_chat,
-    special_tokens,
-)
+from slmops_helpers.decoding import StreamedToken, greedy_stream
+from slmops_helpers.deploy.runtime import OnnxCausalLM, TorchCausalLM, render_chat, special_tokens
 
 PROMPTS = ["the hub is offline", "my wifi app is not setup , help", "error code : billing"]
 

@@ -347,7 +347,7 @@ class ScriptedLM:
         return self.real.chat_prompt(messages)
 
     def stream(self, ids, max_tokens):
-        from slmops_helpers.deploy.runtime import StreamedToken
+        from slmops_helpers.decoding import StreamedToken
 
         for i, text in enumerate(self.texts[:max_tokens]):
             if i == self.fail_after:

@@ -11,8 +11,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from slmops_helpers import distill, training
+from slmops_helpers import distill, evaluate, training
 from slmops_helpers.distill import KDConfig
+from slmops_helpers.distill import teacher as teacher_module
 from slmops_helpers.models import MIB, count_parameters, tensor_bytes
 from slmops_helpers.training import TrainConfig
 
@@ -339,7 +340,7 @@ def test_teacher_outputs_are_cached_and_reused(teacher, tiny_tokenizer, tmp_path
     again = distill.generate_teacher_outputs(teacher, tiny_tokenizer, prompts, 6, batch_size=2, cache_root=tmp_path)
     assert (again.n_generated, again.n_cached) == (0, 5) and again.texts == first.texts
     assert again.finished == first.finished
-    direct = distill._generate_batch(teacher, tiny_tokenizer, prompts[:1], 6)[0][0]
+    direct = teacher_module._generate_batch(teacher, tiny_tokenizer, prompts[:1], 6)[0][0]
     assert first.texts[0] == direct
 
 
@@ -364,7 +365,7 @@ def test_corrupted_entries_are_regenerated_not_trusted(teacher, tiny_tokenizer, 
 
 def test_an_interrupted_run_resumes(teacher, tiny_tokenizer, tmp_path, monkeypatch):
     prompts = _prompts(6)
-    real, calls = distill._generate_batch, []
+    real, calls = teacher_module._generate_batch, []
 
     def flaky(*args, **kwargs):
         calls.append(1)
@@ -372,7 +373,7 @@ def test_an_interrupted_run_resumes(teacher, tiny_tokenizer, tmp_path, monkeypat
             raise KeyboardInterrupt  # the learner pressed stop during the second batch
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(distill, "_generate_batch", flaky)
+    monkeypatch.setattr(teacher_module, "_generate_batch", flaky)
     with pytest.raises(KeyboardInterrupt):
         distill.generate_teacher_outputs(teacher, tiny_tokenizer, prompts, 6, batch_size=2, cache_root=tmp_path)
     resumed = distill.generate_teacher_outputs(teacher, tiny_tokenizer, prompts, 6, batch_size=2, cache_root=tmp_path)
@@ -465,9 +466,9 @@ def test_temperature_view_flattens_with_temperature():
 
 
 def test_size_on_disk_and_inference_measurement(teacher, tiny_tokenizer):
-    assert distill.size_on_disk_mib(teacher) == pytest.approx(tensor_bytes(teacher) / MIB, rel=0.1)
+    assert evaluate.size_on_disk_mib(teacher) == pytest.approx(tensor_bytes(teacher) / MIB, rel=0.1)
     student = distill.build_student(teacher, [0])
-    speed = distill.measure_inference({"teacher": teacher, "student": student}, tiny_tokenizer, "the hub", 4, 2)
+    speed = evaluate.measure_inference({"teacher": teacher, "student": student}, tiny_tokenizer, "the hub", 4, 2)
     assert set(speed) == {"teacher", "student"}
     for name, model in (("teacher", teacher), ("student", student)):
         assert speed[name]["ms_per_token_p95"] >= speed[name]["ms_per_token_p50"] > 0
@@ -495,5 +496,5 @@ def test_sizes_per_profile():
 
 
 def test_score_model_scores_against_the_references(teacher, tiny_tokenizer, rows):
-    answers, scores = distill.score_model(teacher, tiny_tokenizer, rows[:3], max_new_tokens=4)
+    scores, answers = evaluate.score_model(teacher, tiny_tokenizer, rows[:3], max_new_tokens=4)
     assert len(answers) == 3 and 0 <= scores["score"] <= 100 and scores["format_ok"] == 0

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from slmops_helpers import finetune, training
+from slmops_helpers import evaluate, finetune, training
 from slmops_helpers.finetune import ATTENTION, MethodConfig
 
 
@@ -274,7 +274,7 @@ def test_run_method_trains_saves_and_scores(tiny_model, tiny_tokenizer, tmp_path
     )
     row_out = run.row()
     assert row_out["method"] == "lora" and 0 < row_out["trainable_pct"] < 100 and row_out["s_per_step"] > 0
-    assert row_out["artifact_mib"] == pytest.approx(finetune.folder_mib(tmp_path / "lora"))
+    assert row_out["artifact_mib"] == pytest.approx(evaluate.files_mib(tmp_path / "lora"))
     assert len(run.answers) == 2 and 0 <= row_out["score"] <= 100 and len(run.training.history) == 2
     assert row_out["peak_mib"] == pytest.approx(sum(run.memory_mib.values())) and hasattr(model, "peft_config")
     assert row_out["optimizer_mib"] == pytest.approx(2 * row_out["gradients_mib"]) and row_out["activations_mib"] > 0

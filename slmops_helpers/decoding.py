@@ -1,0 +1,71 @@
+"""The greedy decoding loop every runtime of the course shares, one token at a time.
+
+A runtime supplies a ``step``: run the model on the new token ids (the whole prompt
+first, then one token per call, the KV cache kept inside the step) and return the last
+position's logits. ``greedy_stream`` turns steps into streamed tokens and times each
+one, so time to first token and per-token latency come out of the same loop whether the
+model is PyTorch (``torch_step``), plain onnxruntime (``deploy.runtime.OnnxCausalLM``)
+or a test's scripted function.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class StreamedToken:
+    """One generated token: its id, the text it added, and the forward pass time."""
+
+    id: int
+    text: str
+    seconds: float
+
+
+def greedy_stream(
+    step: Callable[[list[int]], np.ndarray],
+    ids: list[int],
+    max_new_tokens: int,
+    eos_ids: set[int],
+    decode: Callable[[list[int]], str],
+) -> Iterator[StreamedToken]:
+    """The decoding loop every runtime shares: ``step(new_ids)`` runs the model on the new
+    tokens (the prompt first, then one token at a time) and returns the last logits.
+
+    The first token's time includes processing the whole prompt (time to first token);
+    each later one is one cached forward pass. Stops early at a token in ``eos_ids``.
+    """
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}.")
+    new, generated, text = list(ids), [], ""
+    for _ in range(max_new_tokens):
+        start = time.perf_counter()
+        token = int(np.argmax(step(new)))
+        seconds = time.perf_counter() - start
+        if token in eos_ids:
+            return
+        generated.append(token)
+        full = decode(generated)  # decode the whole answer, so multi-byte tokens join correctly
+        yield StreamedToken(token, full[len(text) :], seconds)
+        text, new = full, [token]
+
+
+def torch_step(model: Any, device: Any) -> Callable[[list[int]], np.ndarray]:
+    """A ``greedy_stream`` step over a PyTorch causal LM that keeps its KV cache between calls."""
+    import torch  # heavy, and a deployed ONNX process must not need it
+
+    past = None
+
+    @torch.inference_mode()
+    def step(new: list[int]) -> np.ndarray:
+        nonlocal past
+        out = model(input_ids=torch.tensor([new], device=device), past_key_values=past, use_cache=True)
+        past = out.past_key_values
+        return out.logits[0, -1].float().cpu().numpy()  # .cpu() waits for the GPU, so the timing is whole
+
+    return step

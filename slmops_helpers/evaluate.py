@@ -1,0 +1,66 @@
+"""Measuring a model the same way in every section: task score, speed, memory, size on disk.
+
+Sections 2 to 5 compare models (teacher and students, fine-tuning methods, packages) on
+the same held-out tickets, so they share one way to score (``score_model``, which
+returns ``Scored``), one way to time decoding side by side (``measure_inference``) and
+one way to size what is stored (``files_mib``). Sizes are MiB (2^20 bytes) everywhere.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from .data import format_chat, score_predictions
+from .inference import generate_answers, generate_timed, speed_summary
+from .models import MIB, PeakMemory, tensor_bytes
+
+
+class Scored(NamedTuple):
+    """A model's greedy answers for some tickets and their scores (``data.score_predictions``)."""
+
+    scores: dict[str, float]
+    answers: list[str]
+
+
+def score_model(
+    model: Any, tokenizer: Any, rows: list[dict[str, str]], max_new_tokens: int, batch_size: int = 16
+) -> Scored:
+    """Greedy answers for ``rows`` and their scores against the human-written references."""
+    prompts = [format_chat(tokenizer, row) for row in rows]
+    answers = generate_answers(model, tokenizer, prompts, max_new_tokens, batch_size=batch_size)
+    return Scored(score_predictions(answers, rows), answers)
+
+
+def files_mib(folder: str | Path, pattern: str = "*") -> float:
+    """MiB of the files under ``folder`` whose names match ``pattern`` (all files by default)."""
+    return sum(p.stat().st_size for p in Path(folder).rglob(pattern) if p.is_file()) / MIB
+
+
+def size_on_disk_mib(model: Any) -> float:
+    """MiB that ``save_pretrained`` writes (safetensors, shared weights stored once)."""
+    with tempfile.TemporaryDirectory() as folder:
+        model.save_pretrained(folder)
+        return files_mib(folder)
+
+
+def measure_inference(
+    models: dict[str, Any], tokenizer: Any, prompt: str, n_tokens: int, repeats: int
+) -> dict[str, dict[str, float]]:
+    """Speed and peak memory of greedy decoding, per model, with runs interleaved.
+
+    Interleaving (teacher, student, … then again) spreads background load evenly over the
+    models. ``peak_mib`` = the weights plus the most extra memory one generation needed.
+    """
+    runs: dict[str, list] = {name: [] for name in models}
+    extra: dict[str, float] = dict.fromkeys(models, 0.0)
+    for _ in range(repeats):
+        for name, model in models.items():
+            with PeakMemory(next(model.parameters()).device.type) as memory:
+                runs[name].append(generate_timed(model, tokenizer, prompt, n_tokens))
+            extra[name] = max(extra[name], memory.peak_mib)
+    return {
+        name: {**speed_summary(runs[name]), "peak_mib": tensor_bytes(model) / MIB + extra[name]}
+        for name, model in models.items()
+    }
