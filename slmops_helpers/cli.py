@@ -32,7 +32,7 @@ def _doctor(args: argparse.Namespace) -> int:
     import psutil
     import torch
 
-    from .metrics import package_versions
+    from .metrics import package_versions  # lazy, like every subcommand: `slmops --help` stays instant
 
     print(f"python        {platform.python_version()} ({sys.executable})")
     for key, version in package_versions().items():
@@ -67,7 +67,7 @@ def _prepare(args: argparse.Namespace) -> int:
     where = models.prepare_model(args.model, force=args.force)
     print(f"{args.model} ready at {where} ({time.perf_counter() - start:.1f} s)")
     if args.tuned:
-        from .finetune import prepare_tuned_model
+        from .finetune import prepare_tuned_model  # torch and peft
 
         start = time.perf_counter()
         where = prepare_tuned_model(args.model, force=args.force)
@@ -77,7 +77,7 @@ def _prepare(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from .nbwatchdog import NotebookStalled  # pulls in papermill, as running notebooks does
-    from .runner import run_course
+    from .runner import run_course  # papermill
 
     try:
         run_course(args.profile, only=args.only.split(",") if args.only else None)
@@ -90,7 +90,7 @@ def _run(args: argparse.Namespace) -> int:
 def _summary(args: argparse.Namespace) -> int:
     import json
 
-    from .metrics import format_summary
+    from .metrics import format_summary  # lazy, like every subcommand
 
     files = sorted((artifacts_dir() / "metrics").glob("*.json"))
     if not files:
@@ -101,7 +101,7 @@ def _summary(args: argparse.Namespace) -> int:
 
 
 def _render_labs(args: argparse.Namespace) -> int:
-    from .labs.render import render_all
+    from .labs.render import render_all  # nbformat
 
     root = project_root()
     for path in render_all(root / "labs" / "source", root / "labs"):
@@ -112,9 +112,9 @@ def _render_labs(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ._io import atomic_write_json
-    from .deploy.bench import format_table, run_benchmark
-    from .deploy.export import deploy_source
+    from ._io import atomic_write_json  # lazy, like every subcommand
+    from .deploy.bench import format_table, run_benchmark  # onnxruntime
+    from .deploy.export import deploy_source  # onnxruntime-genai's builder
 
     source, label = deploy_source(args.source)
     print(f"benchmarking {label}: {source}")
@@ -126,14 +126,14 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from .deploy.serve import ServeConfig, serve
+    from .deploy.serve import ServeConfig, serve  # onnxruntime
 
     serve(args.package, args.host, args.port, ServeConfig(max_tokens=args.max_tokens))
     return 0
 
 
 def _site(args: argparse.Namespace) -> int:
-    from .site import build_site
+    from .site import build_site  # nbconvert
 
     index = build_site(run_missing=not args.no_run, profile=args.profile)
     print(f"wrote {index} (opens from disk; needs no network)")
@@ -141,13 +141,13 @@ def _site(args: argparse.Namespace) -> int:
 
 
 def _registry(args: argparse.Namespace) -> int:
-    from .registry import run_command
+    from .registry import run_command  # lazy, like every subcommand
 
     return run_command(args.action, args.id, stage=args.stage, root=args.root)
 
 
 def _gate(args: argparse.Namespace) -> int:
-    from .gate import run_command
+    from .gate import run_command  # lazy, like every subcommand
 
     return run_command(args.candidate, args.reference, args.policy, registry_root=args.registry)
 

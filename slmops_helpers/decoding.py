@@ -10,9 +10,10 @@ or a test's scripted function.
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -53,6 +54,44 @@ def greedy_stream(
         full = decode(generated)  # decode the whole answer, so multi-byte tokens join correctly
         yield StreamedToken(token, full[len(text) :], seconds)
         text, new = full, [token]
+
+
+# --- timing: what an operator watches ------------------------------------------------------
+
+
+@dataclass
+class TimedGeneration:
+    """One timed generation: what came out and how long each token took."""
+
+    text: str
+    n_tokens: int
+    ttft_s: float  # prompt processing + first token
+    token_s: list[float] = field(default_factory=list)  # each later token, one forward pass
+
+    @property
+    def tok_s(self) -> float:
+        """Decode throughput: tokens after the first, per second."""
+        return len(self.token_s) / sum(self.token_s) if self.token_s else 0.0
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile (0–100), linear interpolation; values need not be sorted."""
+    if not values:
+        raise ValueError("percentile of an empty list; generate at least two tokens.")
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[min(max(round(q), 1), 99) - 1]
+
+
+def speed_summary(runs: list[TimedGeneration]) -> dict[str, float]:
+    """Pool several timed runs into the headline speed figures."""
+    per_token = [t for run in runs for t in run.token_s]
+    return {
+        "ttft_ms": 1000 * statistics.median(r.ttft_s for r in runs),
+        "ms_per_token_p50": 1000 * percentile(per_token, 50),
+        "ms_per_token_p95": 1000 * percentile(per_token, 95),
+        "tok_s": len(per_token) / sum(per_token),
+    }
 
 
 def torch_step(model: Any, device: Any) -> Callable[[list[int]], np.ndarray]:

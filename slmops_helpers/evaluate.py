@@ -3,18 +3,18 @@
 Sections 2 to 5 compare models (teacher and students, fine-tuning methods, packages) on
 the same held-out tickets, so they share one way to score (``score_model``, which
 returns ``Scored``), one way to time decoding side by side (``measure_inference``) and
-one way to size what is stored (``files_mib``). Sizes are MiB (2^20 bytes) everywhere.
+one way to size what is stored (``size_on_disk_mib``, over ``models.files_mib``). Sizes are MiB (2^20 bytes) everywhere.
 """
 
 from __future__ import annotations
 
 import tempfile
-from pathlib import Path
 from typing import Any, NamedTuple
 
 from .data import format_chat, score_predictions
-from .inference import generate_answers, generate_timed, speed_summary
-from .models import MIB, PeakMemory, tensor_bytes
+from .decoding import speed_summary
+from .inference import generate_answers, generate_timed
+from .models import MIB, PeakMemory, files_mib, tensor_bytes
 
 
 class Scored(NamedTuple):
@@ -31,11 +31,6 @@ def score_model(
     prompts = [format_chat(tokenizer, row) for row in rows]
     answers = generate_answers(model, tokenizer, prompts, max_new_tokens, batch_size=batch_size)
     return Scored(score_predictions(answers, rows), answers)
-
-
-def files_mib(folder: str | Path, pattern: str = "*") -> float:
-    """MiB of the files under ``folder`` whose names match ``pattern`` (all files by default)."""
-    return sum(p.stat().st_size for p in Path(folder).rglob(pattern) if p.is_file()) / MIB
 
 
 def size_on_disk_mib(model: Any) -> float:

@@ -23,6 +23,8 @@ from typing import Any
 
 import yaml
 
+from .registry import Registry, RegistryError
+
 # check -> (what it compares, whether it needs a reference)
 CHECKS: dict[str, tuple[str, bool]] = {
     "max": ("value at most", False),
@@ -168,7 +170,6 @@ def resolve_metrics(
         if not isinstance(data, dict):
             raise ValueError(f"{path} must hold one flat JSON object of metrics.")
         return data, str(path)
-    from .registry import Registry, RegistryError
 
     try:
         return Registry(registry_root).get(str(source)).metrics, str(source)

@@ -7,37 +7,11 @@ watches. ``generate_answers`` batches prompts through ``model.generate`` for sco
 
 from __future__ import annotations
 
-import statistics
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from .decoding import greedy_stream, torch_step
-
-
-@dataclass
-class TimedGeneration:
-    """One timed generation: what came out and how long each token took."""
-
-    text: str
-    n_tokens: int
-    ttft_s: float  # prompt processing + first token
-    token_s: list[float] = field(default_factory=list)  # each later token, one forward pass
-
-    @property
-    def tok_s(self) -> float:
-        """Decode throughput: tokens after the first, per second."""
-        return len(self.token_s) / sum(self.token_s) if self.token_s else 0.0
-
-
-def percentile(values: list[float], q: float) -> float:
-    """The q-th percentile (0–100), linear interpolation; values need not be sorted."""
-    if not values:
-        raise ValueError("percentile of an empty list; generate at least two tokens.")
-    if len(values) == 1:
-        return values[0]
-    return statistics.quantiles(values, n=100, method="inclusive")[min(max(round(q), 1), 99) - 1]
+from .decoding import TimedGeneration, greedy_stream, torch_step
 
 
 def generate_timed(model: Any, tokenizer: Any, prompt: str, max_new_tokens: int) -> TimedGeneration:
@@ -54,17 +28,6 @@ def generate_timed(model: Any, tokenizer: Any, prompt: str, max_new_tokens: int)
     return TimedGeneration(
         decode([t.id for t in tokens]), len(tokens), tokens[0].seconds, [t.seconds for t in tokens[1:]]
     )
-
-
-def speed_summary(runs: list[TimedGeneration]) -> dict[str, float]:
-    """Pool several timed runs into the headline speed figures."""
-    per_token = [t for run in runs for t in run.token_s]
-    return {
-        "ttft_ms": 1000 * statistics.median(r.ttft_s for r in runs),
-        "ms_per_token_p50": 1000 * percentile(per_token, 50),
-        "ms_per_token_p95": 1000 * percentile(per_token, 95),
-        "tok_s": len(per_token) / sum(per_token),
-    }
 
 
 @torch.inference_mode()

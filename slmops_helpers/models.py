@@ -272,6 +272,11 @@ def footprint_table(n_params: int, precisions: tuple[str, ...] = ("fp32", "fp16"
     ]
 
 
+def files_mib(folder: str | Path, pattern: str = "*") -> float:
+    """MiB of the files under ``folder`` whose names match ``pattern`` (all files by default)."""
+    return sum(p.stat().st_size for p in Path(folder).rglob(pattern) if p.is_file()) / MIB
+
+
 def tensor_bytes(model: Any) -> int:
     """Measured bytes held by the model's parameters and buffers (shared tensors once)."""
     seen: set[int] = set()

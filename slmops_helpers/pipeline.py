@@ -20,8 +20,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import data, finetune, training
 from ._io import atomic_directory, atomic_write_text
 from .config import artifacts_dir
+from .deploy import bench, export
+from .deploy.bench import flat_metrics, summarize
+from .deploy.package import PackageError, verify_package
+from .deploy.runtime import OnnxCausalLM
+from .distill import TeacherOutputs, entry_path, read_entry, teacher_cache_dir
+from .finetune import tuned_dir
+from .fleet import variants_from_metrics
 
 PACKAGE_NAME = "kestrel-k2-assistant"
 # The benchmark columns the gate may check (notebooks/configs/gate.yaml): same names in both.
@@ -48,9 +56,6 @@ def find_production(output_dir: str | Path | None = None, deploy_from: str | Pat
     the course's model folders has the source fingerprint its manifest records; otherwise
     the result names ``export.deploy_source``'s folder with ``package=None`` (build it).
     """
-    from .deploy import export
-    from .deploy.package import PackageError, verify_package
-    from .finetune import tuned_dir
 
     package = artifacts_dir(output_dir) / "04_deployment" / "package"
     if deploy_from is None and (package / "manifest.json").is_file():
@@ -83,7 +88,6 @@ def cached_teacher_outputs(
     Same cache key as ``distill.generate_teacher_outputs``: the teacher's weights and the
     generation settings.
     """
-    from .distill import TeacherOutputs, entry_path, read_entry, teacher_cache_dir
 
     if not prompts:
         raise ValueError("No prompts given: pass the training prompts the teacher answered.")
@@ -101,7 +105,6 @@ def fine_tune_and_merge(
     model: Any, tokenizer: Any, spec: Any, config: Any, train_examples: list, val_examples: list, parity_rows: list
 ) -> tuple[Any, Any, Any]:
     """LoRA (or any ``MethodConfig``) on ``model``, then merged: (plain model, TrainResult, ``MergeParity``)."""
-    from . import data, finetune, training
 
     trainable = finetune.make_trainable(model, spec)
     result = training.train(trainable, train_examples, val_examples, config, tokenizer.pad_token_id, desc="candidate")
@@ -128,7 +131,6 @@ def copy_package(package: str | Path, dest: str | Path) -> Path:
     A registry entry must point at files nobody overwrites: re-running notebook 04
     rewrites its package, but not this copy.
     """
-    from .deploy.package import verify_package
 
     verify_package(Path(package))
     with atomic_directory(dest) as tmp:
@@ -152,7 +154,6 @@ def measure_packages(
     reference for ``agreement``). The speed columns come from ``interleaved_speed``: a gate
     that compares latencies must compare the packages, not the moments they ran at.
     """
-    from .deploy import bench
 
     if not packages:
         raise ValueError("No packages to measure.")
@@ -177,8 +178,6 @@ def interleaved_speed(packages: dict[str, Path], prompt: str, tokens: int, round
     packages alternate, so whatever else the machine does meanwhile slows them alike.
     Returns ``bench.summarize``'s speed figures per package.
     """
-    from .deploy.bench import summarize
-    from .deploy.runtime import OnnxCausalLM
 
     if rounds < 1 or tokens < 2:
         raise ValueError(f"Need rounds >= 1 and tokens >= 2, got rounds={rounds}, tokens={tokens}.")
@@ -212,8 +211,6 @@ def rollout_variants(approved: dict[str, Any], deploy_metrics: dict[str, Any] | 
     weights, so its measurements hold for a new release of the same model. The approved
     package's own measurement (a benchmark row of an int4 build) replaces the int4 entry.
     """
-    from .deploy.bench import flat_metrics
-    from .fleet import variants_from_metrics
 
     measured = flat_metrics([{**approved, "variant": "onnx_int4"}])
     merged = {**(deploy_metrics or {}), **measured}

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import HEADLESS_ENV, artifacts_dir, get_profile, project_root
-from .metrics import format_summary
+from .metrics import format_summary, read_metrics
 
 KERNEL_NAME = "slmops-course"
 # Longest one cell may run, per profile. A smoke cell takes minutes, and a hung one should
@@ -88,7 +88,7 @@ def run_notebook(
     """
     import papermill  # heavy: imported when a notebook runs, not with the package
 
-    from .nbwatchdog import ENGINE, STALL_S, NotebookStalled, register_engine
+    from .nbwatchdog import ENGINE, STALL_S, NotebookStalled, register_engine  # papermill and nbclient
 
     register_engine()
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -129,8 +129,6 @@ def cell_times(executed: Path) -> list[tuple[int, float, str]]:
 def run_course(profile: str = "smoke", only: list[str] | None = None) -> dict[str, dict[str, Any]]:
     """Run the notebooks in order into ``artifacts/``; print the metrics summary."""
     from tqdm.auto import tqdm
-
-    from .metrics import read_metrics
 
     get_profile(profile)
     out_dir = artifacts_dir()

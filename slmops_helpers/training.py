@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from .data import format_chat, format_target
-from .models import PeakMemory
+from .models import MIB, PeakMemory, tensor_bytes
 
 IGNORE = -100  # label value the cross-entropy skips: prompt tokens and padding
 
@@ -160,7 +160,6 @@ def memory_breakdown_mib(model: Any, examples: list, pad_id: int) -> dict[str, f
     parameter; activations: what the forward pass keeps for the backward pass on
     ``examples`` (see ``activation_mib``).
     """
-    from .models import MIB, tensor_bytes
 
     trainable = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
     return {

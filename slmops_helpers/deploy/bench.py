@@ -18,8 +18,12 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from ..evaluate import files_mib
-from ..models import noise_bound, peak_rss_mib
+from ..config import get_profile
+from ..data import format_chat, load_splits, score_predictions
+from ..decoding import TimedGeneration, speed_summary
+from ..models import files_mib, noise_bound, peak_rss_mib
+from .export import build_recipe, build_variant, onnx_files_mib
+from .runtime import OnnxCausalLM, TorchCausalLM
 
 TORCH_VARIANT = "torch_fp32"
 TABLE_KEYS = (
@@ -54,8 +58,6 @@ class BenchConfig:
 
 
 def load_runtime(kind: str, folder: str | Path) -> Any:
-    from .runtime import OnnxCausalLM, TorchCausalLM
-
     if kind == "onnx":
         return OnnxCausalLM(folder)
     if kind == "torch":
@@ -178,7 +180,6 @@ def divergence_margin(lm: Any, prompt_ids: list[int], ours: list[int], theirs: l
 
 def summarize(raw: dict[str, Any]) -> dict[str, float]:
     """Speed figures from raw per-token timings (first token of each run = TTFT)."""
-    from ..inference import TimedGeneration, speed_summary
 
     runs = [TimedGeneration("", len(run), run[0], run[1:]) for run in raw["runs_s"]]
     return {"load_s": raw["load_s"], **speed_summary(runs), "peak_mib": raw["peak_mib"]}
@@ -193,9 +194,6 @@ def bench_variants(
     ``rows`` are the dataset rows behind ``settings.prompts``, for the task score.
     """
     from tqdm.auto import tqdm
-
-    from ..data import score_predictions
-    from .export import onnx_files_mib
 
     table, answers, reference = [], {}, None
     for name, (kind, folder) in (bar := tqdm(variants.items(), desc="benchmark", unit="variant")):
@@ -222,10 +220,6 @@ def compare_recipes(
     """Build each quantization recipe (cached) and compare it with the first one, in this
     process: size, agreement with the first recipe's greedy tokens, task score."""
     from tqdm.auto import tqdm
-
-    from ..data import score_predictions
-    from .export import build_recipe, onnx_files_mib
-    from .runtime import OnnxCausalLM
 
     results, reference = [], None
     for name, recipe in tqdm(recipes.items(), desc="recipes", unit="recipe"):
@@ -254,9 +248,6 @@ def course_settings(source: Path, profile: str, rows: list[dict[str, str]]) -> B
     """The profile's benchmark sizes, with the held-out tickets in the model's chat format."""
     from transformers import AutoTokenizer
 
-    from ..config import get_profile
-    from ..data import format_chat
-
     sizes, tokenizer = get_profile(profile), AutoTokenizer.from_pretrained(source)
     prompts = [format_chat(tokenizer, row) for row in rows]
     return BenchConfig(prompts, sizes.max_new_tokens, prompts[0], sizes.timing_tokens, sizes.timing_repeats)
@@ -268,9 +259,6 @@ def run_benchmark(
     variants: tuple[str, ...] = ("onnx_fp32", "onnx_fp16", "onnx_int8", "onnx_int4"),
 ) -> tuple[list[dict[str, Any]], dict[str, list[str]]]:
     """Export (cached) and benchmark ``variants`` of the model folder ``source`` beside torch eager."""
-    from ..config import get_profile
-    from ..data import load_splits
-    from .export import build_variant
 
     rows = list(load_splits()["test"])[: get_profile(profile).n_eval]
     folders = {TORCH_VARIANT: ("torch", Path(source))}

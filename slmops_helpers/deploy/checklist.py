@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..data import follows_format, score_predictions
+from ..models import rss_mib
 
 # Metric names of the five checks, in the order the notebook runs them (checklist_<name>).
 CHECKS = ("domain", "format", "memory", "lengths", "edge_cases")
@@ -38,7 +39,6 @@ def check_format(answers: list[str], min_share: float = 0.9) -> CheckResult:
 
 def check_memory_stable(lm: Any, prompt: str, runs: int = 30, max_growth_mib: float = 20.0) -> CheckResult:
     """No leak over a long run: resident memory after warm-up stays flat across ``runs`` answers."""
-    from ..models import rss_mib
 
     if runs < 6:
         raise ValueError(f"runs must be >= 6 to compare the start and end of the run, got {runs}.")

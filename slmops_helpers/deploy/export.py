@@ -21,9 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from .._io import atomic_directory, atomic_write_json
-from ..config import cache_dir
-from ..evaluate import files_mib
-from ..models import MIB
+from ..config import artifacts_dir, cache_dir
+from ..models import DEFAULT_MODEL, MIB, files_mib, is_prepared, prepare_model, sha256_file
 
 ONNX_FILE = "model.onnx"
 MARKER = "slmops_export.json"  # written last: its presence means the folder is complete
@@ -80,7 +79,6 @@ def check_precision(precision: str) -> str:
 
 def source_fingerprint(source: Path) -> str:
     """Short hash of a model folder's config and weights: a new model means new exports."""
-    from ..models import sha256_file
 
     source = Path(source)
     weights = sorted(source.glob("*.safetensors"))
@@ -110,9 +108,7 @@ def deploy_source(explicit: str | Path | None = None) -> tuple[Path, str]:
     In order: an explicit folder; notebook 03's merged LoRA model; the course's tuned
     model (same recipe, trained by ``slmops prepare --tuned``); the base model.
     """
-    from ..config import artifacts_dir
-    from ..finetune import tuned_dir
-    from ..models import DEFAULT_MODEL, is_prepared, prepare_model
+    from ..finetune import tuned_dir  # torch and peft: only this lookup needs them, not every export user
 
     if explicit:
         return Path(explicit), f"the model folder {explicit}"

@@ -23,7 +23,7 @@ from typing import Any
 from .._io import atomic_directory, atomic_write_json
 from ..models import sha256_file
 from .export import ONNX_FILE, SIDE_FILES
-from .runtime import render_chat, special_tokens
+from .runtime import OnnxCausalLM, render_chat, special_tokens
 
 CONTENT = "{Content}"
 MANIFEST = "manifest.json"
@@ -139,7 +139,6 @@ def verify_package(folder: Path) -> dict[str, Any]:
 
 def load_package(folder: Path, threads: int | None = None) -> tuple[Any, dict[str, Any], dict[str, Any]]:
     """Verify, then load: (runtime model, manifest, inference_model spec)."""
-    from .runtime import OnnxCausalLM
 
     manifest = verify_package(folder)
     spec = json.loads((Path(folder) / INFERENCE_MODEL).read_text())

@@ -9,8 +9,7 @@ from typing import Any
 import torch
 
 from .._io import atomic_directory
-from ..evaluate import files_mib
-from ..models import noise_bound
+from ..models import files_mib, noise_bound
 
 # --- artifacts: save, size, load, switch, merge -------------------------------------------
 

@@ -1,6 +1,6 @@
 import pytest
 
-from slmops_helpers import inference
+from slmops_helpers import decoding, inference
 
 
 def test_generate_timed_counts_and_times(tiny_model, tiny_tokenizer):
@@ -19,12 +19,12 @@ def test_generate_timed_greedy_matches_generate(tiny_model, tiny_tokenizer):
 
 
 def test_percentile_and_summary():
-    assert inference.percentile([1, 2, 3, 4, 5], 50) == 3
-    assert inference.percentile([7.0], 95) == 7.0
+    assert decoding.percentile([1, 2, 3, 4, 5], 50) == 3
+    assert decoding.percentile([7.0], 95) == 7.0
     with pytest.raises(ValueError, match="empty"):
-        inference.percentile([], 50)
-    runs = [inference.TimedGeneration("", 3, 0.2, [0.01, 0.03]), inference.TimedGeneration("", 3, 0.4, [0.02, 0.02])]
-    summary = inference.speed_summary(runs)
+        decoding.percentile([], 50)
+    runs = [decoding.TimedGeneration("", 3, 0.2, [0.01, 0.03]), decoding.TimedGeneration("", 3, 0.4, [0.02, 0.02])]
+    summary = decoding.speed_summary(runs)
     assert summary["ttft_ms"] == pytest.approx(300)
     assert summary["tok_s"] == pytest.approx(4 / 0.08)
     assert summary["ms_per_token_p50"] == pytest.approx(20)

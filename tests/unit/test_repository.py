@@ -50,19 +50,3 @@ def test_code_passes_ruff(root):
     ruff = Path(sys.executable).with_name("ruff")
     result = subprocess.run([str(ruff), "check", "slmops_helpers", "tests"], cwd=root, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
-
-
-def test_no_private_name_is_imported_across_modules(root):
-    """A leading underscore means "this module's business": another module that needs the
-    name needs it public (and documented) in one place."""
-    import ast
-
-    offenders = []
-    for path in sorted((root / "slmops_helpers").rglob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.level > 0:
-                # ``____`` is the labs' public blank, not a private name
-                private = [a.name for a in node.names if a.name.startswith("_") and a.name.strip("_")]
-                if private:
-                    offenders.append(f"{path.relative_to(root)}:{node.lineno} imports {private} from .{node.module}")
-    assert not offenders, "\n".join(offenders)
