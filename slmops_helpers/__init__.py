@@ -1,25 +1,37 @@
 """Helpers for the SLMOps course: the heavy lifting behind the notebooks and labs.
 
-Modules follow the life cycle of a small language model:
+Modules follow the life cycle of a small language model, lowest layer first; a module
+imports only from its own layer or below (``tests/unit/test_import_layers.py``):
 
-- ``config``    profiles (smoke / full) and where things live on disk
-- ``models``    model presets, offline preparation, device choice, footprint
-- ``data``      the course dataset, chat formatting and the task metric
-- ``inference`` generation with per-token timing
-- ``compress``  quantization and pruning of single weight tensors
-- ``distill``   teacher data, layer-kept students, the KD loss (section 2)
-- ``training``  the shared training loop and training-memory measurements
-- ``finetune``  full, LoRA, QLoRA, IA3; adapters, merging, the tuned model (section 3)
-- ``deploy``    ONNX export, quantization, runtime, package, benchmark, server (section 4)
-- ``fleet``     a fleet footprint and cost calculator; device profiles and variant choice
-- ``rollout``   staged rollout to a simulated edge fleet, with halt and rollback
-- ``registry``  a local, file-based model registry with lineage
-- ``gate``      the quality gate: candidate vs reference metrics under a policy
-- ``pipeline``  the capstone's release steps (notebook 05)
-- ``metrics``   the metrics contract: one flat JSON file per notebook
-- ``runner``    executes notebooks headlessly with papermill
-- ``site``      renders the executed notebooks into a static course site
-- ``labs``      the lab-check framework (check / hint / solution)
+- ``config``, ``_io``       profiles (smoke / full), paths, atomic writes
+- ``decoding``              the greedy token loop every runtime shares, and its timing
+- ``compress``              quantization and pruning of single weight tensors (section 1)
+- ``data``                  the course dataset, chat formatting and the task score
+- ``metrics``               the metrics contract: one flat JSON file per notebook, units by suffix
+- ``models``                presets, offline preparation of the base model, loading, sizes
+- ``inference``             batched answers and timed generation with PyTorch
+- ``training``              the shared training loop and training-memory measurements
+- ``registry``, ``fleet``   the model registry with lineage; device classes and fleet cost
+- ``evaluate``              scoring, timing and sizing models the same way in every section
+- ``finetune``              full, LoRA, QLoRA, IA3; adapters, merging; the tuned model (section 3)
+- ``distill``               teacher answers, layer-kept students, the KD loss (section 2)
+- ``deploy``                ONNX export, runtime, package, benchmark, server (section 4)
+- ``gate``, ``rollout``     the quality gate; a staged rollout to a simulated fleet
+- ``pipeline``, ``widgets`` the capstone's release steps (section 5); notebook widgets
+- ``labs``, ``site``, ``runner``, ``cli``  lab checks, the course site, headless runs, ``slmops``
+
+Vocabulary, used the same way in code, metric keys and course text:
+
+- **score**: the task score, 0-100 (``data.score_predictions``); never "task score" in a key.
+- **trivial baselines** (section 1): majority and copy answers, no model; **undistilled**
+  (section 2): the student trained without a teacher; **reference** (the gate): what a
+  candidate is compared against, in section 5 the model in production.
+- **profile**: ``smoke`` or ``full`` only; a kind of edge device is a **device class**.
+- **variant**: a packaged precision (``onnx_int4``); **recipe**: how a variant is built
+  (``deploy.export.RECIPES``).
+- ``*Config``: every settings dataclass (``TrainConfig``, ``KDConfig``, ``FleetConfig``, ...).
+- Units by suffix (``metrics.UNITS``): ``_mib`` MiB (2^20 bytes) for every size and
+  memory figure, ``_ms`` / ``_s`` times, ``_pct`` percent, ``_tok_s`` tokens per second.
 """
 
 __version__ = "0.1.0"

@@ -2,7 +2,8 @@
 
 ``artifacts/metrics/<notebook-stem>.json`` holds numbers, strings and booleans only,
 plus ``profile``, ``model``, ``device`` and package versions. Tests, the quality gate
-and the course text read these files; no figure in the course is typed in by hand.
+and the course text read these files; no figure in the course is typed in by hand. A
+key's suffix names its unit (``UNITS``); ``write_metrics`` refuses a key that breaks it.
 """
 
 from __future__ import annotations
@@ -17,6 +18,19 @@ from typing import Any
 
 from ._io import atomic_write_json
 from .config import artifacts_dir, get_profile
+
+# The unit a key's suffix promises, one meaning per suffix (README, "Metrics and units").
+UNITS = {
+    "_mib": "MiB (2^20 bytes): sizes on disk and memory",
+    "_ms": "milliseconds",
+    "_s": "seconds",
+    "_pct": "percent (100 = all)",
+    "_tok_s": "tokens per second",
+    "_score": "task score, 0-100 (data.score_predictions)",
+    "_mbps": "Mbit/s",
+}
+# Suffixes the course does not use, and what to use instead.
+RETIRED_SUFFIXES = {"_mb": "_mib", "_gb": "_mib", "_kb": "_mib", "_task_score": "_score"}
 
 VERSIONED_PACKAGES = ("torch", "transformers", "peft", "datasets", "onnxruntime", "slmops-course")
 REQUIRED_KEYS = ("profile", "model", "device")
@@ -52,6 +66,27 @@ def check_flat(metrics: dict[str, Any]) -> None:
             raise ValueError(f"Metric {key!r} is {value}; record a finite number or leave it out.")
 
 
+def check_units(metrics: dict[str, Any]) -> None:
+    """Raise a ValueError naming the key if its suffix breaks the units contract (``UNITS``).
+
+    A retired suffix (``_mb``, ``_task_score``, ...) names its replacement; a number under
+    a unit suffix must be >= 0, and a score must lie in [0, 100].
+    """
+    for key, value in metrics.items():
+        retired = next((s for s in RETIRED_SUFFIXES if key.endswith(s)), None)
+        if retired:
+            raise ValueError(
+                f"Metric {key!r}: the course does not use {retired!r}. Fix: use {RETIRED_SUFFIXES[retired]!r}."
+            )
+        unit = next((s for s in sorted(UNITS, key=len, reverse=True) if key.endswith(s)), None)
+        if unit is None or isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        if value < 0 and unit != "_pct":  # a percentage change may be negative; sizes, times and rates not
+            raise ValueError(f"Metric {key!r} = {value} is negative, but {unit} means {UNITS[unit]}.")
+        if unit == "_score" and not 0 <= value <= 100:
+            raise ValueError(f"Metric {key!r} = {value}: a score lies in [0, 100] ({UNITS[unit]}).")
+
+
 def metrics_path(stem: str, output_dir: str | os.PathLike | None = None) -> Path:
     return artifacts_dir(output_dir) / "metrics" / f"{stem}.json"
 
@@ -77,6 +112,7 @@ def write_metrics(
     }
     record = {k: (v.item() if hasattr(v, "item") else v) for k, v in record.items()}  # numpy/torch scalars
     check_flat(record)
+    check_units(record)
     return atomic_write_json(metrics_path(stem, output_dir), record)
 
 

@@ -3,6 +3,7 @@ import math
 
 import pytest
 
+from slmops_helpers import metrics
 from slmops_helpers.metrics import format_summary, read_metrics, write_metrics
 
 
@@ -50,3 +51,29 @@ def test_format_summary_lists_metrics_not_versions():
         {"01_x": {"profile": "smoke", "model": "m", "device": "cpu", "score": 0.12345, "version_torch": "2"}}
     )
     assert "01_x" in text and "score" in text and "0.1235" in text and "version_torch" not in text
+
+
+@pytest.mark.parametrize(
+    "record, message",
+    [
+        ({"onnx_int4_size_mb": 98.4}, "does not use '_mb'. Fix: use '_mib'"),
+        ({"base_task_score": 20.0}, "does not use '_task_score'. Fix: use '_score'"),
+        ({"ram_gb": 2}, "does not use '_gb'"),
+        ({"student_score": 101.0}, r"a score lies in \[0, 100\]"),
+        ({"ttft_ms": -1.0}, "is negative, but _ms means milliseconds"),
+        ({"peak_mib": -5}, "is negative"),
+    ],
+)
+def test_units_contract_refuses_what_breaks_it(record, message, tmp_path):
+    with pytest.raises(ValueError, match=message):
+        metrics.check_units(record)
+    with pytest.raises(ValueError, match=message):  # and nothing is written
+        metrics.write_metrics("99_x", record, profile="smoke", model="m", device="cpu", output_dir=tmp_path)
+    assert not metrics.metrics_path("99_x", tmp_path).exists()
+
+
+def test_units_contract_accepts_the_course_keys():
+    metrics.check_units(
+        {"onnx_int4_size_mib": 98.4, "int4_reduction_pct": -3.0, "gen_tok_s": 14.6, "ttft_ms": 80.0, "score": 52.0}
+    )
+    metrics.check_units({"wifi_mbps": 40, "profile": "smoke", "lora_score": 0, "flag": True})

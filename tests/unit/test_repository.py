@@ -48,5 +48,7 @@ def test_code_passes_ruff(root):
     from pathlib import Path
 
     ruff = Path(sys.executable).with_name("ruff")
-    result = subprocess.run([str(ruff), "check", "slmops_helpers", "tests"], cwd=root, capture_output=True, text=True)
+    result = subprocess.run(
+        [str(ruff), "check", "slmops_helpers", "tests", "notebooks"], cwd=root, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stdout
