@@ -14,15 +14,16 @@ from . import Exercise, Result, close, incorrect, is_number
 PRECISIONS = ("fp32", "fp16", "int8", "int4")
 
 
-class FootprintMiB(Exercise):
+class Lab01Exercise(Exercise):
+    """An exercise of lab 01; ``qN.solution()`` shows its answer from this source notebook."""
+
+    notebook = "01_introduction.ipynb"  # in labs/source/
+
+
+class FootprintMiB(Lab01Exercise):
     name, title, tier, var = "q1", "Footprint from parameters and precision", "warm-up", "footprint_mib"
     hint_text = (
         "Bytes per weight: fp32 4, fp16 2, int8 1, int4 0.5. Multiply by n_params, then divide by 2**20 for MiB."
-    )
-    solution_text = (
-        "def footprint_mib(n_params, precision):\n"
-        "    bytes_per_weight = {'fp32': 4, 'fp16': 2, 'int8': 1, 'int4': 0.5}[precision]\n"
-        "    return n_params * bytes_per_weight / 2**20"
     )
 
     def check_value(self, footprint_mib: Any) -> Result | None:
@@ -37,18 +38,11 @@ class FootprintMiB(Exercise):
         return None
 
 
-class MagnitudePrune(Exercise):
+class MagnitudePrune(Lab01Exercise):
     name, title, tier, var = "q2", "Magnitude pruning of one weight matrix", "core", "magnitude_prune"
     hint_text = (
         "Count how many entries to zero: k = round(sparsity * w.numel()). The k smallest |w| go: "
         "w.abs().flatten().argsort()[:k] gives their positions; zero them in a copy (w.clone())."
-    )
-    solution_text = (
-        "def magnitude_prune(w, sparsity):\n"
-        "    k = round(sparsity * w.numel())\n"
-        "    pruned = w.clone().flatten()\n"
-        "    pruned[w.abs().flatten().argsort()[:k]] = 0\n"
-        "    return pruned.view_as(w)"
     )
 
     def check_value(self, magnitude_prune: Any) -> Result | None:
@@ -67,14 +61,11 @@ class MagnitudePrune(Exercise):
         return None
 
 
-class CsrBreakEven(Exercise):
+class CsrBreakEven(Lab01Exercise):
     name, title, tier, var = "q3", "When does sparse storage pay off?", "core", "csr_break_even"
     hint_text = (
         "Dense: n·value_bytes. CSR (ignore the small row-pointer array): (1−s)·n·(value_bytes + index_bytes). "
         "Set them equal and solve for the sparsity s."
-    )
-    solution_text = (
-        "def csr_break_even(value_bytes, index_bytes):\n    return index_bytes / (value_bytes + index_bytes)"
     )
 
     def check_value(self, csr_break_even: Any) -> Result | None:
@@ -86,18 +77,12 @@ class CsrBreakEven(Exercise):
         return None
 
 
-class LargestOnTablet(Exercise):
+class LargestOnTablet(Lab01Exercise):
     name, title, tier, var = "q4", "Largest preset that fits a tablet at int4", "core", "largest_on_tablet"
     hint_text = (
         "A tablet has 4 GiB (4096 MiB) of RAM and lets the assistant use 25% of it. "
         "fleet.model_ram_mib(n_params, 'int4') gives what a model needs; loop over models.PRESETS "
         "(params_millions × 1e6) and keep the largest that fits."
-    )
-    solution_text = (
-        "budget_mib = 4096 * 0.25\n"
-        "fits = [p for p in models.PRESETS.values()\n"
-        "        if fleet.model_ram_mib(int(p.params_millions * 1e6), 'int4') <= budget_mib]\n"
-        "largest_on_tablet = max(fits, key=lambda p: p.params_millions).name"
     )
 
     def check_value(self, largest_on_tablet: Any) -> Result | None:
@@ -114,12 +99,11 @@ class LargestOnTablet(Exercise):
         return None
 
 
-class Int4BytesPerWeight(Exercise):
+class Int4BytesPerWeight(Lab01Exercise):
     name, title, tier, var = "q5", "The real cost of int4: scales included", "stretch", "int4_bytes_per_weight"
     hint_text = (
         "Each weight takes 4 bits = 0.5 bytes; each group of group_size weights also stores one scale of scale_bytes."
     )
-    solution_text = "def int4_bytes_per_weight(group_size, scale_bytes=2):\n    return 0.5 + scale_bytes / group_size"
 
     def check_value(self, int4_bytes_per_weight: Any) -> Result | None:
         for group_size, scale_bytes in ((32, 2), (128, 2), (64, 4)):

@@ -52,10 +52,15 @@ def _random_case(seed: int, n: int = 10, vocab: int = 40) -> tuple[torch.Tensor,
     )
 
 
-class Soften(Exercise):
+class Lab02Exercise(Exercise):
+    """An exercise of lab 02; ``qN.solution()`` shows its answer from this source notebook."""
+
+    notebook = "02_distillation.ipynb"  # in labs/source/
+
+
+class Soften(Lab02Exercise):
     name, title, tier, var = "q1", "Soften a distribution with temperature", "warm-up", "soften"
     hint_text = "Divide the logits by T, then take a softmax over the last dimension: torch.softmax(x / T, dim=-1)."
-    solution_text = "def soften(logits, T):\n    return torch.softmax(logits / T, dim=-1)"
 
     def check_value(self, soften_fn: Any) -> Result | None:
         cases = [(example_logits(), 1.0), (example_logits(), 4.0), (_random_case(0)[0], 0.5), (_random_case(1)[0], 2.0)]
@@ -72,20 +77,12 @@ class Soften(Exercise):
         return None
 
 
-class KDLoss(Exercise):
+class KDLoss(Lab02Exercise):
     name, title, tier, var = "q2", "The distillation loss", "core", "kd_loss"
     hint_text = (
         "log_p_s = log_softmax(student_logits / T), log_p_t = log_softmax(teacher_logits / T); "
         "KL(teacher‖student) = (p_t * (log_p_t − log_p_s)).sum(-1).mean(). "
         "Loss = alpha · T² · KL + (1 − alpha) · F.cross_entropy(student_logits, labels) (the CE at T = 1)."
-    )
-    solution_text = (
-        "def kd_loss(student_logits, teacher_logits, labels, T, alpha):\n"
-        "    log_p_s = F.log_softmax(student_logits / T, dim=-1)\n"
-        "    log_p_t = F.log_softmax(teacher_logits / T, dim=-1)\n"
-        "    kl = (log_p_t.exp() * (log_p_t - log_p_s)).sum(-1).mean()\n"
-        "    ce = F.cross_entropy(student_logits, labels)\n"
-        "    return alpha * T**2 * kl + (1 - alpha) * ce"
     )
 
     def check_value(self, kd_loss_fn: Any) -> Result | None:
@@ -120,20 +117,12 @@ class KDLoss(Exercise):
         return f"`{name}` does not match the reference on random logits; compare your steps with the formula above."
 
 
-class KeepBlocks(Exercise):
+class KeepBlocks(Lab02Exercise):
     name, title, tier, var = "q3", "Which blocks to keep", "core", "keep"
     hint_text = (
         "Count the parts of the teacher: the token embedding (shared with the output head, so counted once), "
         "one decoder block (they are all the same size) and the final norm. A student with n blocks has "
         "embedding + n × block + norm parameters; keep the largest n within 40% of the teacher's total."
-    )
-    solution_text = (
-        "embedding = model.get_input_embeddings().weight.numel()\n"
-        "block = sum(p.numel() for p in model.model.layers[0].parameters())\n"
-        "norm = model.model.norm.weight.numel()\n"
-        "budget = 0.40 * models.count_parameters(model)\n"
-        "n_blocks = int((budget - embedding - norm) // block)\n"
-        'keep = distill.block_choices(30, n_blocks)["both ends"]  # or any n_blocks distinct blocks'
     )
 
     def check_value(self, keep: Any) -> Result | None:
@@ -150,17 +139,11 @@ class KeepBlocks(Exercise):
         return None
 
 
-class PredictParams(Exercise):
+class PredictParams(Lab02Exercise):
     name, title, tier, var = "q4", "Predict the student's size before building it", "core", "predict_params"
     hint_text = (
         "Use the same parts as in q3: embedding + n_blocks × (parameters of one block) + final norm. "
         "The output head shares the embedding's weights, so it adds nothing."
-    )
-    solution_text = (
-        "def predict_params(n_blocks):\n"
-        "    embedding = model.get_input_embeddings().weight.numel()\n"
-        "    block = sum(p.numel() for p in model.model.layers[0].parameters())\n"
-        "    return embedding + n_blocks * block + model.model.norm.weight.numel()"
     )
 
     def check_value(self, predict_params: Any) -> Result | None:
@@ -179,13 +162,12 @@ class PredictParams(Exercise):
         return None
 
 
-class HalfTemperature(Exercise):
+class HalfTemperature(Lab02Exercise):
     name, title, tier, var = "q5", "When does the favourite lose its majority?", "stretch", "t_half"
     hint_text = (
         "Loop over TEMPERATURES in order; for each, soften example_logits() and look at the largest "
         "probability (.max()). Stop at the first temperature where it is below 0.5."
     )
-    solution_text = "t_half = next(T for T in TEMPERATURES if soften(example_logits(), T).max() < 0.5)"
 
     def check_value(self, t_half: Any) -> Result | None:
         if wrong := is_number(t_half, name="t_half"):

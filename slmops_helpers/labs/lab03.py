@@ -52,16 +52,17 @@ def lora_params(shapes: dict[str, tuple[int, int]], n_layers: int, rank: int, ta
     return n_layers * sum(rank * (shapes[t][0] + shapes[t][1]) for t in targets)
 
 
-class LoraForward(Exercise):
+class Lab03Exercise(Exercise):
+    """An exercise of lab 03; ``qN.solution()`` shows its answer from this source notebook."""
+
+    notebook = "03_fine_tuning.ipynb"  # in labs/source/
+
+
+class LoraForward(Lab03Exercise):
     name, title, tier, var = "q1", "A LoRA forward pass", "core", "lora_forward"
     hint_text = (
         "A Linear computes x @ W.T + bias. LoRA adds the low-rank path x @ A.T @ B.T, scaled by alpha / r, "
         "where r = A.shape[0]."
-    )
-    solution_text = (
-        "def lora_forward(x, weight, bias, A, B, alpha):\n"
-        "    r = A.shape[0]\n"
-        "    return x @ weight.T + bias + (alpha / r) * (x @ A.T @ B.T)"
     )
 
     def check_value(self, lora_forward: Any) -> Result | None:
@@ -82,15 +83,11 @@ class LoraForward(Exercise):
         return None
 
 
-class CountLoraParams(Exercise):
+class CountLoraParams(Lab03Exercise):
     name, title, tier, var = "q2", "Trainable parameters of a LoRA adapter", "warm-up", "count_lora_params"
     hint_text = (
         "Each targeted layer gets A (rank × in) and B (out × rank): rank × (in + out) parameters. "
         "Sum over the targets, then multiply by the number of decoder layers."
-    )
-    solution_text = (
-        "def count_lora_params(shapes, n_layers, rank, targets):\n"
-        "    return n_layers * sum(rank * (shapes[t][0] + shapes[t][1]) for t in targets)"
     )
 
     def check_value(self, count_lora_params: Any) -> Result | None:
@@ -103,13 +100,12 @@ class CountLoraParams(Exercise):
         return None
 
 
-class PickTargets(Exercise):
+class PickTargets(Lab03Exercise):
     name, title, tier, var = "q3", "Pick target modules under a budget", "core", "my_targets"
     hint_text = (
         "At rank 8 over 30 layers: q/o cost 276,480 each, k/v 184,320 each, gate/up/down 506,880 each. "
         "You need one MLP projection and can spend at most 1,000,000."
     )
-    solution_text = 'my_targets = ["q_proj", "v_proj", "down_proj"]  # 967,680 parameters'
 
     def check_value(self, my_targets: Any) -> Result | None:
         if not isinstance(my_targets, list | tuple) or not my_targets:
@@ -131,10 +127,9 @@ class PickTargets(Exercise):
         return None
 
 
-class MergeLora(Exercise):
+class MergeLora(Lab03Exercise):
     name, title, tier, var = "q4", "Merge an adapter into the weight", "stretch", "merge_lora"
     hint_text = "The merged weight must give x @ W'.T = x @ W.T + (alpha/r) · x @ A.T @ B.T for every x."
-    solution_text = "def merge_lora(weight, A, B, alpha):\n    return weight + (alpha / A.shape[0]) * (B @ A)"
 
     def check_value(self, merge_lora: Any) -> Result | None:
         g = torch.Generator().manual_seed(4)

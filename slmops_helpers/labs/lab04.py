@@ -27,11 +27,13 @@ from . import (
 
 N_PARAMS = 134_515_008  # SmolLM2-135M, the tied embedding / LM head counted once
 EMBEDDING_PARAMS = 49_152 * 576  # the tied embedding / LM head: vocabulary × hidden size
-MB = 10**6
+MIB = 2**20  # the course's one unit for sizes: MiB, as `ls -lh` prints them
+DECIMAL_MB = 10**6  # only to recognise an answer given in megabytes of 10^6 bytes
 PRECISION_BITS = {"fp32": 32, "fp16": 16, "int8": 8, "int4": 4}
 BLOCK, SCALE_BITS = 32, 32  # q1 and q4: one fp32 scale per block of 32 weights
-# Sizes on disk (MB) of the ONNX exports made in notebook 04 (model.onnx + model.onnx.data).
-MEASURED_MIB = {"fp32": 540.3, "fp16": 270.2, "int8": 222.0, "int4": 103.2}
+# Sizes on disk (MiB) of the ONNX exports made in notebook 04 (model.onnx + model.onnx.data),
+# measured there as 540.3, 270.2, 222.0 and 103.2 MB of 10^6 bytes: value_MB * 1e6 / 2**20.
+MEASURED_MIB = {"fp32": 515.3, "fp16": 257.7, "int8": 211.7, "int4": 98.4}
 MEASURED_NOTES = {
     "fp32": "onnxruntime-genai builder",
     "fp16": "onnxruntime-genai builder",
@@ -54,8 +56,15 @@ _TEST_MESSAGES = ("How do I reset my password?", "Two lines:\nprice {in braces} 
 
 
 def size_mib(n_params: int, bits_per_weight: float) -> float:
-    """Megabytes (10^6 bytes) taken by ``n_params`` weights stored at ``bits_per_weight``."""
-    return n_params * bits_per_weight / 8 / MB
+    """MiB (2^20 bytes) taken by ``n_params`` weights stored at ``bits_per_weight``."""
+    return n_params * bits_per_weight / 8 / MIB
+
+
+def _wrong_unit(name: str) -> Result:
+    return incorrect(
+        f"`{name}` is in MB (10^6 bytes); this course uses MiB = 2^20 bytes, as `ls -lh` prints "
+        "1024-based units: divide by 2**20, not 10**6."
+    )
 
 
 def example_weight() -> torch.Tensor:
@@ -97,23 +106,24 @@ def _part_two_blank(name: str, question: str) -> Result:
     )
 
 
-class ExpectedSizes(Exercise):
+class Lab04Exercise(Exercise):
+    """An exercise of lab 04; ``qN.solution()`` shows its answer from this source notebook."""
+
+    notebook = "04_deployment.ipynb"  # in labs/source/
+
+
+class ExpectedSizes(Lab04Exercise):
     name, title, tier, var = "q1", "Expected file size per precision", "warm-up", None
     hint_text = (
-        "Bits per weight: fp32 32, fp16 16, int8 8, int4 4. Size in MB = N_PARAMS × bits / 8 / 10**6 "
-        "(MB here is 10^6 bytes, not 2^20). For int4_block_mib, each block of 32 weights also stores one "
+        "Bits per weight: fp32 32, fp16 16, int8 8, int4 4. Size in MiB = N_PARAMS × bits / 8 / 2**20 "
+        "(MiB is 2^20 bytes, not 10^6). For int4_block_mib, each block of 32 weights also stores one "
         "fp32 scale: 32 bits shared by 32 weights adds 1 bit per weight."
-    )
-    solution_text = (
-        "bits = {'fp32': 32, 'fp16': 16, 'int8': 8, 'int4': 4}\n"
-        "expected_mib = {p: N_PARAMS * b / 8 / 10**6 for p, b in bits.items()}\n"
-        "int4_block_mib = N_PARAMS * (4 + 32 / 32) / 8 / 10**6"
     )
 
     def check_value(self, ns: Mapping[str, Any]) -> Result | None:
         sizes = learner_answer(ns, "expected_mib")
         if not isinstance(sizes, Mapping):
-            return incorrect(f"`expected_mib` should be a dict from precision name to MB, got {type(sizes).__name__}.")
+            return incorrect(f"`expected_mib` should be a dict from precision name to MiB, got {type(sizes).__name__}.")
         if blanks := [p for p in PRECISION_BITS if sizes.get(p) is ____]:
             raise PlaceholderError(f"expected_mib still has ____ for {blanks}")
         if missing := [p for p in PRECISION_BITS if p not in sizes]:
@@ -124,8 +134,8 @@ class ExpectedSizes(Exercise):
             got, name = sizes[precision], f"expected_mib[{precision!r}]"
             if wrong := is_number(got, name=name):
                 return wrong
-            if close(got, size_mib(N_PARAMS, bits) * MB / 2**20, rtol=1e-3) is None:
-                return incorrect(f"`{name}` is in MiB (2^20 bytes); this lab uses MB = 10^6 bytes, as file sizes do.")
+            if close(got, size_mib(N_PARAMS, bits) * MIB / DECIMAL_MB, rtol=1e-3) is None:
+                return _wrong_unit(name)
             if wrong := close(got, size_mib(N_PARAMS, bits), rtol=1e-3, name=name):
                 return incorrect(wrong.message + ". Bytes per weight = bits / 8.")
         if _is_blank(ns, "int4_block_mib"):
@@ -133,6 +143,8 @@ class ExpectedSizes(Exercise):
         got = learner_answer(ns, "int4_block_mib")
         if wrong := is_number(got, name="int4_block_mib"):
             return wrong
+        if close(got, size_mib(N_PARAMS, 4 + SCALE_BITS / BLOCK) * MIB / DECIMAL_MB, rtol=1e-3) is None:
+            return _wrong_unit("int4_block_mib")
         if close(got, size_mib(N_PARAMS, 4), rtol=1e-3) is None:
             return incorrect("`int4_block_mib` equals plain int4: add the fp32 scale each block of 32 weights stores.")
         if wrong := close(got, size_mib(N_PARAMS, 4 + SCALE_BITS / BLOCK), rtol=1e-3, name="int4_block_mib"):
@@ -140,22 +152,12 @@ class ExpectedSizes(Exercise):
         return None
 
 
-class QuantizeInt8(Exercise):
+class QuantizeInt8(Lab04Exercise):
     name, title, tier, var = "q2", "int8 per-row quantization and its error", "core", None
     hint_text = (
         "scale = w.abs().amax(dim=1, keepdim=True) / 127 gives one scale per row, shaped (rows, 1) so it "
         "broadcasts. q = torch.round(w / scale).clamp(-127, 127).to(torch.int8); dequantize with "
         "q.float() * scale. The error is torch.linalg.norm(W - W_hat) / torch.linalg.norm(W), as a float."
-    )
-    solution_text = (
-        "def quantize_int8(w):\n"
-        "    scale = w.abs().amax(dim=1, keepdim=True) / 127\n"
-        "    q = torch.round(w / scale).clamp(-127, 127).to(torch.int8)\n"
-        "    return q, scale\n\n"
-        "def dequantize_int8(q, scale):\n"
-        "    return q.float() * scale\n\n"
-        "W_hat = dequantize_int8(*quantize_int8(W))\n"
-        "int8_error = (torch.linalg.norm(W - W_hat) / torch.linalg.norm(W)).item()"
     )
 
     def check_value(self, ns: Mapping[str, Any]) -> Result | None:
@@ -223,20 +225,13 @@ def _first_difference(got: str, want: str) -> int:
     return next((i for i, (a, b) in enumerate(zip(got, want, strict=False)) if a != b), min(len(got), len(want)))
 
 
-class InferenceModel(Exercise):
+class InferenceModel(Lab04Exercise):
     name, title, tier, var = "q3", "Write inference_model.json", "core", "inference_model"
     hint_text = (
         'The dict is {"Name": MODEL_NAME, "PromptTemplate": {"prompt": ...}}. The prompt is the chat template '
         "rendered with the system message and a user message whose content is the literal text {Content}: "
         'render_chat(CHAT_TEMPLATE, [{"role": "system", "content": SYSTEM}, {"role": "user", "content": '
         '"{Content}"}]). Keep the generation prompt at the end: the model answers after it.'
-    )
-    solution_text = (
-        "messages = [{'role': 'system', 'content': SYSTEM}, {'role': 'user', 'content': '{Content}'}]\n"
-        "inference_model = {\n"
-        "    'Name': MODEL_NAME,\n"
-        "    'PromptTemplate': {'prompt': render_chat(CHAT_TEMPLATE, messages)},\n"
-        "}"
     )
 
     def check_value(self, spec: Any) -> Result | None:
@@ -280,15 +275,11 @@ class InferenceModel(Exercise):
         return None
 
 
-class Int4Breakdown(Exercise):
+class Int4Breakdown(Lab04Exercise):
     name, title, tier, var = "q4", "Where the int4 file's size goes", "stretch", "int4_mixed_mib"
     hint_text = (
         "Split the parameters: EMBEDDING_PARAMS are stored in int8 blocks (8 + 1 bits each), "
-        "the other N_PARAMS − EMBEDDING_PARAMS in int4 blocks (4 + 1 bits each). Add the two sizes, in MB."
-    )
-    solution_text = (
-        "rest = N_PARAMS - EMBEDDING_PARAMS\n"
-        "int4_mixed_mib = (rest * (4 + 32 / 32) + EMBEDDING_PARAMS * (8 + 32 / 32)) / 8 / 10**6"
+        "the other N_PARAMS − EMBEDDING_PARAMS in int4 blocks (4 + 1 bits each). Add the two sizes, in MiB."
     )
 
     def check_value(self, int4_mixed_mib: Any) -> Result | None:
@@ -296,6 +287,8 @@ class Int4Breakdown(Exercise):
         expected = size_mib(rest, 4 + SCALE_BITS / BLOCK) + size_mib(EMBEDDING_PARAMS, 8 + SCALE_BITS / BLOCK)
         if wrong := is_number(int4_mixed_mib, name="int4_mixed_mib"):
             return wrong
+        if close(int4_mixed_mib, expected * MIB / DECIMAL_MB, rtol=1e-3) is None:
+            return _wrong_unit("int4_mixed_mib")
         if close(int4_mixed_mib, size_mib(rest, 5) + size_mib(EMBEDDING_PARAMS, 8), rtol=1e-3) is None:
             return incorrect("Almost: the int8 embedding blocks store an fp32 scale per 32 weights too.")
         if close(int4_mixed_mib, size_mib(N_PARAMS, 5) + size_mib(EMBEDDING_PARAMS, 9), rtol=1e-3) is None:

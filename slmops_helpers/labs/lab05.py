@@ -76,21 +76,19 @@ def lab_rollout(latency_factor: float = SLOW_BUILD) -> RolloutResult:
 # --- q1 -----------------------------------------------------------------------------------
 
 
-class WritePolicy(Exercise):
+class Lab05Exercise(Exercise):
+    """An exercise of lab 05; ``qN.solution()`` shows its answer from this source notebook."""
+
+    notebook = "05_slmops_pipeline.ipynb"  # in labs/source/
+
+
+class WritePolicy(Lab05Exercise):
     name, title, tier, var = "q1", "A gate policy that ships A and refuses B and C", "core", "my_policy"
     hint_text = (
         "Compare each candidate with PRODUCTION metric by metric: what does B make worse, and what does C? "
         "Then pick tolerances between what A needs and what B and C do: a `max_drop` on score larger "
         "than A's drop but smaller than B's, and a `max_increase_pct` on ms_per_token_p50 larger than A's "
         "rise but smaller than C's."
-    )
-    solution_text = (
-        "my_policy = {\n"
-        '    "score": {"max_drop": 2},\n'
-        '    "ms_per_token_p50": {"max_increase_pct": 10},\n'
-        '    "size_mib": {"max": 110},\n'
-        '    "peak_mib": {"max_increase_pct": 15},\n'
-        "}"
     )
 
     def check_value(self, policy: Any) -> Result | None:
@@ -129,18 +127,13 @@ def _cause(stage: Any) -> str:
     return "latency" if "latency budget" in stage.reason else "errors"
 
 
-class ReadRollout(Exercise):
+class ReadRollout(Lab05Exercise):
     name, title, tier, var = "q2", "Read a rollout report", "core", None
     hint_text = (
         "The summary's first line says whether the rollout halted and why; the row marked HALT is the stage. "
         "`report.stages[-1]` is that stage: its `reason` names the budget it broke, and its `on_new` counts "
         "the devices running the new version at that moment (every earlier stage's devices included): all "
         "of them are rolled back."
-    )
-    solution_text = (
-        "halted_stage = report.halted_at\n"
-        "halt_cause = 'latency' if 'latency' in report.stages[-1].reason else 'errors'\n"
-        "rolled_back = report.stages[-1].on_new"
     )
 
     def check_value(self, ns: Mapping[str, Any]) -> Result | None:
@@ -191,14 +184,11 @@ def reference_feedback_by_class(report: RolloutResult) -> dict[str, int]:
     return dict(Counter(record["device_class"] for record in report.feedback))
 
 
-class FeedbackByClass(Exercise):
+class FeedbackByClass(Lab05Exercise):
     name, title, tier, var = "q3", "Where the feedback comes from", "warm-up", "feedback_by_class"
     hint_text = (
         "`report.feedback` is a list of dicts, one per flagged answer kept for labelling; each has a 'device_class' "
         "key. collections.Counter counts them: dict(Counter(r['device_class'] for r in report.feedback))."
-    )
-    solution_text = (
-        "from collections import Counter\nfeedback_by_class = dict(Counter(r['device_class'] for r in report.feedback))"
     )
 
     def check_value(self, counts: Any) -> Result | None:

@@ -1,8 +1,8 @@
 """Render a lab's source notebook into the learner's exercise and the instructor's solution.
 
 The source notebook (``labs/source/NN_name.ipynb``) holds the full solution. In code
-cells, each answer sits between marker lines, followed by the starter line(s) that
-learners see, written as ``#>`` comments::
+cells, each answer sits between marker lines (read by ``markers.py``), followed by the
+starter line(s) that learners see, written as ``#>`` comments::
 
     ### BEGIN SOLUTION
     fp16_mib = n_params * 2 / 2**20
@@ -21,103 +21,29 @@ from __future__ import annotations
 
 import copy
 import json
-import re
 from pathlib import Path
 
 import nbformat
 from nbformat import NotebookNode
 
 from .._io import atomic_write_text
+from .markers import BEGIN, END, STARTER, split_source
 
-BEGIN = "### BEGIN SOLUTION"
-END = "### END SOLUTION"
-STARTER = "#>"
+__all__ = [  # the marker names stay importable from here, where they were first defined
+    "BEGIN",
+    "END",
+    "STARTER",
+    "INSTRUCTOR_TAG",
+    "split_source",
+    "render_notebook",
+    "render_lab",
+    "render_all",
+    "is_up_to_date",
+]
+
 INSTRUCTOR_TAG = "instructor"
-# Anything that looks like a marker but is not spelled exactly like one is an error:
-# a silently ignored "## begin solution" would leak the answer into the exercise.
-_MARKER_LIKE = re.compile(r"^#+\s*(BEGIN|END)\s+SOLUTION\b", re.IGNORECASE)
 # Fixed ids keep the rendering byte-for-byte reproducible (new cells get random ids).
 _HEADER_IDS = {"exercise": "slmops-exercise-header", "solution": "slmops-solution-header"}
-
-
-def _marker_error(where: str, lineno: int, problem: str, fix: str) -> ValueError:
-    return ValueError(f"{where}, line {lineno}: {problem}. Fix: {fix}.")
-
-
-def _uncomment(line: str) -> str:
-    """``    #> x = ____`` becomes ``    x = ____``: the ``#>`` keeps its indentation."""
-    indent = line[: len(line) - len(line.lstrip())]
-    rest = line.lstrip()[len(STARTER) :]
-    rest = rest[1:] if rest.startswith(" ") else rest  # one space after "#>" is syntax
-    return indent + rest if rest.strip() else ""
-
-
-def split_source(source: str, where: str = "cell") -> tuple[str, str]:
-    """Split one code cell's source into its solution and exercise versions.
-
-    Args:
-        source: the cell's code, possibly with solution blocks.
-        where: names the cell in error messages, e.g. "labs/source/01.ipynb, cell index 3".
-    Returns:
-        ``(solution_source, exercise_source)``.
-    Raises:
-        ValueError: nested or unbalanced markers, a misspelt marker, a ``#>`` line
-            outside a block, or a block without any ``#>`` line.
-    """
-    solution: list[str] = []
-    exercise: list[str] = []
-    block_start: int | None = None  # line of the open BEGIN marker; None outside a block
-    has_starter = False
-    for lineno, line in enumerate(source.split("\n"), start=1):
-        text = line.strip()
-        if text == BEGIN:
-            if block_start is not None:
-                raise _marker_error(
-                    where,
-                    lineno,
-                    f"nested '{BEGIN}' (the block opened on line {block_start} is still open)",
-                    f"add '{END}' above it",
-                )
-            block_start, has_starter = lineno, False
-        elif text == END:
-            if block_start is None:
-                raise _marker_error(
-                    where,
-                    lineno,
-                    f"'{END}' without a '{BEGIN}' above it",
-                    f"add '{BEGIN}' above the answer, or delete this line",
-                )
-            if not has_starter:
-                raise _marker_error(
-                    where,
-                    block_start,
-                    "this solution block has no '#>' line",
-                    f"add a starter such as '#> answer = ____' before '{END}'",
-                )
-            block_start = None
-        elif _MARKER_LIKE.match(text):
-            raise _marker_error(
-                where, lineno, f"malformed marker {text!r}", f"write it exactly as '{BEGIN}' or '{END}'"
-            )
-        elif text.startswith(STARTER):
-            if block_start is None:
-                raise _marker_error(
-                    where,
-                    lineno,
-                    "'#>' starter line outside a solution block",
-                    f"move it between '{BEGIN}' and '{END}'",
-                )
-            has_starter = True
-            exercise.append(_uncomment(line))
-        else:
-            solution.append(line)
-            if block_start is None:
-                exercise.append(line)
-    if block_start is not None:
-        raise _marker_error(
-            where, block_start, f"'{BEGIN}' without a matching '{END}'", f"add '{END}' after the block's '#>' lines"
-        )
-    return "\n".join(solution), "\n".join(exercise)
 
 
 def _clean(cell: NotebookNode) -> NotebookNode:

@@ -11,6 +11,7 @@ from slmops_helpers.labs import Outcome, Question, ____
 from slmops_helpers.labs.lab04 import (
     CHAT_TEMPLATE,
     EMBEDDING_PARAMS,
+    MEASURED_MIB,
     MODEL_NAME,
     N_PARAMS,
     SYSTEM,
@@ -22,8 +23,8 @@ from slmops_helpers.labs.lab04 import (
 )
 
 BITS = {"fp32": 32, "fp16": 16, "int8": 8, "int4": 4}
-RIGHT_SIZES = {p: N_PARAMS * b / 8 / 1e6 for p, b in BITS.items()}  # independent arithmetic
-RIGHT_BLOCK = N_PARAMS * 5 / 8 / 1e6
+RIGHT_SIZES = {p: N_PARAMS * b / 8 / 2**20 for p, b in BITS.items()}  # independent arithmetic, in MiB
+RIGHT_BLOCK = N_PARAMS * 5 / 8 / 2**20
 
 
 def result(exercise, value):
@@ -60,6 +61,11 @@ def test_sizes_blank_is_not_attempted(namespace):
     assert result(ExpectedSizes, namespace).outcome is Outcome.NOT_ATTEMPTED
 
 
+def test_measured_sizes_are_notebook_04s_megabytes_in_mib():
+    measured_mb = {"fp32": 540.3, "fp16": 270.2, "int8": 222.0, "int4": 103.2}  # 10^6 bytes, as measured
+    assert MEASURED_MIB == pytest.approx({p: mb * 1e6 / 2**20 for p, mb in measured_mb.items()}, abs=0.05)
+
+
 def test_sizes_second_part_blank_says_the_first_is_right():
     verdict = result(ExpectedSizes, {"expected_mib": RIGHT_SIZES, "int4_block_mib": ____})
     assert verdict.outcome is Outcome.NOT_ATTEMPTED and "first part is right" in verdict.message
@@ -68,14 +74,15 @@ def test_sizes_second_part_blank_says_the_first_is_right():
 @pytest.mark.parametrize(
     "sizes, block, says",
     [
-        ({p: v * 1e6 / 2**20 for p, v in RIGHT_SIZES.items()}, RIGHT_BLOCK, "MiB"),
+        ({p: v * 2**20 / 1e6 for p, v in RIGHT_SIZES.items()}, RIGHT_BLOCK, "this course uses MiB"),  # 10^6-byte MB
+        (RIGHT_SIZES, RIGHT_BLOCK * 2**20 / 1e6, "this course uses MiB"),
         ({p: v * 8 for p, v in RIGHT_SIZES.items()}, RIGHT_BLOCK, "too high"),  # bits, not bytes
         ({**RIGHT_SIZES, "int4": RIGHT_SIZES["int8"]}, RIGHT_BLOCK, "expected_mib['int4']"),
         ({k: v for k, v in RIGHT_SIZES.items() if k != "fp16"}, RIGHT_BLOCK, "missing ['fp16']"),
-        ([540, 270, 135, 67], RIGHT_BLOCK, "dict"),
+        ([513, 257, 128, 64], RIGHT_BLOCK, "dict"),
         ({**RIGHT_SIZES, "fp32": torch.tensor(RIGHT_SIZES["fp32"])}, RIGHT_BLOCK, ".item()"),
         (RIGHT_SIZES, RIGHT_SIZES["int4"], "plain int4"),
-        (RIGHT_SIZES, N_PARAMS * (4 + 32 / 8) / 8 / 1e6, "int4_block_mib"),  # scale counted per 8
+        (RIGHT_SIZES, N_PARAMS * (4 + 32 / 8) / 8 / 2**20, "int4_block_mib"),  # scale counted per 8
     ],
 )
 def test_sizes_mistakes_are_named(sizes, block, says):
@@ -266,21 +273,22 @@ def test_inference_model_mistakes_are_named(value, says):
 
 # --- q4: int4 breakdown -----------------------------------------------------------------
 
-RIGHT_MIXED = ((N_PARAMS - EMBEDDING_PARAMS) * 5 + EMBEDDING_PARAMS * 9) / 8 / 1e6
+RIGHT_MIXED = ((N_PARAMS - EMBEDDING_PARAMS) * 5 + EMBEDDING_PARAMS * 9) / 8 / 2**20
 
 
 def test_breakdown_right_answer_passes_and_is_near_the_measured_size():
     assert result(Int4Breakdown, RIGHT_MIXED).outcome is Outcome.CORRECT
-    assert 95 < RIGHT_MIXED < 103.2
+    assert 90 < RIGHT_MIXED < 98.4  # the int4 file measured in notebook 04: 98.4 MiB
 
 
 @pytest.mark.parametrize(
     "value, says",
     [
-        (((N_PARAMS - EMBEDDING_PARAMS) * 5 + EMBEDDING_PARAMS * 8) / 8 / 1e6, "scale"),
-        ((N_PARAMS * 5 + EMBEDDING_PARAMS * 9) / 8 / 1e6, "counted twice"),
-        (N_PARAMS * 5 / 8 / 1e6, "int4_mixed_mib"),
-        ("98 MB", "number"),
+        (((N_PARAMS - EMBEDDING_PARAMS) * 5 + EMBEDDING_PARAMS * 8) / 8 / 2**20, "scale"),
+        ((N_PARAMS * 5 + EMBEDDING_PARAMS * 9) / 8 / 2**20, "counted twice"),
+        (N_PARAMS * 5 / 8 / 2**20, "int4_mixed_mib"),
+        (RIGHT_MIXED * 2**20 / 1e6, "this course uses MiB"),  # in 10^6-byte MB
+        ("94 MiB", "number"),
     ],
 )
 def test_breakdown_mistakes_are_named(value, says):

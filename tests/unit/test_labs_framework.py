@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import pickle
 
+import nbformat
 import numpy as np
 import pytest
 import torch
@@ -16,6 +17,7 @@ from slmops_helpers.labs import (
     PlaceholderError,
     Question,
     Result,
+    SolutionNotFoundError,
     ____,
     bind_exercises,
     check_type,
@@ -32,7 +34,6 @@ SECRET = 7345.91  # distinctive: must never appear in anything a learner sees
 class Fp16Memory(Exercise):
     name, title, tier, var = "q1", "fp16 weight memory", "core", "fp16_mib"
     hint_text = "Each fp16 weight takes two bytes."
-    solution_text = "fp16_mib = n_params * 2 / 2**20"
 
     def check_value(self, value):
         return is_number(value, name=self.var) or close(value, SECRET, name=self.var)
@@ -280,13 +281,29 @@ def test_nothing_printed_reveals_the_expected_value(capsys, answer):
         assert revealing not in out.replace(repr(answer), "")
 
 
-def test_hint_and_solution_print_their_text(capsys):
-    question = _question(Fp16Memory)
+def test_hint_and_solution_print_their_text(capsys, tmp_path):
+    cells = [
+        nbformat.v4.new_code_cell(
+            "n_params = 135_000_000\n### BEGIN SOLUTION\nfp16_mib = n_params * 2 / 2**20\n"
+            "#> fp16_mib = ____\n### END SOLUTION\n\nq1.check()"
+        )
+    ]
+    nbformat.write(nbformat.v4.new_notebook(cells=cells), tmp_path / "01_demo.ipynb")
+
+    class WithNotebook(Fp16Memory):
+        notebook = tmp_path / "01_demo.ipynb"
+
+    question = _question(WithNotebook)
     question.hint()
     question.solution()
     out = capsys.readouterr().out
     assert "💡 q1 hint: Each fp16 weight takes two bytes." in out
     assert "🔑 q1 solution:\nfp16_mib = n_params * 2 / 2**20" in out
+
+
+def test_solution_without_a_source_notebook_says_so():
+    with pytest.raises(SolutionNotFoundError, match="names no source notebook"):
+        _question(Fp16Memory).solution()
 
 
 def test_repr_tells_learners_what_to_call():

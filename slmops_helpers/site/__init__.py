@@ -12,6 +12,9 @@ every script it would fetch from a CDN (require.js, MathJax, mermaid, the widget
 manager). Widgets cannot run without a kernel, so each one is replaced by a static
 snapshot of what it showed when the notebook ran (its controls' values and its output).
 The folder is written atomically: a failed build leaves the previous site untouched.
+
+This module collects the sections and builds the site; ``site.metrics`` says which
+figures each index card shows, ``site.pages`` renders one notebook as a page.
 """
 
 from __future__ import annotations
@@ -24,12 +27,31 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from . import runner
-from ._io import atomic_directory
-from .config import artifacts_dir, project_root
+from .. import runner
+from .._io import atomic_directory
+from ..config import artifacts_dir, project_root
+from .metrics import CONTEXT_KEYS, HEADLINES, format_metric, headline_metrics
+from .pages import NAV_CSS, PAGE_TEMPLATE, WIDGET_STATE, WIDGET_VIEW, nav_bar, render_page, static_widgets
 
-WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
-WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+__all__ = [  # the names of site.metrics and site.pages stay importable from here
+    "CONTEXT_KEYS",
+    "HEADLINES",
+    "NAV_CSS",
+    "PAGE_TEMPLATE",
+    "WIDGET_STATE",
+    "WIDGET_VIEW",
+    "Section",
+    "build_site",
+    "collect_sections",
+    "format_metric",
+    "headline_metrics",
+    "learning_goals",
+    "nav_bar",
+    "notebook_title",
+    "render_index",
+    "render_page",
+    "static_widgets",
+]
 
 # The phrasings a notebook's first cell uses to introduce its learning goals.
 GOALS_INTRO = re.compile(
@@ -37,69 +59,6 @@ GOALS_INTRO = re.compile(
 )
 BULLET = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+(.*)$")
 
-# Headline metrics per notebook: (key, label, format). Keys missing from a run are skipped;
-# a notebook without an entry shows its task scores and run time (see headline_metrics).
-HEADLINES: dict[str, list[tuple[str, str, str]]] = {
-    "01_introduction": [
-        ("n_params", "parameters", "{:,.0f}"),
-        ("measured_fp32_mib", "fp32 weights (MiB)", "{:.0f}"),
-        ("measured_int4_mib", "int4 weights (MiB)", "{:.0f}"),
-        ("gen_tok_s", "generation speed (tokens/s)", "{:.1f}"),
-        ("base_score", "untuned task score (0-100)", "{:.1f}"),
-        ("majority_score", "majority baseline (0-100)", "{:.1f}"),
-    ],
-    "02_distillation": [
-        ("teacher_score", "teacher task score (0-100)", "{:.1f}"),
-        ("student_score", "distilled student task score", "{:.1f}"),
-        ("undistilled_score", "undistilled student task score", "{:.1f}"),
-        ("student_param_share", "student size (share of teacher)", "{:.0%}"),
-        ("speedup", "student speed-up", "{:.1f}x"),
-        ("targets_met", "targets met (of 4)", "{:d}"),
-    ],
-    "03_fine_tuning": [
-        ("base_score", "untuned task score (0-100)", "{:.1f}"),
-        ("full_score", "full fine-tune", "{:.1f}"),
-        ("lora_score", "LoRA", "{:.1f}"),
-        ("qlora_score", "QLoRA", "{:.1f}"),
-        ("ia3_score", "IA3", "{:.1f}"),
-        ("lora_trainable_pct", "LoRA trainable share (%)", "{:.2f}"),
-        ("lora_artifact_mib", "LoRA adapter file (MiB)", "{:.1f}"),
-    ],
-    "04_deployment": [
-        ("torch_fp32_score", "PyTorch fp32 task score", "{:.1f}"),
-        ("onnx_int4_score", "ONNX int4 task score", "{:.1f}"),
-        ("torch_fp32_size_mib", "PyTorch fp32 size (MiB)", "{:.0f}"),
-        ("onnx_int4_size_mib", "ONNX int4 size (MiB)", "{:.0f}"),
-        ("torch_fp32_tok_s", "PyTorch fp32 speed (tokens/s)", "{:.1f}"),
-        ("onnx_int4_tok_s", "ONNX int4 speed (tokens/s)", "{:.1f}"),
-    ],
-    "05_slmops_pipeline": [
-        ("production_score", "production task score", "{:.1f}"),
-        ("candidate_score", "candidate task score", "{:.1f}"),
-        ("gate_passed", "candidate passed the gate", "{}"),
-        ("bad_candidate_gate_passed", "over-quantized build passed the gate", "{}"),
-        ("rollout_on_new", "devices on the new version", "{:,.0f}"),
-        ("bad_rollout_rolled_back", "devices rolled back (bad build)", "{:,.0f}"),
-    ],
-}
-CONTEXT_KEYS = {"profile", "model", "device", "python", "platform", "cpu_count"}
-
-# nbconvert's lab template without anything fetched from the network.
-PAGE_TEMPLATE = """{%- extends 'lab/index.html.j2' -%}
-{%- block html_head_js -%}{%- endblock html_head_js -%}
-{%- block jupyter_widgets -%}{%- endblock jupyter_widgets -%}
-{%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
-{%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
-{%- block html_head_css -%}<style type="text/css">{{ resources.site_css }}</style>{%- endblock html_head_css -%}
-{%- block body_header -%}{{ super() }}{{ resources.site_nav }}{%- endblock body_header -%}
-{%- block body_footer -%}{{ resources.site_nav }}{{ super() }}{%- endblock body_footer -%}
-"""
-NAV_CSS = """
-nav.site-nav { display: flex; gap: 1.5em; padding: 0.6em 1em; margin: 0 0 1em; background: #f3f4f6;
-  border-bottom: 1px solid #d1d5db; font-family: system-ui, sans-serif; font-size: 14px; }
-nav.site-nav a { color: #1d4ed8; text-decoration: none; } nav.site-nav a:hover { text-decoration: underline; }
-.site-widget-note { font-style: italic; color: #555; padding: 0.2em 0; }
-"""
 INDEX_CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; max-width: 62em; margin: 2em auto;
   padding: 0 1em; color: #1f2937; line-height: 1.5; }
@@ -170,108 +129,6 @@ def learning_goals(nb: dict) -> list[str]:
                 break
         return goals
     return []
-
-
-def format_metric(value: Any, fmt: str) -> str:
-    """``value`` with ``fmt``, or plainly when the format does not fit its type."""
-    try:
-        return fmt.format(value)
-    except (ValueError, TypeError):
-        return str(value)
-
-
-def headline_metrics(stem: str, metrics: dict[str, Any]) -> list[tuple[str, str]]:
-    """(label, formatted value) of the notebook's headline figures, in a fixed order."""
-    spec = HEADLINES.get(stem)
-    if spec is None:  # a section without a list yet: its scores, nothing else guessed
-        spec = [(k, k.replace("_", " "), "{:.1f}") for k in sorted(metrics) if k.endswith("_score")][:6]
-    rows = [(label, format_metric(metrics[key], fmt)) for key, label, fmt in spec if key in metrics]
-    if "notebook_s" in metrics:
-        rows.append(("run time (s)", format_metric(metrics["notebook_s"], "{:.0f}")))
-    return rows
-
-
-def _plain(text: str) -> str:
-    """HTML widget values (tqdm bars) as plain text."""
-    return html.unescape(re.sub(r"<[^>]+>", "", text)).replace("\u2007", " ").strip()
-
-
-def static_widgets(nb: dict) -> dict:
-    """Replace each widget output with a static snapshot of what it showed; drop widget state.
-
-    Output widgets contribute the outputs they captured (text, plots); controls contribute
-    their label and value; tqdm bars their text. Works on the notebook dict in place.
-    """
-    state = nb.get("metadata", {}).pop("widgets", {}).get(WIDGET_STATE, {}).get("state", {})
-
-    def walk(model_id: str, outputs: list[dict], controls: list[str], texts: list[str]) -> None:
-        model = state.get(model_id)
-        if model is None:
-            return
-        name, st = model.get("model_name", ""), model.get("state", {})
-        if name == "OutputModel":
-            outputs.extend(st.get("outputs", []))
-        elif name in ("HTMLModel", "LabelModel"):
-            texts.append(_plain(str(st.get("value", ""))))
-        elif name.endswith("ProgressModel"):
-            pass  # a progress bar: its HTML labels (tqdm) tell the story
-        elif ("description" in st and "value" in st) or "_options_labels" in st:
-            labels = st.get("_options_labels")
-            value = labels[st["index"]] if labels and isinstance(st.get("index"), int) else st.get("value")
-            controls.append(f"{st.get('description') or name.removesuffix('Model')} = {value}")
-        for child in st.get("children", []):
-            walk(str(child).removeprefix("IPY_MODEL_"), outputs, controls, texts)
-
-    for cell in nb.get("cells", []):
-        if cell.get("cell_type") != "code":
-            continue
-        new_outputs = []
-        for out in cell.get("outputs", []):
-            view = out.get("data", {}).get(WIDGET_VIEW)
-            if view is None:
-                new_outputs.append(out)
-                continue
-            captured: list[dict] = []
-            controls: list[str] = []
-            texts: list[str] = []
-            walk(view.get("model_id", ""), captured, controls, texts)
-            if controls or captured:
-                note = "Interactive widget (run the notebook in JupyterLab to use it); as it ran"
-                note += f": {', '.join(controls)}." if controls else "."
-                new_outputs.append({"output_type": "display_data", "metadata": {}, "data": {"text/html": _note(note)}})
-                new_outputs.extend(captured)
-            elif any(texts):
-                text = " ".join(t for t in texts if t)
-                new_outputs.append({"output_type": "stream", "name": "stdout", "text": text + "\n"})
-            # else: a widget with nothing to show statically (no state saved): leave it out
-        cell["outputs"] = new_outputs
-    return nb
-
-
-def _note(text: str) -> str:
-    return f'<div class="site-widget-note">{html.escape(text)}</div>'
-
-
-def _nav(links: list[tuple[str, str]]) -> str:
-    items = "".join(f'<a href="{html.escape(href)}">{html.escape(label)}</a>' for label, href in links)
-    return f'<nav class="site-nav">{items}</nav>'
-
-
-def render_page(nb: dict, title: str, nav: str) -> str:
-    """One notebook as a standalone HTML page (inline CSS and images, no scripts fetched)."""
-    import jinja2
-    import nbformat
-    from nbconvert import HTMLExporter
-
-    node = nbformat.reads(json.dumps(nb), as_version=4)  # normalizes list-of-lines sources and outputs
-    node.metadata["title"] = title
-    exporter = HTMLExporter(
-        template_name="lab",
-        extra_loaders=[jinja2.DictLoader({"slmops_site.html.j2": PAGE_TEMPLATE})],
-        template_file="slmops_site.html.j2",
-    )
-    body, _ = exporter.from_notebook_node(node, resources={"site_nav": nav, "site_css": NAV_CSS})
-    return body
 
 
 def _read(path: Path) -> dict:
@@ -419,13 +276,13 @@ def build_site(
                 nav.append((f"Next: {sections[i + 1].title}", f"../{sections[i + 1].page}"))
             if s.executed:
                 links = nav + ([(f"Lab {int(s.number)}", f"../{s.lab_page}")] if s.lab else [])
-                page = render_page(static_widgets(_read(s.executed)), s.title, _nav(links))
+                page = render_page(static_widgets(_read(s.executed)), s.title, nav_bar(links))
                 (tmp / s.page).write_text(_link_notebooks(page, stems), encoding="utf-8")
             if s.lab:
                 lab = _read(s.lab)
                 title = notebook_title(lab, f"Lab {int(s.number)}")
                 links = [("Course index", "../index.html")] + ([(s.title, f"../{s.page}")] if s.executed else [])
-                page = render_page(static_widgets(lab), title, _nav(links))
+                page = render_page(static_widgets(lab), title, nav_bar(links))
                 (tmp / s.lab_page).write_text(_link_notebooks(page, stems), encoding="utf-8")
         generated = datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
         (tmp / "index.html").write_text(render_index(sections, generated), encoding="utf-8")
