@@ -52,3 +52,13 @@ def test_code_passes_ruff(root):
         [str(ruff), "check", "slmops_helpers", "tests", "notebooks"], cwd=root, capture_output=True, text=True
     )
     assert result.returncode == 0, result.stdout
+
+
+def test_no_module_is_over_400_lines(root):
+    """One job per module: past 400 lines a module is doing several (split it by job, as deploy/ is)."""
+    long = {
+        str(p.relative_to(root)): n
+        for p in (root / "slmops_helpers").rglob("*.py")
+        if (n := len(p.read_text().splitlines())) > 400
+    }
+    assert not long, long
