@@ -18,6 +18,8 @@ from typing import Any
 
 from ._io import atomic_write_json
 from .config import artifacts_dir, get_profile
+from .models import DEFAULT_MODEL
+from .reference import write_reference
 
 # The unit a key's suffix promises, one meaning per suffix (README, "Metrics and units").
 UNITS = {
@@ -100,7 +102,12 @@ def write_metrics(
     device: str,
     output_dir: str | os.PathLike | None = None,
 ) -> Path:
-    """Validate and atomically write ``metrics`` for notebook ``stem``; return the path."""
+    """Validate and atomically write ``metrics`` for notebook ``stem``; return the path.
+
+    A full run of the course's own model into the course's ``artifacts/`` also writes the
+    notebook's committed reference record (``reference.write_reference``); runs into another
+    ``output_dir`` (tests, experiments) or of another model never touch it.
+    """
     get_profile(profile)
     record = {
         **metrics,
@@ -113,7 +120,10 @@ def write_metrics(
     record = {k: (v.item() if hasattr(v, "item") else v) for k, v in record.items()}  # numpy/torch scalars
     check_flat(record)
     check_units(record)
-    return atomic_write_json(metrics_path(stem, output_dir), record)
+    path = atomic_write_json(metrics_path(stem, output_dir), record)
+    if profile == "full" and output_dir is None and model == DEFAULT_MODEL:
+        write_reference(stem, record)
+    return path
 
 
 def read_metrics(stem: str, output_dir: str | os.PathLike | None = None) -> dict[str, Any]:
