@@ -202,10 +202,10 @@ def test_notebook_01_runs_in_jupyterlab_with_plot_and_widget(browser, jupyterlab
     Select(precision.find_element(By.TAG_NAME, "select")).select_by_visible_text("int4")
     after = wait_in_widget(lambda: (t := result_text()) != before and "Model needs" in t and t, "the widget to react")
 
-    def gb(text: str) -> float:
-        return float(re.search(r"Model needs ([\d.]+) GB", text).group(1))
+    def mib(text: str) -> float:
+        return float(re.search(r"Model needs ([\d,.]+) MiB", text).group(1).replace(",", ""))
 
-    assert gb(after) < gb(before), f"int4 should need less RAM than fp32:\nbefore: {before}\nafter: {after}"
+    assert mib(after) < mib(before), f"int4 should need less RAM than fp32:\nbefore: {before}\nafter: {after}"
     wait_in_widget(lambda: result.find_elements(By.TAG_NAME, "img"), "the calculator's plot after the change")
     # The redraw (made in a widget callback, not a cell) must be a whole plot, not a blank or half-drawn one.
     ink_after = browser.execute_async_script(DARK_SHARE_JS, result.find_element(By.TAG_NAME, "img"))
