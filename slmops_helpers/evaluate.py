@@ -11,7 +11,7 @@ from __future__ import annotations
 import tempfile
 from typing import Any, NamedTuple
 
-from .data import format_chat, score_predictions
+from .data import format_chat, format_target, score_predictions
 from .decoding import speed_summary
 from .inference import generate_answers, generate_timed
 from .models import MIB, PeakMemory, files_mib, tensor_bytes
@@ -31,6 +31,21 @@ def score_model(
     prompts = [format_chat(tokenizer, row) for row in rows]
     answers = generate_answers(model, tokenizer, prompts, max_new_tokens, batch_size=batch_size)
     return Scored(score_predictions(answers, rows), answers)
+
+
+def ticket_points(n_tickets: int) -> float:
+    """How far one ticket can move a task score: flipping its category and its error code moves
+    each accuracy by 100 / n points, and the score averages three parts. A gap within a ticket
+    or two of this is noise on that many tickets."""
+    return 100 / max(n_tickets, 1) * 2 / 3
+
+
+def show_answers(rows: list[dict[str, str]], answers: list[str], n: int = 2, who: str = "model") -> str:
+    """The first ``n`` tickets with their reference and the model's answer, for reading."""
+    return "\n".join(
+        f"--- {r['message']}\n    reference: {format_target(r)!r}\n    {who + ':':<10} {a!r}"
+        for r, a in list(zip(rows, answers, strict=True))[:n]
+    )
 
 
 def size_on_disk_mib(model: Any) -> float:

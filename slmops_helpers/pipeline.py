@@ -203,16 +203,17 @@ def gate_metrics(row: dict[str, Any]) -> dict[str, float]:
 # --- roll out ----------------------------------------------------------------------------------
 
 
-def rollout_variants(approved: dict[str, Any], deploy_metrics: dict[str, Any] | None = None) -> list[Any]:
+def rollout_variants(
+    approved: dict[str, Any], deploy_metrics: dict[str, Any] | None = None, variant: str = "onnx_int4"
+) -> list[Any]:
     """The package variants the fleet chooses from, all measured (``fleet.variants_from_metrics``).
 
     Section 4's ONNX variants (``deploy_metrics``, its ``04_deployment.json``) when given:
     size, memory and speed depend on the architecture and the precision, not on the
     weights, so its measurements hold for a new release of the same model. The approved
-    package's own measurement (a benchmark row of an int4 build) replaces the int4 entry.
+    package's own measurement (a benchmark row of a ``variant`` build) replaces that entry.
     """
-
-    measured = flat_metrics([{**approved, "variant": "onnx_int4"}])
+    measured = flat_metrics([{**approved, "variant": variant}])
     merged = {**(deploy_metrics or {}), **measured}
     return [v for v in variants_from_metrics(merged) if v.name.startswith("onnx_")]
 
@@ -229,9 +230,9 @@ def read_feedback(path: str | Path) -> list[dict[str, Any]]:
 
 
 def feedback_summary(records: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
-    """Counts of flagged answers by kind, by device profile and by stage."""
-    summary: dict[str, dict[str, int]] = {"kind": {}, "profile": {}, "stage": {}}
+    """Counts of flagged answers by kind, by device class and by stage, most frequent first."""
+    summary: dict[str, dict[str, int]] = {"kind": {}, "device_class": {}, "stage": {}}
     for record in records:
         for key, counts in summary.items():
             counts[record[key]] = counts.get(record[key], 0) + 1
-    return summary
+    return {key: dict(sorted(counts.items(), key=lambda kv: -kv[1])) for key, counts in summary.items()}

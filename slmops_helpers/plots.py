@@ -208,6 +208,21 @@ def plot_distillation_tradeoff(rows: list[dict[str, Any]]) -> Figure:
     return fig
 
 
+def plot_run_vs_reference(bars: dict[str, tuple[float, float | None]], ylabel: str = "task score") -> Figure:
+    """This run's value beside the full reference run's, per label (a missing reference draws no bar)."""
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    xs = range(len(bars))
+    ax.bar([x - 0.2 for x in xs], [run for run, _ in bars.values()], width=0.4, label="this run")
+    ref = [(x + 0.2, r) for x, (_, r) in zip(xs, bars.values(), strict=True) if r is not None]
+    if ref:
+        ax.bar([x for x, _ in ref], [r for _, r in ref], width=0.4, label="full reference run")
+    ax.set_xticks(list(xs), list(bars), rotation=15)
+    ax.set(ylabel=ylabel, title="This run beside the full reference run")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
 def plot_rollout(result: Any) -> Figure:
     """A staged rollout (``rollout.simulate_rollout``): devices on the new version over time,
     and each stage's health against its budgets; a halted stage is drawn in red."""

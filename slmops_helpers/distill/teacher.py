@@ -190,6 +190,13 @@ class ValidationReport:
         found = Counter(r["reason"] for r in self.rejected)
         return {reason: found.get(reason, 0) for reason in REASONS}
 
+    def format(self, n_examples: int = 3) -> str:
+        """How many were kept, the count per reason, and the first few dropped answers."""
+        lines = [f"kept {len(self.rows)} of {len(self.rows) + len(self.rejected)} teacher answers"]
+        lines += [f"  {reason:<17} {n}" for reason, n in self.counts.items()]
+        lines += [f"--- dropped {r['id']} ({r['reason']}): {r['text'][:160]!r}" for r in self.rejected[:n_examples]]
+        return "\n".join(lines)
+
 
 def validate_outputs(rows: list[dict[str, str]], outputs: TeacherOutputs | list[str]) -> ValidationReport:
     """Keep the rows whose teacher answer passes ``output_problem``; report the rest."""

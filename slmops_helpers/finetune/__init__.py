@@ -27,7 +27,15 @@ from .methods import (
     run_method,
     trainable_share,
 )
-from .tuned import TUNED_CONFIG, TunedConfig, load_tuned_model, prepare_tuned_model, tuned_dir, tuned_info
+from .tuned import (
+    TUNED_CONFIG,
+    TunedConfig,
+    describe_tuned,
+    load_tuned_model,
+    prepare_tuned_model,
+    tuned_dir,
+    tuned_info,
+)
 
 __all__ = [
     "ATTENTION",
@@ -44,6 +52,7 @@ __all__ = [
     "add_lora",
     "check_adapter_fits",
     "check_targets",
+    "describe_tuned",
     "expand_grid",
     "fake_quantize_base",
     "linear_module_names",

@@ -109,3 +109,12 @@ def load_tuned_model(model_name: str = DEFAULT_MODEL, device: str | None = None)
 def tuned_info(model_name: str = DEFAULT_MODEL) -> dict[str, Any]:
     """What the cached tuned model's marker records (recipe, best validation loss)."""
     return json.loads((tuned_dir(model_name) / MARKER).read_text())
+
+
+def describe_tuned(model_name: str = DEFAULT_MODEL) -> str:
+    """One line on how the cached tuned model was made, from its marker."""
+    recipe = tuned_info(model_name)["recipe"]
+    return (
+        f"{model_name} + {recipe['spec']['method']} on the training split "
+        f"({recipe['config']['max_steps']} steps, lr {recipe['config']['lr']}), merged"
+    )

@@ -222,6 +222,7 @@ def render_index(sections: list[Section], generated: str) -> str:
 <p class="lead">Operate small language models through their whole life cycle, measured on a real model
 (SmolLM2-135M-Instruct), offline. The sections in order, with what each run measured.</p>
 {"".join(cards)}
+<p class="links"><a href="glossary.html">Glossary</a></p>
 <p class="muted">Generated {html.escape(generated)} by <code>slmops site</code> from artifacts/notebooks/ and
 artifacts/metrics/. Opens from disk; nothing here loads from the network.</p>
 </body>
@@ -236,7 +237,28 @@ def _link_notebooks(page: str, stems: set[str]) -> str:
         folder, stem = match.group(2), match.group(3)
         return f'href="../{folder}/{stem}.html"' if stem in stems else match.group(0)
 
-    return re.sub(r'href="((?:\.\./)*)(notebooks|labs)/([\w-]+)\.ipynb"', repl, page)
+    page = re.sub(r'href="((?:\.\./)*)(notebooks|labs)/([\w-]+)\.ipynb"', repl, page)
+    return re.sub(
+        r'href="((?:\.\./)*)GLOSSARY\.md(#[\w-]*)?"', lambda m: f'href="../glossary.html{m.group(2) or ""}"', page
+    )
+
+
+def render_glossary(text: str) -> str:
+    """``GLOSSARY.md`` as the site's glossary page (notebook pages link their terms to it)."""
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1.0">
+<title>SLMOps course: glossary</title>
+<style>{INDEX_CSS}</style>
+</head>
+<body>
+<p class="links"><a href="index.html">Course index</a></p>
+{_markdown(text)}
+</body>
+</html>
+"""
 
 
 def build_site(
@@ -286,4 +308,7 @@ def build_site(
                 (tmp / s.lab_page).write_text(_link_notebooks(page, stems), encoding="utf-8")
         generated = datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
         (tmp / "index.html").write_text(render_index(sections, generated), encoding="utf-8")
+        glossary = root / "GLOSSARY.md"  # the index always links it, so the page always exists
+        text = glossary.read_text() if glossary.is_file() else "# Glossary\n\nThis checkout has no GLOSSARY.md."
+        (tmp / "glossary.html").write_text(render_glossary(text), encoding="utf-8")
     return out / "index.html"

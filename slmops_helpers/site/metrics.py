@@ -35,6 +35,8 @@ HEADLINES: dict[str, list[tuple[str, str, str]]] = {
         ("lora_artifact_mib", "LoRA adapter file (MiB)", "{:.1f}"),
     ],
     "04_deployment": [
+        ("deployed_score", "deployed model's task score", "{:.1f}"),
+        ("untuned_score", "untuned base's task score", "{:.1f}"),
         ("torch_fp32_score", "PyTorch fp32 task score", "{:.1f}"),
         ("onnx_int4_score", "ONNX int4 task score", "{:.1f}"),
         ("torch_fp32_size_mib", "PyTorch fp32 size (MiB)", "{:.0f}"),

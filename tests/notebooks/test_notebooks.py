@@ -8,9 +8,9 @@ import math
 
 import pytest
 
-from slmops_helpers import models, rollout
+from slmops_helpers import gate, models, rollout
 from slmops_helpers.config import artifacts_dir
-from slmops_helpers.deploy import checklist, export
+from slmops_helpers.deploy import checklist, choose, export, steps
 from slmops_helpers.labs.render import is_up_to_date, render_lab
 from slmops_helpers.metrics import read_metrics
 from slmops_helpers.registry import Registry
@@ -112,7 +112,9 @@ def test_04_deployment(root):
     # a process running the int4 package needs far less memory than torch eager
     assert m["onnx_int4_peak_mib"] < 0.7 * m["torch_fp32_peak_mib"]
     # package integrity and a server that survives bad input
-    assert m["tamper_detected"] is True and m["package_variant"] in ("onnx_int4", "onnx_int8")
+    assert m["tamper_detected"] is True and m["package_variant"] == steps.chosen_variant(
+        m
+    )  # the smallest that passes the gate
     assert m["server_ok"] == 20 and m["server_p95_s"] >= m["server_p50_s"] > 0
     assert m["server_malformed_4xx"] == 50 and m["server_healthy_after"] is True
     # the validation checklist, item by item: the runtime's own properties must hold on any model;
@@ -122,11 +124,14 @@ def test_04_deployment(root):
     assert m["checklist_domain"] == m[f"{m['package_variant']}_quality_ok"]
     # onnxruntime-genai and our loop decode the same int4 folder: the same tokens, or they part at a near-tie
     assert m["genai_agreement"] == 1.0 or 0 < m["genai_divergence_margin"] < 1e-3
+    # the deployed model is the best candidate by score on the same tickets, and beats the untuned base
+    assert m["deploy_candidates"] >= 2 and m["deploy_choice_tickets"] == 8
+    assert m["deployed_score"] >= m["untuned_score"] and m["deployed_source"] != choose.UNTUNED
     # the package is the model the notebook says it deployed
-    source, label = export.deploy_source()
+    chosen = next(c for c in choose.deploy_candidates() if c.label == m["deployed_source"])
     lineage = json.loads((artifacts_dir() / "04_deployment" / "package" / "manifest.json").read_text())["lineage"]
-    assert m["deployed_model"] == label == lineage["deployed_from"]
-    assert lineage["source_fingerprint"] == export.source_fingerprint(source)
+    assert m["deployed_source"] == lineage["deployed_from"]
+    assert lineage["source_fingerprint"] == export.source_fingerprint(chosen.source)
 
 
 def test_05_slmops_pipeline(root):
@@ -138,12 +143,18 @@ def test_05_slmops_pipeline(root):
     for name in ("production", "candidate", "over_quantized"):
         assert 0 <= m[f"{name}_score"] <= 100 and m[f"{name}_size_mib"] > 0 and m[f"{name}_peak_mib"] > 0
         assert m[f"{name}_ms_per_token_p50"] > 0
-    assert (
-        m["n_eval"] >= 12 and m["candidate_size_mib"] <= 105
-    )  # the gate policy's size ceiling (notebooks/configs/gate.yaml)
-    # the gate: the candidate ships; the over-quantized build is refused on its task score, by the CLI too
-    assert m["gate_passed"] is True and m["gate_failed_checks"] == 0 and m["gate_checks"] >= 4
-    assert m["candidate_score"] >= m["production_score"] - 2
+    # packaged as production is, within the gate policy's 10 % size allowance (notebooks/configs/gate.yaml)
+    assert m["n_eval"] >= 12 and m["candidate_size_mib"] <= 1.1 * m["production_size_mib"]
+    # the gate decides what the policy says about the measured numbers, whichever way: recomputed here
+    policy = gate.load_policy(root / "notebooks" / "configs" / "gate.yaml")
+    measured = {
+        who: {k: m[f"{who}_{k}"] for k in ("score", "size_mib", "ms_per_token_p50", "peak_mib")}
+        for who in ("candidate", "production")
+    }
+    expected = gate.evaluate_gate(measured["candidate"], measured["production"], policy)
+    assert m["gate_passed"] is expected.passed and m["gate_failed_checks"] == len(expected.failures)
+    assert m["gate_checks"] >= 4
+    # the over-quantized build is refused on its task score, by the CLI too
     assert m["bad_candidate_gate_passed"] is False and "score" in m["bad_candidate_failed_metrics"].split(",")
     assert m["bad_candidate_score"] < m["candidate_score"] - 2 and m["gate_cli_exit_code_bad"] == 1
     # the rollout: the approved release reaches the fleet, the bad build halts and rolls back
@@ -155,13 +166,20 @@ def test_05_slmops_pipeline(root):
     assert m["feedback_flagged"] == m["feedback_failed"] + m["feedback_low_confidence"] > 0
     # the registry: three entries with lineage, every file re-hashed, the candidate now in production
     assert m["registry_entries"] == 3 and m["registry_verified"] is True
-    assert m["candidate_stage"] == "production" and m["previous_production_stage"] == "archived"
-    assert m["bad_candidate_stage"] == "archived" and m["lineage_depth"] == 2
+    if m["gate_passed"]:  # the candidate shipped: it is production now, its parent archived
+        assert m["candidate_stage"] == "production" and m["previous_production_stage"] == "archived"
+        assert m["lineage_depth"] == 2
+    else:  # refused: production stays, the candidate stays a candidate
+        assert m["candidate_stage"] == "candidate" and m["previous_production_stage"] == "production"
+        assert m["lineage_depth"] == 1
+    assert m["bad_candidate_stage"] == "archived"
     reg = Registry(artifacts_dir() / "05_slmops_pipeline" / "registry")
     assert [reg.verify(e).id for e in reg.entries()] == [e.id for e in reg.entries()]  # re-hashes every file
     shipped = reg.latest("kestrel-k2-assistant", stage="production")
-    assert shipped.parent and shipped.data_hash and shipped.adapter and shipped.files
-    assert shipped.hyperparameters["spec"]["method"] == "lora" and shipped.metrics["score"] == m["candidate_score"]
+    assert shipped.id == m["production_entry"] and shipped.data_hash and shipped.adapter and shipped.files
+    candidate = next(e for e in reg.entries() if e.parent and e.metrics["score"] == m["candidate_score"])
+    assert candidate.hyperparameters["spec"]["method"] == "lora" and candidate.data_hash
+    assert shipped.metrics["score"] == m["candidate_score" if m["gate_passed"] else "production_score"]
     # the feedback set: as many flagged answers as the plan keeps, sampled uniformly from all of them
     _, plan = rollout.load_fleet_config(root / "notebooks" / "configs" / "fleet.yaml")
     feedback = [json.loads(line) for line in (artifacts_dir() / "05_slmops_pipeline" / "feedback.jsonl").open()]

@@ -60,3 +60,13 @@ def tiny_package(tiny_onnx, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("packages") / "tiny"
     lineage = {"base_model": "tiny-random-llama", "adapter": None, "data_sha256": "0" * 64}
     return write_package(tiny_onnx, out, "tiny-assistant", "1.0.0", lineage, system_prompt="Be brief.")
+
+
+@pytest.fixture
+def rows():
+    """Eight tickets in the tiny tokenizer's words, two categories (the distillation tests' data)."""
+    words = ["my hub is offline", "the app is not help", "billing error code", "setup wifi reply"]
+    return [
+        {"id": f"r{i}", "split": "train", "message": m, "category": c, "error_code": "none", "reply": "reset the hub."}
+        for i, (m, c) in enumerate(zip(words * 2, ["billing", "setup"] * 4, strict=True))
+    ]

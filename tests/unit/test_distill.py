@@ -44,15 +44,6 @@ def teacher(tiny_tokenizer):
     return _llama(len(tiny_tokenizer))
 
 
-@pytest.fixture
-def rows():
-    words = ["my hub is offline", "the app is not help", "billing error code", "setup wifi reply"]
-    return [
-        {"id": f"r{i}", "split": "train", "message": m, "category": c, "error_code": "none", "reply": "reset the hub."}
-        for i, (m, c) in enumerate(zip(words * 2, ["billing", "setup"] * 4, strict=True))
-    ]
-
-
 def _reference_kd(s, t, y, temperature, alpha, kind):
     """Independent formula: torch's kl_div (KL(target ‖ input)) and cross_entropy."""
     log_s, log_t = F.log_softmax(s / temperature, -1), F.log_softmax(t / temperature, -1)

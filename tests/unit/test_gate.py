@@ -88,7 +88,7 @@ def test_relative_checks_need_a_usable_baseline():
 
 def test_shipped_policy_loads(root):
     rules = load_policy(root / "notebooks" / "configs" / "gate.yaml")
-    assert {(r.metric, r.check) for r in rules} >= {("score", "max_drop"), ("size_mib", "max")}
+    assert {(r.metric, r.check) for r in rules} >= {("score", "max_drop"), ("size_mib", "max_increase_pct")}
 
 
 def test_policy_file_errors(tmp_path):

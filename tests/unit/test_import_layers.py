@@ -9,13 +9,13 @@ from pathlib import Path
 
 LAYERS = (
     ("foundations", ("_io", "config", "decoding", "compress", "plots", "nbwatchdog", "deploy.client")),
-    ("data and models", ("data", "metrics", "models")),
+    ("data and models", ("data", "metrics", "models", "reference")),
     ("running and training", ("inference", "training", "registry", "fleet")),
-    ("evaluation", ("evaluate",)),
+    ("evaluation", ("evaluate", "intro")),
     ("fine-tuning", ("finetune",)),
     ("distillation", ("distill",)),
     ("deployment", ("deploy",)),
-    ("operations", ("gate", "rollout", "pipeline", "widgets")),
+    ("operations", ("gate", "rollout", "pipeline", "release", "release_report", "widgets")),
     ("course", ("labs", "site", "runner", "cli")),
 )
 

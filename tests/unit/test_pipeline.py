@@ -67,9 +67,16 @@ def test_rollout_variants_without_section_4_are_the_approved_package_alone():
 
 def test_feedback_round_trip_and_summary(tmp_path):
     records = [
-        {"device": 1, "profile": "home hub", "variant": "onnx_int4", "stage": "canary", "kind": "failed"},
-        {"device": 2, "profile": "tablet", "variant": "onnx_int4", "stage": "wider", "kind": "low_confidence"},
-        {"device": 3, "profile": "home hub", "variant": "onnx_int4", "stage": "wider", "kind": "failed", "prompt": "é"},
+        {"device": 1, "device_class": "home hub", "variant": "onnx_int4", "stage": "canary", "kind": "failed"},
+        {"device": 2, "device_class": "tablet", "variant": "onnx_int4", "stage": "wider", "kind": "low_confidence"},
+        {
+            "device": 3,
+            "device_class": "home hub",
+            "variant": "onnx_int4",
+            "stage": "wider",
+            "kind": "failed",
+            "prompt": "é",
+        },
     ]
     path = pipeline.write_feedback(records, tmp_path / "feedback.jsonl")
     assert pipeline.read_feedback(path) == records
@@ -77,7 +84,7 @@ def test_feedback_round_trip_and_summary(tmp_path):
     summary = pipeline.feedback_summary(records)
     assert summary == {
         "kind": {"failed": 2, "low_confidence": 1},
-        "profile": {"home hub": 2, "tablet": 1},
+        "device_class": {"home hub": 2, "tablet": 1},
         "stage": {"canary": 1, "wider": 2},
     }
     assert pipeline.read_feedback(pipeline.write_feedback([], tmp_path / "empty.jsonl")) == []
@@ -190,3 +197,10 @@ def test_measure_packages_best_of_interleaved_rounds(tiny_package, tmp_path):
         pipeline.measure_packages({"a": tiny_package}, settings, rows, speed_rounds=0)
     with pytest.raises(ValueError, match="No packages"):
         pipeline.measure_packages({}, settings, rows)
+
+
+def test_rollout_variants_replace_the_approved_packages_own_variant():
+    variants = pipeline.rollout_variants(_row(score=50.0, ms_per_token_p50=30.0), _deploy_metrics(), "onnx_fp32")
+    by_name = {v.name: v for v in variants}
+    assert (by_name["onnx_fp32"].score, by_name["onnx_fp32"].ms_per_token_p50) == (50.0, 30.0)
+    assert by_name["onnx_int4"].score != 50.0  # the others keep section 4's measurements

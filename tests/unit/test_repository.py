@@ -49,7 +49,7 @@ def test_code_passes_ruff(root):
 
     ruff = Path(sys.executable).with_name("ruff")
     result = subprocess.run(
-        [str(ruff), "check", "slmops_helpers", "tests", "notebooks"], cwd=root, capture_output=True, text=True
+        [str(ruff), "check", "slmops_helpers", "tests", "notebooks", "labs"], cwd=root, capture_output=True, text=True
     )
     assert result.returncode == 0, result.stdout
 
@@ -62,3 +62,40 @@ def test_no_module_is_over_400_lines(root):
         if (n := len(p.read_text().splitlines())) > 400
     }
     assert not long, long
+
+
+def _code_cells(path):
+    cells = json.loads(path.read_text())["cells"]
+    return [
+        (i, "".join(c["source"]), c.get("metadata", {}).get("tags", []))
+        for i, c in enumerate(cells)
+        if c["cell_type"] == "code"
+    ]
+
+
+def test_notebooks_are_thin(root):
+    """A learner reads prose with short calls: every code cell at most 15 non-blank lines
+    (the parameters cell and the first, imports cell excepted), at most 150 code lines a
+    notebook, and no function or class defined in a notebook: logic lives in the library."""
+    problems = []
+    for path in sorted(root.glob("notebooks/[0-9][0-9]_*.ipynb")):
+        cells = _code_cells(path)
+        counted = [(i, s) for n, (i, s, tags) in enumerate(cells) if "parameters" not in tags and n > 1]
+        lines = {i: len([line for line in s.splitlines() if line.strip()]) for i, s in counted}
+        problems += [f"{path.name} cell {i}: {n} lines (at most 15)" for i, n in lines.items() if n > 15]
+        if sum(lines.values()) > 150:
+            problems.append(f"{path.name}: {sum(lines.values())} code lines (at most 150)")
+        for i, s, _ in cells:
+            if re.search(r"^\s*(def|class|async def) ", s, re.M) or "lambda" in s:
+                problems.append(f"{path.name} cell {i}: defines a function or class; move it to slmops_helpers")
+    assert not problems, "\n".join(problems)
+
+
+def test_committed_references_are_full_runs(root):
+    from slmops_helpers import reference
+
+    for path in sorted((root / reference.REFERENCE_DIR).glob("*.full.json")):
+        stem = path.name.removesuffix(".full.json")
+        ref = reference.read_reference(stem, root)
+        assert ref.usable, ref.problem
+        assert (root / "notebooks" / f"{stem}.ipynb").is_file(), f"{path.name} has no notebook"

@@ -227,3 +227,13 @@ def test_cli_site_subcommand(monkeypatch, capsys, tmp_path):
     assert cli.main(["site", "--no-run"]) == 0
     assert seen == {"run_missing": False, "profile": "smoke"}
     assert "index.html" in capsys.readouterr().out
+
+
+def test_glossary_links_point_at_the_site_glossary():
+    page = '<a href="../GLOSSARY.md#kv-cache">KV cache</a> <a href="../GLOSSARY.md">all</a>'
+    assert site._link_notebooks(page, set()) == (
+        '<a href="../glossary.html#kv-cache">KV cache</a> <a href="../glossary.html">all</a>'
+    )
+    rendered = site.render_glossary('# Glossary\n\n<a id="kv-cache"></a>**KV cache** — kept keys and values.')
+    assert '<a id="kv-cache"></a>' in rendered and "<strong>KV cache</strong>" in rendered
+    assert 'href="index.html"' in rendered

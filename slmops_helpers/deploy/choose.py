@@ -1,0 +1,94 @@
+"""Which model section 4 deploys: the best one available, by task score on the same tickets.
+
+The candidates are notebook 03's merged LoRA model (when notebook 03 has run), the
+course's tuned model (``slmops prepare --tuned``) and the untuned base. Each is scored
+with the same greedy decoding on the same held-out tickets, and the best is deployed; the
+untuned base is always scored too, so the notebook can show that what it ships beats it.
+An explicit folder (the notebook's ``deploy_from``) is deployed as asked, still scored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..config import artifacts_dir
+from ..evaluate import score_model
+from ..finetune import tuned_dir
+from ..models import DEFAULT_MODEL, is_prepared, load_model, prepare_model
+
+UNTUNED = "the untuned base model"
+MERGED = "notebook 03's merged LoRA model"
+TUNED = "the course's tuned model (notebook 03's recipe, trained at setup)"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    label: str
+    source: Path
+
+
+def deploy_candidates(explicit: str | Path | None = None, model_name: str = DEFAULT_MODEL) -> list[Candidate]:
+    """The models that could be deployed, the untuned base last (it is the floor, always scored)."""
+    found = []
+    if explicit:
+        found.append(Candidate(f"the model folder {explicit}", Path(explicit)))
+    else:
+        merged = artifacts_dir() / "03_fine_tuning" / "merged_lora"
+        if (merged / "config.json").is_file():
+            found.append(Candidate(MERGED, merged))
+        if is_prepared(tuned_dir(model_name)):
+            found.append(Candidate(TUNED, tuned_dir(model_name)))
+    return [*found, Candidate(UNTUNED, Path(prepare_model(model_name)))]
+
+
+@dataclass
+class DeployChoice:
+    chosen: Candidate
+    scores: dict[str, float]  # label -> task score on the same tickets
+    n_tickets: int
+    explicit: bool = False
+
+    @property
+    def untuned_score(self) -> float:
+        return self.scores[UNTUNED]
+
+    def metrics(self) -> dict[str, Any]:
+        return {
+            "deployed_source": self.chosen.label,
+            "deployed_score": self.scores[self.chosen.label],
+            "untuned_score": self.untuned_score,
+            "deploy_candidates": len(self.scores),
+            "deploy_choice_tickets": self.n_tickets,
+        }
+
+    def reason(self) -> str:
+        """Which model is deployed and why, with every candidate's score."""
+        listed = ", ".join(f"{label} **{score:.1f}**" for label, score in self.scores.items())
+        why = "the folder you asked for (`deploy_from`)" if self.explicit else "the best task score of the candidates"
+        text = f"Deploying **{self.chosen.label}**, {why}. On {self.n_tickets} held-out tickets: {listed}."
+        if self.scores[self.chosen.label] < self.untuned_score:
+            text += " It scores **below the untuned base**: shipping it would make the assistant worse."
+        return text
+
+
+def choose_deploy_source(
+    rows: list[dict[str, str]],
+    max_new_tokens: int,
+    explicit: str | Path | None = None,
+    model_name: str = DEFAULT_MODEL,
+    device: str | None = None,
+) -> DeployChoice:
+    """Score every candidate on ``rows`` and pick the one to deploy (the explicit one if given)."""
+    scores = {}
+    candidates = deploy_candidates(explicit, model_name)
+    for candidate in candidates:
+        model, tokenizer = load_model(str(candidate.source), device=device, dtype=torch.float32)
+        scores[candidate.label] = score_model(model, tokenizer, rows, max_new_tokens).scores["score"]
+        del model
+    # an explicit folder is deployed as asked; otherwise the best score, a trained model on a tie
+    chosen = candidates[0] if explicit else max(candidates, key=lambda c: scores[c.label])
+    return DeployChoice(chosen, scores, len(rows), explicit=bool(explicit))

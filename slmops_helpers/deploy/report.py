@@ -1,0 +1,105 @@
+"""Notebook 04's readings: the sentence or table after each measurement, rendered from the metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..evaluate import ticket_points
+from .steps import QUALITY_DROP
+
+
+def parity_reading(m: dict[str, Any], positions: int) -> str:
+    return (
+        f"Max |logit difference| over {positions} positions: **{m['onnx_max_abs_diff']:.1e}**, where float32 "
+        f"alone moves PyTorch's logits by {m['onnx_parity_noise']:.1e} (bound {m['onnx_parity_bound']:.1e}); "
+        f"next-token choices that differ outside a tie: **{m['onnx_argmax_flips']}**. Greedy answers agree on "
+        f"**{m['onnx_greedy_agreement']:.0%}** of their tokens."
+    )
+
+
+def size_reading(m: dict[str, Any]) -> str:
+    return (
+        f"Measured: int4 is **×{m['onnx_int4_ratio']:.3f}** of fp32, **{m['int4_reduction_pct']:.0f}%** smaller; "
+        f"int8 is ×{m['onnx_int8_ratio']:.3f}, fp16 ×{m['onnx_fp16_ratio']:.3f}. ×0.125 counts 4 bits per weight and "
+        f"nothing else, but every block of 32 weights also stores a scale ({m['int4_scales_mib']:.1f} MiB here), the "
+        f"output layer stays at 8 bits, and norms stay in float ({m['int4_float_mib']:.1f} MiB). 'About 75%' is what "
+        "int4 saves against an **fp16** baseline (16 → 4 bits), not against fp32. Our int8 recipe keeps the tied "
+        f"embedding in fp32, which is why it is only ×{m['onnx_int8_ratio']:.2f}."
+    )
+
+
+VARIANTS = ("torch_fp32", "onnx_fp32", "onnx_fp16", "onnx_int8", "onnx_int4")
+
+
+def benchmark_reading(m: dict[str, Any], n_tickets: int) -> str:
+    """Every column of the benchmark in words: what each precision buys and costs."""
+    fastest = max(VARIANTS, key=lambda v: m[f"{v}_tok_s"])
+    smallest = min(VARIANTS, key=lambda v: m[f"{v}_size_mib"])
+    ticket, drop = ticket_points(n_tickets), m["onnx_fp32_score"] - m["onnx_int4_score"]
+    gate = ", ".join(f"{v} {'passes' if m[f'{v}_quality_ok'] else '**fails**'}" for v in VARIANTS)
+    return (
+        f"**Speed.** {fastest} decodes fastest: {m[f'{fastest}_tok_s']:.0f} tokens/s against torch eager's "
+        f"{m['torch_fp32_tok_s']:.0f} (int4: **{m['int4_speedup_vs_torch']:.1f}×**). The p95 per-token latency "
+        f"shows the tail a user feels: int4 {m['onnx_int4_ms_per_token_p95']:.1f} ms against p50 "
+        f"{m['onnx_int4_ms_per_token_p50']:.1f} ms. Time to first token (prompt processing) is "
+        f"{m['onnx_int4_ttft_ms']:.0f} ms for int4, {m['torch_fp32_ttft_ms']:.0f} ms for torch. fp16 on a CPU "
+        f"runs at {m['onnx_fp16_tok_s']:.0f} tokens/s: without half-precision arithmetic units, fp16 saves bytes, "
+        "not time.\n\n"
+        f"**Size and memory.** {smallest} is smallest ({m[f'{smallest}_size_mib']:.0f} MiB on disk); int4 needs "
+        f"**{m['onnx_int4_peak_mib']:.0f} MiB** of peak memory instead of torch's {m['torch_fp32_peak_mib']:.0f}, and "
+        f"loads in {m['onnx_int4_load_s']:.1f} s against {m['torch_fp32_load_s']:.1f} s.\n\n"
+        f"**Quality.** On {n_tickets} tickets, within {QUALITY_DROP:.0f} points of fp32's "
+        f"{m['onnx_fp32_score']:.1f}: {gate}. int4 scores {m['onnx_int4_score']:.1f}, "
+        f"{drop / ticket:.1f} tickets' worth below fp32 (one ticket moves a score by up to {ticket:.1f} points "
+        "here): within a ticket or two, the gate's verdict rests on noise, and a larger test set should confirm it."
+    )
+
+
+def genai_reading(m: dict[str, Any], parted: bool) -> str:
+    where = (
+        f" They part where the top two logits are {m['genai_divergence_margin']:.1e} apart: a near-tie, not a bug."
+        if parted
+        else ""
+    )
+    return (
+        f"onnxruntime-genai decodes the same folder at {m['genai_tok_s']:.0f} tokens/s; its greedy tokens agree "
+        f"with our loop's on {m['genai_agreement']:.0%} of the answer.{where}"
+    )
+
+
+def package_reading(m: dict[str, Any], n_files: int, refusal: str) -> str:
+    return (
+        f"The package holds **{m['package_variant']}** ({m['package_mib']:.0f} MiB, {n_files} files hashed, "
+        f"verified). A copy with one flipped byte in its weights was "
+        + (f"**refused**: {refusal}" if m["tamper_detected"] else "**accepted**: the manifest check is broken.")
+    )
+
+
+def server_reading(m: dict[str, Any]) -> str:
+    return (
+        f"{m['server_ok']}/20 concurrent requests answered in {m['server_wall_s']:.1f} s (p50 "
+        f"{m['server_p50_s']:.1f} s, p95 {m['server_p95_s']:.1f} s: one model, so answers take turns and the p95 "
+        f"grows with the queue); {m['server_malformed_4xx']}/50 malformed requests got a 4xx naming the problem; "
+        f"healthy afterwards: {m['server_healthy_after']}."
+    )
+
+
+def checklist_reading(m: dict[str, Any]) -> str:
+    failed = [k.removeprefix("checklist_") for k, v in m.items() if k.startswith("checklist_") and v is False]
+    return f"**{m['checklist_passed']} of {m['checklist_total']}** checks pass" + (
+        f"; failing: {', '.join(failed)}. A failed check blocks the release until it is fixed or consciously waived."
+        if failed
+        else ": the package is ready for the pipeline of section 5."
+    )
+
+
+LESSON_ROWS = (
+    ("deployed model's score", "deployed_score", "{:.1f}".format),
+    ("untuned base's score", "untuned_score", "{:.1f}".format),
+    ("int4 score", "onnx_int4_score", "{:.1f}".format),
+    ("fp32 export score", "onnx_fp32_score", "{:.1f}".format),
+    ("int4 tokens/s", "onnx_int4_tok_s", "{:.0f}".format),
+    ("torch fp32 tokens/s", "torch_fp32_tok_s", "{:.0f}".format),
+    ("int4 size (MiB)", "onnx_int4_size_mib", "{:.0f}".format),
+    ("tickets scored", "deploy_choice_tickets", "{:d}".format),
+)

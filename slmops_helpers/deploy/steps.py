@@ -1,0 +1,217 @@
+"""Notebook 04's steps, each a call that returns what it measured as metric keys.
+
+The notebook stays prose with short calls; what each step does (and the lineage a
+package records) is written once here and tested.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime_genai as og
+
+from .. import data
+from . import bench, checklist, client, export, package
+from .runtime import OnnxCausalLM, TorchCausalLM
+
+QUALITY_DROP = 5.0  # points of task score a variant may lose against the fp32 export and still ship
+PACKAGE_NAME = "kestrel-k2-assistant"
+
+
+def parity_metrics(torch_lm: TorchCausalLM, onnx_lm: OnnxCausalLM, prompts: list[str], new_tokens: int = 24):
+    """Logit parity of the export against PyTorch, and how much of the greedy answers agree."""
+    parity = bench.logit_parity(torch_lm, onnx_lm, prompts, new_tokens=new_tokens)
+    greedy = [[t.id for t in onnx_lm.stream(onnx_lm.encode(p), new_tokens)] for p in prompts]
+    return parity, {
+        "onnx_max_abs_diff": parity.max_abs_diff,
+        "onnx_parity_noise": parity.noise,
+        "onnx_parity_bound": parity.bound,
+        "onnx_argmax_flips": parity.flips,
+        "onnx_greedy_agreement": bench.prefix_agreement(greedy, parity.reference_answers),
+    }
+
+
+def quantization_study(n_layers: int) -> dict[str, export.Recipe]:
+    """Section 4.3's recipes: which layers must stay in float (the two deployed ones included)."""
+    down = tuple(f"/model/layers.{i}/mlp/down_proj/MatMul" for i in range(n_layers))
+    return {
+        "fp32 (reference)": export.RECIPES["onnx_fp32"],
+        "int8 all MatMul": export.Recipe("int8", tool="quantize_dynamic"),
+        "int8 keep lm_head": export.RECIPES["onnx_int8"],
+        "int8 keep lm_head+down": export.Recipe("int8", tool="quantize_dynamic", exclude=(export.LM_HEAD, *down)),
+        "int4 RTN all": export.Recipe("int4"),
+        "int4 k-quant, lm_head int8": export.RECIPES["onnx_int4"],
+    }
+
+
+STUDY_KEYS = {  # recipe -> metric prefix
+    "int8 all MatMul": "int8_all",
+    "int8 keep lm_head": "int8_keep_lm_head",
+    "int8 keep lm_head+down": "int8_keep_lm_head_down",
+    "int4 RTN all": "int4_rtn",
+    "int4 k-quant, lm_head int8": "int4_kquant",
+}
+
+
+def study_metrics(results: list[dict[str, Any]]) -> dict[str, Any]:
+    by_name = {r["recipe"]: r for r in results}
+    out = {f"{key}_agreement": by_name[name]["agreement"] for name, key in STUDY_KEYS.items()}
+    out["int8_all_mib"] = by_name["int8 all MatMul"]["size_mib"]
+    out["int8_keep_lm_head_mib"] = by_name["int8 keep lm_head"]["size_mib"]
+    return out
+
+
+def format_study(results: list[dict[str, Any]]) -> str:
+    lines = [f"{'recipe':<28}{'MiB':>8}{'agreement':>11}{'score':>8}"]
+    lines += [f"{r['recipe']:<28}{r['size_mib']:>8.1f}{r['agreement']:>11.2f}{r['score']:>8.1f}" for r in results]
+    return "\n".join(lines)
+
+
+def size_metrics(variant_dirs: dict[str, Path]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """What every variant's bytes are (for the plot) and each one's size against fp32."""
+    breakdown = [{"variant": name, **export.size_breakdown(folder)} for name, folder in variant_dirs.items()]
+    fp32 = export.onnx_files_mib(variant_dirs["onnx_fp32"])
+    out = {f"{name}_ratio": export.onnx_files_mib(folder) / fp32 for name, folder in variant_dirs.items()}
+    int4 = next(r for r in breakdown if r["variant"] == "onnx_int4")
+    out |= {
+        "int4_reduction_pct": 100 * (1 - out["onnx_int4_ratio"]),
+        "int4_scales_mib": int4["scales_mib"],
+        "int4_float_mib": int4["float_mib"],
+    }
+    return breakdown, out
+
+
+def quality_gate(table: list[dict[str, Any]], drop: float = QUALITY_DROP) -> dict[str, Any]:
+    """Per variant: does its task score stay within ``drop`` points of the fp32 export's?"""
+    reference = next(r["score"] for r in table if r["variant"] == "onnx_fp32")
+    return {f"{r['variant']}_quality_ok": r["score"] >= reference - drop for r in table}
+
+
+PACKAGE_ORDER = ("onnx_int4", "onnx_int8", "onnx_fp16", "onnx_fp32")  # smallest first
+
+
+def chosen_variant(metrics: dict[str, Any]) -> str:
+    """The smallest variant that passes the quality gate (fp32 passes by definition)."""
+    return next(v for v in PACKAGE_ORDER if metrics[f"{v}_quality_ok"])
+
+
+def genai_metrics(lm: OnnxCausalLM, folder: Path, ids: list[int], ours: list[int], max_new_tokens: int) -> dict:
+    """Decode the same int4 folder with onnxruntime-genai: its speed, and where it parts from our loop."""
+    model = og.Model(str(folder))
+    params = og.GeneratorParams(model)
+    params.set_search_options(max_length=len(ids) + max_new_tokens, do_sample=False)
+    generator = og.Generator(model, params)
+    generator.append_tokens(ids)
+    theirs, start = [], time.perf_counter()
+    while not generator.is_done() and len(theirs) < max_new_tokens:
+        generator.generate_next_token()
+        theirs.append(int(generator.get_next_tokens()[0]))
+    tok_s = len(theirs) / (time.perf_counter() - start)
+    theirs = [t for t in theirs if t not in lm.eos_ids]
+    return {
+        "genai_tok_s": tok_s,
+        "genai_agreement": bench.prefix_agreement([theirs], [ours]),
+        "genai_divergence_margin": bench.divergence_margin(lm, ids, ours, theirs),  # 0.0: never parted
+    }
+
+
+def lineage(
+    base_model: str, source: Path, origin: str, variant: str, recipe: export.Recipe, data_hash: str, **more: Any
+) -> dict[str, Any]:
+    """What a package records about where it came from (``manifest.json``'s ``lineage``).
+
+    ``origin`` says which model was exported (``deployed_from``); ``more`` adds what a
+    release knows besides (``adapter``, ``parent``, ``metrics``).
+    """
+    return {
+        "base_model": base_model,
+        "deployed_from": origin,
+        "source_fingerprint": export.source_fingerprint(source),
+        "variant": variant,
+        "recipe": recipe.note,
+        "data_hash": data_hash,
+        **more,
+    }
+
+
+def variant_metrics(metrics: dict[str, Any], variant: str) -> dict[str, Any]:
+    """The benchmark's figures of one variant, without its prefix (a package's justification)."""
+    return {k.removeprefix(f"{variant}_"): v for k, v in metrics.items() if k.startswith(f"{variant}_")}
+
+
+def tamper_check(package_dir: Path, work: Path) -> tuple[bool, str]:
+    """Flip one byte of a copy's weights: does the loader refuse it? (detected, the refusal)"""
+    tampered = work / "tampered"
+    shutil.rmtree(tampered, ignore_errors=True)
+    shutil.copytree(package_dir, tampered)
+    with open(tampered / "model.onnx.data", "r+b") as fh:
+        fh.seek(1000)
+        byte = fh.read(1)
+        fh.seek(1000)
+        fh.write(bytes([byte[0] ^ 1]))
+    try:
+        package.verify_package(tampered)
+        return False, "accepted"
+    except package.PackageError as err:
+        return True, str(err)
+    finally:
+        shutil.rmtree(tampered)
+
+
+def server_trial(
+    package_dir: Path, rows: list[dict[str, str]], first_message: str
+) -> tuple[dict[str, Any], list[str], Any]:
+    """Start ``slmops serve`` on the package: one streamed answer, 20 concurrent requests, 50 malformed ones."""
+
+    def chat(content: str, max_tokens: int) -> dict[str, Any]:
+        return {"model": PACKAGE_NAME, "messages": [{"role": "user", "content": content}], "max_tokens": max_tokens}
+
+    with client.ServerProcess(package_dir) as url:
+        streamed = client.stream_chat(url, chat(first_message, 24))
+        start = time.perf_counter()
+        replies = client.load_test(url, [chat(r["message"], 16) for r in (rows * 3)[:20]], concurrency=20)
+        wall = time.perf_counter() - start
+        latencies = [r.seconds for r in replies if r.status == 200]
+        bad = [
+            client.request(f"{url}/chat/completions", raw=body) for body in client.malformed_requests(PACKAGE_NAME, 50)
+        ]
+        healthy = client.request(f"{url}/health").status == 200
+    out = {
+        "server_wall_s": wall,
+        "server_ok": len(latencies),
+        "server_p50_s": float(np.percentile(latencies, 50)),
+        "server_p95_s": float(np.percentile(latencies, 95)),
+        "server_malformed_4xx": sum(400 <= r.status < 500 for r in bad),
+        "server_healthy_after": healthy,
+    }
+    return out, streamed, bad[0].body
+
+
+def run_checklist(
+    package_dir: Path, answers: list[str], rows: list[dict[str, str]], min_score: float, memory_runs: int
+):
+    """The module's validation checklist against the package as a device loads it."""
+    deployed, _, spec = package.load_package(package_dir)
+    prompts = {
+        "short": package.fill_prompt(spec, "E-104?"),
+        "medium": package.fill_prompt(spec, rows[0]["message"]),
+        "long": package.fill_prompt(spec, " ".join(r["message"] for r in rows[:8])),
+    }
+    results = [
+        checklist.check_domain(answers, rows, min_score),
+        checklist.check_format(answers),
+        checklist.check_memory_stable(deployed, prompts["medium"], runs=memory_runs),
+        checklist.check_input_lengths(deployed, prompts),
+        checklist.check_edge_cases(deployed, package.fill_prompt(spec, "Mi hub dice E-104 😢 ¿qué hago?")),
+    ]
+    out = {"checklist_passed": sum(r.passed for r in results), "checklist_total": len(results)}
+    out |= {f"checklist_{k}": r.passed for k, r in zip(checklist.CHECKS, results, strict=True)}
+    return results, out
+
+
+def prompts_for(lm: TorchCausalLM | OnnxCausalLM, rows: list[dict[str, str]]) -> list[str]:
+    return [lm.chat_prompt(data.build_messages(r)) for r in rows]

@@ -1,0 +1,195 @@
+"""Notebook 02's readings: the sentence or table after each measurement, rendered from the metrics.
+
+Each function takes the metrics dict (and, where the lesson needs it, the full reference
+run) and returns markdown. What a reading claims follows the numbers: a gap inside the
+noise is called that, and a lesson this run cannot show is read from the reference run.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..evaluate import ticket_points
+from ..reference import Reference
+from .steps import TARGETS
+
+# A gap within the worth of two tickets is not a finding; a rule of thumb until the
+# course computes intervals from per-ticket results.
+NOISE_TICKETS = 2
+
+
+def teacher_reading(m: dict[str, Any]) -> str:
+    text = (
+        f"On {m['n_eval']} held-out tickets the teacher scores **{m['teacher_score']:.1f}** "
+        f"(category {m['teacher_category_acc']:.0%}, error code {m['teacher_error_code_acc']:.0%}, "
+        f"reply ROUGE-L {m['teacher_reply_rouge_l']:.2f}, well-formed {m['teacher_format_ok']:.0%}); "
+        f"the trivial baselines score **{m['majority_score']:.1f}** (majority) and **{m['copy_score']:.1f}** (copy). "
+    )
+    if m["teacher_margin_over_trivial"] >= 10:
+        margin = m["teacher_margin_over_trivial"]
+        return text + f"The teacher is **{margin:.1f} points** above the better of them: worth distilling."
+    return text + (
+        "That margin is too thin to build on: with so few scored tickets (smoke profile) or an under-trained "
+        'teacher, a student cannot inherit much. Run `profile = "full"`, or train the teacher longer (section 3).'
+    )
+
+
+def validation_reading(m: dict[str, Any]) -> str:
+    dropped = (
+        "(the reasons are listed above). "
+        if m["n_teacher_rejected"]
+        else "this time: the adapted teacher keeps the format. The check still runs on every new batch, "
+        "because the next teacher may not. "
+    )
+    return (
+        f"The validator dropped **{m['n_teacher_rejected']}** of {m['n_teacher_prompts']} answers {dropped}"
+        f"On the kept ones, the teacher's category agrees with the human label "
+        f"**{m['teacher_train_category_agreement']:.0%}** of the time. It was fine-tuned on these very prompts, so "
+        "its answers sit close to the references here; in production the teacher labels prompts that have no "
+        "reference at all, which is where sequence-level distillation earns its keep."
+    )
+
+
+def size_reading(m: dict[str, Any]) -> str:
+    lines = [
+        "| | blocks | parameters | size on disk |",
+        "|---|---|---|---|",
+        f"| teacher | {m['teacher_layers']} | {m['teacher_params']:,} | {m['teacher_size_mib']:.0f} MiB |",
+        f"| student | {m['student_layers']} | {m['student_params']:,} | {m['student_size_mib']:.0f} MiB |",
+    ]
+    return "\n".join(lines) + (
+        f"\n\nThe student keeps {m['student_layers']} of {m['teacher_layers']} blocks but "
+        f"**{m['student_param_share']:.0%}** of the parameters: the token embedding alone is "
+        f"{m['embedding_params']:,} parameters ({m['embedding_params'] / m['teacher_params']:.0%} of the teacher), "
+        "and every student keeps all of it."
+    )
+
+
+def training_reading(m: dict[str, Any], run_keys: dict[str, str]) -> str:
+    parted = [
+        f"{name} (step {m[f'{key}_loss_best_step']} instead of {m[f'{key}_best_step']})"
+        for name, key in run_keys.items()
+        if m[f"{key}_loss_best_step"] != m[f"{key}_best_step"]
+    ]
+    ratio = m["distill_s_per_step"] / m["undistilled_s_per_step"]
+    return (
+        f"The distilled run costs **{ratio:.1f}×** the time per step of plain fine-tuning "
+        f"({m['distill_s_per_step']:.1f} s against {m['undistilled_s_per_step']:.1f} s): it also needs the "
+        "teacher's logits, computed in the first epoch and then read from memory. "
+        + (
+            f"Selecting on the loss would have kept other weights for {', '.join(parted)}."
+            if parted
+            else "In this run the lowest loss and the best score fell on the same step for every student."
+        )
+    )
+
+
+COMPARISON_ROWS = (
+    ("parameters (M)", "params", lambda v: f"{v / 1e6:.1f}"),
+    ("size on disk (MiB)", "size_mib", lambda v: f"{v:.0f}"),
+    ("peak memory, generating (MiB)", "peak_mib", lambda v: f"{v:.0f}"),
+    ("ms per token, p50", "ms_per_token", lambda v: f"{v:.1f}"),
+    ("ms per token, p95", "ms_per_token_p95", lambda v: f"{v:.1f}"),
+    ("tokens per second", "tok_s", lambda v: f"{v:.1f}"),
+    ("task score (0–100)", "score", lambda v: f"{v:.1f}"),
+    ("category accuracy", "category_acc", lambda v: f"{v:.0%}"),
+    ("error-code accuracy", "error_code_acc", lambda v: f"{v:.0%}"),
+    ("reply ROUGE-L", "reply_rouge_l", lambda v: f"{v:.2f}"),
+    ("well-formed answers", "format_ok", lambda v: f"{v:.0%}"),
+)
+
+
+def comparison_table(m: dict[str, Any]) -> str:
+    lines = ["| | teacher | distilled student | student without distillation |", "|---|---|---|---|"]
+    for label, key, fmt in COMPARISON_ROWS:
+        lines.append(
+            f"| {label} | " + " | ".join(fmt(m[f"{w}_{key}"]) for w in ("teacher", "student", "undistilled")) + " |"
+        )
+    lines.append(f"| retention (score ÷ teacher's) | 100% | {m['retention']:.0%} | {m['undistilled_retention']:.0%} |")
+    return "\n".join(lines)
+
+
+LESSON_ROWS = (
+    ("teacher score", "teacher_score", "{:.1f}".format),
+    ("distilled student score", "student_score", "{:.1f}".format),
+    ("sequence-level student score", "seq_student_score", "{:.1f}".format),
+    ("undistilled student score", "undistilled_score", "{:.1f}".format),
+    ("retention (distilled ÷ teacher)", "retention", "{:.2f}".format),
+    ("speed-up per token", "speedup", "{:.2f}×".format),
+    ("held-out tickets", "n_eval", "{:d}".format),
+    ("training steps (distilled)", "distill_steps", "{:d}".format),
+)
+
+
+def _gap_sentence(gap: float, n_eval: int, where: str) -> str:
+    if abs(gap) <= NOISE_TICKETS * ticket_points(n_eval):
+        return (
+            f"{where}, the distilled and undistilled students differ by {gap:+.1f} points on {n_eval} tickets: "
+            f"not distinguishable (one ticket moves a score by up to {ticket_points(n_eval):.1f} points). "
+        )
+    better = "beat" if gap > 0 else "fell below"
+    size = f"**{abs(gap):.1f} points**"
+    return f"{where}, the distilled student {better} the undistilled one by {size} on {n_eval} tickets. "
+
+
+def verdict(m: dict[str, Any], profile: str, ref: Reference) -> str:
+    """The section's lesson: this run's numbers, and the full reference run's where this run is too short."""
+    text = (
+        f"This run: the distilled student is **{m['speedup']:.1f}×** faster per generated token than the teacher "
+        f"and keeps **{m['retention']:.0%}** of its score. "
+        + _gap_sentence(m["student_score"] - m["undistilled_score"], m["n_eval"], "In this run")
+    )
+    if profile != "full":
+        if ref.usable:
+            gap = ref.get("student_score") - ref.get("undistilled_score")
+            text += f"The smoke profile trains {m['distill_steps']} steps, too few for the lesson; " + _gap_sentence(
+                gap, ref.get("n_eval"), "in the full reference run"
+            )
+        else:
+            text += (
+                f"The smoke profile trains only {m['distill_steps']} steps, too few for the lesson. {ref.describe()} "
+            )
+    if m["retention"] > 1:
+        text += (
+            "Retention above 1 says the teacher was not at the task's ceiling (it had a short LoRA run, the "
+            "student trains every weight), not that distillation adds knowledge. "
+        )
+    gap = m["seq_student_score"] - m["undistilled_score"]
+    if abs(gap) <= NOISE_TICKETS * ticket_points(m["n_eval"]):
+        seq_vs = "no more and no less than the human ones: the two students cannot be told apart here"
+    else:
+        seq_vs = "more than the human ones" if gap > 0 else "less than the human ones"
+    return text + (
+        f"The sequence-level student, trained on the teacher's answers instead of the references, scored "
+        f"{m['seq_student_score']:.1f} ({gap:+.1f} against the undistilled one): the teacher's answers were worth "
+        f"{seq_vs}."
+    )
+
+
+DISTILBERT = {  # Sanh et al. 2019, DistilBERT (arXiv:1910.01108), abstract and table 1
+    "inference time saved": "60% faster (≈ 38% less time)",
+    "memory saved": "40% fewer parameters",
+    "accuracy retained": "97% (GLUE)",
+}
+
+
+def claims_table(claims: list[dict[str, Any]], m: dict[str, Any]) -> str:
+    lines = ["| | module claims | DistilBERT reported | measured here |", "|---|---|---|---|"]
+    for row in claims:
+        lines.append(
+            f"| {row['claim']} | {row['seed_pct']:.0f}% | {DISTILBERT[row['claim']]} | {row['measured_pct']:.0f}% |"
+        )
+    lines.append(f"| parameters saved | — | 40% | {100 * (1 - m['student_param_share']):.0f}% |")
+    return "\n".join(lines)
+
+
+def targets_reading(m: dict[str, Any], profile: str) -> str:
+    checks = "\n".join(f"- {'✅' if check(m) else '❌'} {name}" for name, check in TARGETS)
+    return (
+        f"Memory here is this run's peak while generating, weights included: the student needs "
+        f"**{m['student_peak_mib']:.0f} MiB** against the teacher's **{m['teacher_peak_mib']:.0f} MiB**. A 95% cut "
+        f"needs a student about twenty times smaller than its teacher; our {m['teacher_params'] / 1e6:.0f} M → "
+        f"{m['student_params'] / 1e6:.0f} M cannot give it, since no student goes below its embedding.\n\n"
+        f"The course's targets for the full profile, checked on this `{profile}` run:\n\n{checks}"
+        + ("" if profile == "full" else "\n\nA smoke run trains too few steps for the quality targets.")
+    )

@@ -1,0 +1,92 @@
+"""Notebook 03's readings: the sentence after each measurement, rendered from the metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def methods_reading(m: dict[str, Any], sizes: dict, profile: str) -> str:
+    qlora_time = (
+        ": 4-bit weights are unpacked for every matrix product, so here QLoRA bought memory with time. "
+        if m["qlora_s_per_step"] > 1.05 * m["lora_s_per_step"]
+        else ": no slower within 5 %, so on this machine the unpacking cost no measurable time. "
+    )
+    text = (
+        f"**Read the table.** LoRA trains **{m['lora_trainable_pct']:.2f}%** of the parameters "
+        f"({m['lora_trainable']:,}) "
+        f"and its adapter is **{m['lora_artifact_mib']:.1f} MiB** on disk, against "
+        f"**{m['full_artifact_mib']:.0f} MiB** "
+        f"for the fully fine-tuned model. IA3 trains {m['ia3_trainable_pct']:.3f}% and ships "
+        f"{m['ia3_artifact_mib']:.2f} "
+        f"MiB. Held-out scores after {sizes['steps']} steps of {sizes['batch']} tickets: full {m['full_score']:.1f}, "
+        f"LoRA {m['lora_score']:.1f}, QLoRA {m['qlora_score']:.1f}, IA3 {m['ia3_score']:.1f}, base "
+        f"{m['base_score']:.1f}. "
+        f"Training memory: full fine-tuning holds {m['full_peak_mib']:.0f} MiB, of which "
+        f"{m['full_gradients_mib'] + m['full_optimizer_mib']:.0f} MiB are gradients and AdamW state for every weight; "
+        f"LoRA holds {m['lora_peak_mib']:.0f} MiB. QLoRA ran on **{m['qlora_backend']}**: its weights take "
+        f"{m['qlora_weights_mib']:.0f} MiB instead of {m['lora_weights_mib']:.0f}, at "
+        f"{m['qlora_s_per_step']:.1f} s per "
+        f"step against {m['lora_s_per_step']:.1f} s for LoRA{qlora_time}At this model size activations are the largest "
+        "part for the adapters; on a 7B model the weights are, which is why QLoRA matters there."
+    )
+    if profile == "smoke":
+        text += (
+            "\n\n*A smoke run's handful of steps shows the mechanics and the costs; its score gaps between methods "
+            "are within a ticket or two. The lesson on quality is in the full reference run's column in 3.8.*"
+        )
+    return text
+
+
+def overfit_reading(m: dict[str, Any], n_rows: int) -> str:
+    stop = (
+        f"ended the run at step {m['overfit_stopped_step']} and restored the best weights."
+        if m["overfit_stopped_early"]
+        else f"did not trigger within {m['overfit_stopped_step']} steps."
+    )
+    return (
+        f"On {n_rows} tickets the training loss fell by {m['overfit_train_drop']:.2f} nats while the validation "
+        "loss was "
+        f"best at step {m['overfit_best_step']} and then rose by {m['overfit_val_rise']:.2f}; early stopping {stop}"
+    )
+
+
+def memory_reading(m: dict[str, Any]) -> str:
+    return (
+        f"Four tickets instead of one multiplied the activations from {m['batch1_activation_mib']:.0f} to "
+        f"{m['batch4_activation_mib']:.0f} MiB; capping the examples at 160 tokens brought batch 4 to "
+        f"{m['batch4_short_activation_mib']:.0f} MiB; gradient checkpointing to "
+        f"{m['batch4_ckpt_activation_mib']:.0f} MiB, "
+        f"at {m['batch4_ckpt_s']:.2f} s per pass instead of {m['batch4_s']:.2f} s. (Here the system prompt is most of "
+        "every example: a shorter prompt is the cheapest memory saving there is.)"
+    )
+
+
+def grid_reading(m: dict[str, Any]) -> str:
+    spread = m["grid_worst_val_loss"] - m["grid_best_val_loss"]
+    return (
+        f"{m['grid_runs']} runs; the lowest validation loss, {m['grid_best_val_loss']:.3f}, came from rank "
+        f"{m['grid_best_rank']} at lr {m['grid_best_lr']}, {spread:.3f} nats below the worst. The learning rate "
+        "usually decides more than the rank at this budget; score the winner on tickets before you ship it."
+    )
+
+
+def merge_reading(m: dict[str, Any]) -> str:
+    return (
+        f"Merged weights: worst error {m['merge_weight_error']:.2f} of its rounding bound; logits: max |difference| "
+        f"{m['merge_max_abs_diff']:.1e}, where float32 alone moves them by {m['merge_noise']:.1e} (bound "
+        f"{m['merge_bound']:.1e}): **{'exact' if m['merge_exact'] else 'NOT exact'}**. The merged model "
+        f"({m['merged_mib']:.0f} MiB) is a plain transformers folder: section 4 scores it beside the tuned model."
+    )
+
+
+LESSON_ROWS = (
+    ("untuned base", "base_score", "{:.1f}".format),
+    ("full fine-tuning", "full_score", "{:.1f}".format),
+    ("LoRA", "lora_score", "{:.1f}".format),
+    ("QLoRA", "qlora_score", "{:.1f}".format),
+    ("IA3", "ia3_score", "{:.1f}".format),
+    ("held-out tickets", "n_eval", "{:d}".format),
+    ("LoRA trainable %", "lora_trainable_pct", "{:.2f}".format),
+    ("full fine-tuning training memory (MiB)", "full_peak_mib", "{:.0f}".format),
+    ("LoRA training memory (MiB)", "lora_peak_mib", "{:.0f}".format),
+)

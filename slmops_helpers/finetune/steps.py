@@ -1,0 +1,212 @@
+"""Notebook 03's steps, each a call that returns what it measured as metric keys.
+
+Every method gets the same steps and batch size (``SIZES``) and its own learning rate
+(``LR``: adapters tolerate, and need, far larger steps than full fine-tuning).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .. import data, models, training
+from .artifacts import load_adapters, merge_with_parity, save_artifact
+from .grid import read_grid
+from .methods import ATTENTION, MethodConfig, load_qlora_base, lora_parameter_count, make_trainable, run_method
+
+_SMOKE = dict(steps=4, batch=4, val_rows=8, eval_rows=8, overfit_rows=8, overfit_steps=8, patience=2)
+_FULL = dict(steps=60, batch=8, val_rows=48, eval_rows=48, overfit_rows=16, overfit_steps=60, patience=3)
+SIZES = {
+    "smoke": {**_SMOKE, "grid_factor": 1, "grid_batch": 2, "eval_every": 4},
+    "full": {**_FULL, "grid_factor": 10, "grid_batch": 8, "eval_every": 10},
+}
+LR = {"full": 1e-4, "lora": 2e-3, "qlora": 2e-3, "ia3": 1e-2}
+METHOD_SPECS = {
+    "full": MethodConfig("full"),
+    "lora": MethodConfig("lora", rank=8, alpha=16, targets=ATTENTION),
+    "qlora": MethodConfig("qlora", rank=8, alpha=16, targets=ATTENTION),
+    "ia3": MethodConfig("ia3"),
+}
+
+
+def fresh_base(model_name: str, device: str) -> Any:
+    """A new fp32 copy of the base: every method and experiment starts from its own."""
+    model, _ = models.load_model(model_name, device=device, dtype=torch.float32)
+    return model
+
+
+def encode_rows(tokenizer: Any, rows: list[dict[str, str]], target: Any = None, max_length: int = 320) -> list:
+    """Training examples of ``rows``; ``target(row)`` replaces the three-line answer when given."""
+    return [training.encode_example(tokenizer, r, max_length=max_length, target=target and target(r)) for r in rows]
+
+
+def compare_methods(
+    model_name: str, tokenizer: Any, split: dict[str, list], sizes: dict, max_new_tokens: int, out: Path, device: str,
+    seed: int = 0,
+) -> tuple[dict[str, Any], dict[str, Any], str]:  # fmt: skip
+    """Train every method of ``METHOD_SPECS`` on the same budget; (trained models, their runs, QLoRA's backend)."""
+    trained, runs, backend = {}, {}, "n/a"
+    for name, spec in METHOD_SPECS.items():
+        if name == "qlora":
+            base, _, backend = load_qlora_base(model_name, device=device)
+        else:
+            base = fresh_base(model_name, device)
+        config = training.TrainConfig(
+            lr=LR[name], max_steps=sizes["steps"], batch_size=sizes["batch"], eval_every=sizes["eval_every"], seed=seed
+        )
+        trained[name], runs[name] = run_method(name, base, tokenizer, spec, config, split, max_new_tokens, out)
+    return trained, runs, backend
+
+
+def method_metrics(runs: dict[str, Any], backend: str, base_model: Any) -> dict[str, Any]:
+    out = {f"{name}_{k}": v for name, run in runs.items() for k, v in run.row().items() if k != "method"}
+    # LoRA's count by hand: rank × (in + out) per targeted layer; peft's count must agree (lab 03 asks the same)
+    out["lora_trainable_formula"] = lora_parameter_count(base_model, METHOD_SPECS["lora"].rank, ATTENTION)
+    return {**out, "qlora_backend": backend}
+
+
+def format_methods(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        f"{'method':>6} {'score':>6} {'trainable':>12} {'%':>7} {'peak MiB':>8} {'s/step':>7} {'artifact MiB':>12}"
+    ]
+    lines += [
+        f"{r['method']:>6} {r['score']:6.1f} {r['trainable']:12,} {r['trainable_pct']:7.3f} "
+        f"{r['peak_mib']:8.0f} {r['s_per_step']:7.2f} {r['artifact_mib']:12.2f}"
+        for r in rows
+    ]
+    return "\n".join(lines)
+
+
+def overfit_demo(model_name: str, train: list, val: list, sizes: dict, pad_id: int, device: str, seed: int = 0):
+    """LoRA with a high learning rate on a few tickets, many times over: overfitting on purpose."""
+    model = make_trainable(
+        fresh_base(model_name, device), MethodConfig("lora", rank=16, alpha=32, targets=ATTENTION, dropout=0.0)
+    )
+    config = training.TrainConfig(
+        lr=3e-3, max_steps=sizes["overfit_steps"], batch_size=4, eval_every=2, patience=sizes["patience"], seed=seed
+    )
+    return training.train(model, train[: sizes["overfit_rows"]], val, config, pad_id, desc="overfitting on purpose")
+
+
+def overfit_metrics(result: training.TrainResult) -> dict[str, Any]:
+    val = [h for h in result.history if "val_loss" in h]
+    return {
+        "overfit_best_step": result.best_step,
+        "overfit_stopped_step": result.steps,
+        "overfit_stopped_early": result.stopped_early,
+        "overfit_val_rise": val[-1]["val_loss"] - result.best_val_loss,
+        "overfit_train_drop": result.history[0]["train_loss"] - result.history[-1]["train_loss"],
+    }
+
+
+MEMORY_KEYS = {
+    "batch 1": "batch1",
+    "batch 4": "batch4",
+    "batch 4, ≤160 tokens": "batch4_short",
+    "batch 4 + checkpointing": "batch4_ckpt",
+}
+
+
+def memory_probe(model_name: str, tokenizer: Any, train: list, short: list, device: str) -> list[dict[str, Any]]:
+    """Activations kept for the backward pass, and one forward + backward's time, per setting."""
+    probe = make_trainable(fresh_base(model_name, device), MethodConfig("lora", targets=ATTENTION))
+    settings = {"batch 1": (train[:1], False), "batch 4": (train[:4], False)}
+    settings |= {"batch 4, ≤160 tokens": (short, False), "batch 4 + checkpointing": (train[:4], True)}
+    rows = []
+    for label, (examples, checkpointing) in settings.items():
+        start = time.perf_counter()
+        mib = training.activation_mib(probe, examples, tokenizer.pad_token_id, gradient_checkpointing=checkpointing)
+        rows.append({"label": label, "activation_mib": mib, "s_per_step": time.perf_counter() - start})
+    return rows
+
+
+def memory_metrics(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    out = {}
+    for row in rows:
+        key = MEMORY_KEYS[row["label"]]
+        out |= {f"{key}_activation_mib": row["activation_mib"], f"{key}_s": row["s_per_step"]}
+    return out
+
+
+def run_grid(
+    grid_path: Path, model_name: str, train: list, val: list, sizes: dict, pad_id: int, device: str, seed: int = 0
+):
+    """Train each combination of the YAML grid briefly; one row per run with its best validation loss."""
+    rows = []
+    for run in read_grid(grid_path):
+        spec = MethodConfig(
+            "lora", rank=run["rank"], alpha=run.get("alpha", 2 * run["rank"]), targets=tuple(run["targets"])
+        )
+        steps = run["steps"] * sizes["grid_factor"]
+        config = training.TrainConfig(
+            lr=run["lr"], max_steps=steps, batch_size=sizes["grid_batch"], eval_every=steps, seed=seed
+        )
+        model = make_trainable(fresh_base(model_name, device), spec)
+        result = training.train(model, train, val, config, pad_id, desc=f"rank {run['rank']}, lr {run['lr']}")
+        rows.append({"rank": run["rank"], "lr": run["lr"], "steps": steps, "val_loss": result.best_val_loss})
+    return rows
+
+
+def grid_metrics(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    best = min(rows, key=lambda r: r["val_loss"])
+    return {
+        "grid_runs": len(rows),
+        "grid_best_rank": best["rank"],
+        "grid_best_lr": best["lr"],
+        "grid_best_val_loss": best["val_loss"],
+        "grid_worst_val_loss": max(r["val_loss"] for r in rows),
+    }
+
+
+def format_grid(rows: list[dict[str, Any]]) -> str:
+    best = min(rows, key=lambda r: r["val_loss"])
+    return "\n".join(
+        f"rank {r['rank']:>3}  lr {r['lr']:<7} steps {r['steps']:>3}  validation loss {r['val_loss']:.3f}"
+        + ("   <- best" if r is best else "")
+        for r in rows
+    )
+
+
+def train_triage_adapter(
+    model_name: str, tokenizer: Any, splits: dict, sizes: dict, folder: Path, device: str, seed: int = 0
+):
+    """A second customer's adapter: trained to answer with the category line only; saved to ``folder``."""
+    target = lambda r: f"category: {r['category']}"  # noqa: E731
+    model = make_trainable(fresh_base(model_name, device), MethodConfig("lora", targets=ATTENTION))
+    config = training.TrainConfig(lr=2e-3, max_steps=sizes["steps"], batch_size=sizes["batch"], seed=seed)
+    train, val = (
+        encode_rows(tokenizer, splits["train"], target),
+        encode_rows(tokenizer, splits["validation"][:4], target),
+    )
+    training.train(model, train, val, config, tokenizer.pad_token_id, desc="triage adapter")
+    return save_artifact(model, folder)
+
+
+@torch.no_grad()
+def switch_adapters(base: Any, tokenizer: Any, adapters: dict[str, Path], row: dict, max_new_tokens: int):
+    """Load ``adapters`` onto one base and answer ``row`` with each; (replies, slowest switch in ms)."""
+    served = load_adapters(base, adapters)
+    prompt = tokenizer(data.format_chat(tokenizer, row), return_tensors="pt").to(next(base.parameters()).device)
+    replies, switch_s = {}, []
+    for name in adapters:
+        start = time.perf_counter()
+        served.set_adapter(name)
+        switch_s.append(time.perf_counter() - start)
+        answer = served.generate(
+            **prompt, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id
+        )
+        replies[name] = tokenizer.decode(answer[0, prompt.input_ids.shape[1] :], skip_special_tokens=True)
+    return replies, 1000 * max(switch_s)
+
+
+def merge_and_save(model: Any, tokenizer: Any, rows: list[dict[str, str]], folder: Path):
+    """Merge the LoRA adapter with the parity check on ``rows``; save the plain model; (parity, MiB)."""
+    ids = tokenizer([data.format_chat(tokenizer, r) for r in rows], return_tensors="pt", padding=True)
+    device = next(model.parameters()).device
+    merged, parity = merge_with_parity(model, ids.input_ids.to(device), ids.attention_mask.to(device))
+    mib = save_artifact(merged, folder)
+    tokenizer.save_pretrained(folder)
+    return parity, mib

@@ -1,0 +1,79 @@
+"""Notebook 05's readings: the sentence after each step of the release round, from the metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .evaluate import ticket_points
+
+
+def production_reading(label: str, how: str, manifest: dict[str, Any], source: Any) -> str:
+    return (
+        f"Production: **{label}** as an int4 package ({how}): version {manifest['version']}, "
+        f"{len(manifest['files'])} files, exported from `{source}`."
+    )
+
+
+def measured_reading(m: dict[str, Any]) -> str:
+    gap = m["candidate_score"] - m["production_score"]
+    ticket = ticket_points(m["n_eval"])
+    size = "within" if abs(gap) <= 2 * ticket else "beyond"
+    return (
+        f"On {m['n_eval']} held-out tickets: production **{m['production_score']:.1f}**, candidate "
+        f"**{m['candidate_score']:.1f}** ({gap:+.1f}, {size} the worth of two tickets, {2 * ticket:.1f} points), "
+        f"over-quantized build **{m['bad_candidate_score']:.1f}** ({m['over_quantized_size_mib']:.0f} MiB against the "
+        f"candidate's {m['candidate_size_mib']:.0f} MiB)."
+    )
+
+
+def gate_reading(m: dict[str, Any], verdict: Any, refusal: Any) -> str:
+    first = (
+        f"The candidate **passes** all {m['gate_checks']} checks and moves to *staging*. "
+        if verdict.passed
+        else f"The candidate **fails** {m['gate_failed_checks']} check(s): production stays; the rollout below "
+        "re-ships production to show the mechanics. "
+    )
+    if refusal.passed:
+        return first + "The over-quantized build passed this time: a policy this loose would ship it."
+    return first + (
+        f"The over-quantized build is **refused**: {'; '.join(r.describe() for r in refusal.failures)}. It is "
+        f"{m['over_quantized_size_mib']:.0f} MiB instead of {m['candidate_size_mib']:.0f} and runs at "
+        f"{m['over_quantized_ms_per_token_p50']:.1f} ms per token against {m['candidate_ms_per_token_p50']:.1f}, but "
+        f"a build that answers worse never ships; the CLI said so with exit code {m['gate_cli_exit_code_bad']}, "
+        "which is what stops a CI pipeline."
+    )
+
+
+def rollout_reading(m: dict[str, Any], bad: Any, rollback_hours: float) -> str:
+    text = (
+        f"The good release reached **{m['rollout_on_new']:,}** of {m['rollout_devices']:,} devices in "
+        f"{m['rollout_hours']:.0f} simulated hours ({m['rollout_unserved']:,} devices fit no variant and keep the old "
+        f"version); simulating it took {m['rollout_seconds']:.2f} s. The bad build "
+    )
+    if not bad.halted:
+        return text + "was not caught: its stages' error budgets are too loose."
+    untouched = m["rollout_devices"] - m["bad_rollout_rolled_back"]
+    return text + (
+        f"**halted at the {m['bad_rollout_halted_at']} stage**: {bad.stages[-1].reason}; its "
+        f"**{m['bad_rollout_rolled_back']:,}** devices were rolled back within {rollback_hours:g} hours, and the "
+        f"other {untouched:,} never saw it. That is what a canary is for."
+    )
+
+
+def feedback_reading(m: dict[str, Any], path: str) -> str:
+    return (
+        f"{m['feedback_flagged']:,} answers were flagged during the rollout; **{m['feedback_records']}** of them are "
+        f"kept for labelling in `{path}`: the next round's training data, once a person has labelled them."
+    )
+
+
+LESSON_ROWS = (
+    ("production score", "production_score", "{:.1f}".format),
+    ("candidate score", "candidate_score", "{:.1f}".format),
+    ("over-quantized build score", "bad_candidate_score", "{:.1f}".format),
+    ("held-out tickets", "n_eval", "{:d}".format),
+    ("training steps", "train_steps", "{:d}".format),
+    ("gate passed", "gate_passed", str),
+    ("bad build refused", "bad_candidate_gate_passed", lambda v: str(not v)),
+    ("bad rollout halted", "bad_rollout_halted", str),
+)

@@ -1,0 +1,156 @@
+"""Notebook 02's steps and readings, on tiny random models and hand-made metrics."""
+
+import pytest
+
+from slmops_helpers import distill, evaluate, training
+from slmops_helpers.distill import KDConfig, report, steps
+from slmops_helpers.reference import Reference
+
+
+@pytest.fixture
+def teacher(tiny_tokenizer, tiny_llama_factory):
+    return tiny_llama_factory(tiny_tokenizer, num_hidden_layers=4)
+
+
+def test_teacher_metrics_put_the_teacher_beside_the_trivial_baselines(rows):
+    scored = evaluate.Scored({"score": 40.0, "category_acc": 0.5}, ["x"] * 4)
+    m = steps.teacher_metrics(scored, steps.Splits(rows, rows[:2], rows[:4]))
+    assert m["teacher_score"] == 40.0 and m["teacher_category_acc"] == 0.5 and m["n_eval"] == 4
+    assert m["teacher_margin_over_trivial"] == pytest.approx(40.0 - max(m["majority_score"], m["copy_score"]))
+
+
+def test_validation_metrics_count_reasons_and_agreement(rows):
+    good = "category: billing\nerror_code: none\nreply: Open the app and update the card on file today."
+    report_ = distill.validate_outputs(rows[:3], [good, "", good])  # r0 billing, r1 setup (empty), r2 billing
+    m = steps.validation_metrics(report_)
+    assert (m["n_teacher_kept"], m["n_teacher_rejected"], m["rejected_empty"]) == (2, 1, 1)
+    assert m["teacher_train_category_agreement"] == 1.0
+    assert "kept 2 of 3 teacher answers" in report_.format() and "dropped r1 (empty)" in report_.format()
+
+
+def test_choose_blocks_keeps_the_candidate_with_the_lowest_starting_loss(teacher, tiny_tokenizer, rows):
+    examples = distill.encode_distillation_set(tiny_tokenizer, rows[:4], None, max_length=256)
+    choice = steps.choose_blocks(teacher, examples, tiny_tokenizer.pad_token_id, param_budget=0.9)
+    assert choice.initial_ce[choice.chosen] == min(choice.initial_ce.values())
+    m = choice.metrics()
+    assert m["student_layers"] == len(choice.keep) < m["teacher_layers"] == 4
+    assert m["keep_layers"] == ",".join(map(str, choice.keep)) and m["student_init_val_ce"] > 0
+    assert f"chosen: {choice.chosen}" in choice.format()
+
+
+def test_train_student_trains_a_fresh_cut_and_keeps_the_best_scored_step(teacher, tiny_tokenizer, rows):
+    examples = distill.encode_distillation_set(tiny_tokenizer, rows, None, max_length=256)
+    sizes = distill.SIZES["smoke"].__class__(**{**distill.SIZES["smoke"].__dict__, "max_steps": 2, "eval_every": 1})
+    setup = steps.StudentSetup(teacher, tiny_tokenizer, [0, 3], rows[:2], examples[:2], sizes)
+    model, result = steps.train_student(setup, "distilled", examples, KDConfig(alpha=0.5))
+    assert model.config.num_hidden_layers == 2 and result.steps == 2
+    assert result.best_val_score is not None  # the validation score picked the kept step
+    metrics = steps.run_metrics({"distilled": result, "sequence-level only": result, "no distillation": result})
+    assert metrics["distill_steps"] == 2 and metrics["seq_best_step"] == result.best_step
+    assert "distilled" in steps.format_runs(metrics) and "no distillation" in steps.format_runs(metrics)
+
+
+def _compared():
+    scored = {
+        name: {"score": s, "category_acc": 0.5, "error_code_acc": 0.5, "reply_rouge_l": 0.2, "format_ok": 1.0}
+        for name, s in (
+            ("teacher", 50.0),
+            ("distilled", 45.0),
+            ("sequence-level only", 40.0),
+            ("no distillation", 30.0),
+        )
+    }
+    speed = {
+        name: {
+            "ms_per_token_p50": ms,
+            "ms_per_token_p95": ms * 1.2,
+            "tok_s": 1000 / ms,
+            "ttft_ms": 3 * ms,
+            "peak_mib": mib,
+        }
+        for name, ms, mib in (("teacher", 30.0, 600.0), ("distilled", 10.0, 250.0), ("no distillation", 10.0, 250.0))
+    }
+    return scored, speed
+
+
+def test_comparison_metrics_and_targets():
+    scored, speed = _compared()
+    base = {"teacher_params": 100, "student_params": 38, "student_size_mib": 150.0, "student_param_share": 0.38}
+    m = {**base, **steps.comparison_metrics(scored, speed, base)}
+    assert (m["retention"], m["undistilled_retention"], m["seq_retention"]) == (0.9, 0.6, 0.8)
+    assert m["speedup"] == 3.0 and m["inference_time_saved_pct"] == pytest.approx(100 * 2 / 3)
+    assert m["undistilled_params"] == 38 and m["undistilled_size_mib"] == 150.0
+    assert m["memory_saved_pct"] == pytest.approx(100 * (1 - 250 / 600))
+    assert steps.targets_met(m) == {
+        "target_1_met": True,
+        "target_2_met": True,
+        "target_3_met": True,
+        "target_4_met": True,
+        "targets_met": 4,
+    }
+    assert [r["name"] for r in steps.tradeoff_rows({**m, "teacher_params": 100, "undistilled_params": 38})] == [
+        "teacher",
+        "distilled student",
+        "no distillation",
+    ]
+    table = report.comparison_table({**m, "teacher_size_mib": 400.0})
+    assert (
+        "| task score (0–100) | 50.0 | 45.0 | 30.0 |" in table
+        and "| retention (score ÷ teacher's) | 100% | 90% | 60% |" in table
+    )
+
+
+def _metrics(student, undistilled, n_eval=12, **more):
+    return {
+        "speedup": 2.5, "retention": student / 50, "student_score": student, "undistilled_score": undistilled,
+        "seq_student_score": 40.0, "n_eval": n_eval, "distill_steps": 12, "teacher_score": 50.0, **more,
+    }  # fmt: skip
+
+
+def test_verdict_calls_a_gap_within_two_tickets_noise():
+    # 12 tickets: one ticket moves a score by up to 5.6 points, so 8 points are within two tickets
+    text = report.verdict(_metrics(38.0, 30.0), "full", Reference("02"))
+    assert "+8.0 points on 12 tickets: not distinguishable" in text
+    assert "(+10.0 against the undistilled one)" in text and "cannot be told apart" in text  # seq 40 vs 30
+    assert "worth more than the human ones" in report.verdict(_metrics(38.0, 20.0), "full", Reference("02"))
+    text = report.verdict(_metrics(45.0, 30.0), "full", Reference("02"))
+    assert "beat the undistilled one by **15.0 points** on 12 tickets" in text
+    assert "fell below the undistilled one by **10.0 points** on 48 tickets" in report.verdict(
+        _metrics(20.0, 30.0, n_eval=48), "full", Reference("02")
+    )
+
+
+def test_verdict_reads_the_lesson_from_the_reference_on_a_smoke_run():
+    ref = Reference("02", {"student_score": 60.4, "undistilled_score": 50.6, "n_eval": 48})
+    text = report.verdict(_metrics(0.0, 0.9), "smoke", ref)
+    assert "too few for the lesson" in text and "in the full reference run, the distilled student beat" in text
+    missing = Reference("02", problem="02_distillation.full.json is missing. Fix: run `slmops run ...`")
+    assert "is missing" in report.verdict(_metrics(0.0, 0.9), "smoke", missing)
+
+
+def test_teacher_reading_says_when_the_margin_is_too_thin():
+    m = {
+        "n_eval": 12, "teacher_score": 52.0, "teacher_category_acc": 0.5, "teacher_error_code_acc": 0.9,
+        "teacher_reply_rouge_l": 0.2, "teacher_format_ok": 1.0, "majority_score": 20.0, "copy_score": 10.0,
+    }  # fmt: skip
+    assert "worth distilling" in report.teacher_reading({**m, "teacher_margin_over_trivial": 32.0})
+    assert "too thin to build on" in report.teacher_reading({**m, "teacher_margin_over_trivial": 4.0})
+
+
+def test_temperature_rows_cover_each_temperature(teacher, tiny_tokenizer):
+    logits = steps.next_token_logits(teacher, tiny_tokenizer, "the hub is offline")
+    rows = steps.temperature_rows(logits, logits * 0.5)
+    assert [r["T"] for r in rows] == list(steps.TEMPERATURES)
+    assert rows[0]["teacher_top1"] >= rows[-1]["teacher_top1"]  # a higher T flattens the distribution
+
+
+def test_train_config_follows_the_profile_sizes():
+    sizes = distill.get_config("smoke")
+    config = steps.StudentSetup(None, None, [0], [], [], sizes, seed=3).train_config()
+    assert isinstance(config, training.TrainConfig)
+    assert (config.lr, config.max_steps, config.batch_size, config.seed) == (
+        sizes.lr,
+        sizes.max_steps,
+        sizes.batch_size,
+        3,
+    )
