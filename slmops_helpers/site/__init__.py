@@ -230,16 +230,17 @@ artifacts/metrics/. Opens from disk; nothing here loads from the network.</p>
 """
 
 
-def _link_notebooks(page: str, stems: set[str]) -> str:
-    """Point links to course notebooks (``../notebooks/01_x.ipynb``) at their site pages."""
+def _link_notebooks(page: str, stems: set[str], up: str = "../") -> str:
+    """Point links to course notebooks (``../notebooks/01_x.ipynb``) and to ``GLOSSARY.md`` at
+    their site pages; ``up`` leads from the page's folder to the site root ("" for the index)."""
 
     def repl(match: re.Match) -> str:
         folder, stem = match.group(2), match.group(3)
-        return f'href="../{folder}/{stem}.html"' if stem in stems else match.group(0)
+        return f'href="{up}{folder}/{stem}.html"' if stem in stems else match.group(0)
 
     page = re.sub(r'href="((?:\.\./)*)(notebooks|labs)/([\w-]+)\.ipynb"', repl, page)
     return re.sub(
-        r'href="((?:\.\./)*)GLOSSARY\.md(#[\w-]*)?"', lambda m: f'href="../glossary.html{m.group(2) or ""}"', page
+        r'href="((?:\.\./)*)GLOSSARY\.md(#[\w-]*)?"', lambda m: f'href="{up}glossary.html{m.group(2) or ""}"', page
     )
 
 
@@ -307,7 +308,8 @@ def build_site(
                 page = render_page(static_widgets(lab), title, nav_bar(links))
                 (tmp / s.lab_page).write_text(_link_notebooks(page, stems), encoding="utf-8")
         generated = datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
-        (tmp / "index.html").write_text(render_index(sections, generated), encoding="utf-8")
+        index = _link_notebooks(render_index(sections, generated), stems, up="")
+        (tmp / "index.html").write_text(index, encoding="utf-8")
         glossary = root / "GLOSSARY.md"  # the index always links it, so the page always exists
         text = glossary.read_text() if glossary.is_file() else "# Glossary\n\nThis checkout has no GLOSSARY.md."
         (tmp / "glossary.html").write_text(render_glossary(text), encoding="utf-8")

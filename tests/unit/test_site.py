@@ -234,6 +234,8 @@ def test_glossary_links_point_at_the_site_glossary():
     assert site._link_notebooks(page, set()) == (
         '<a href="../glossary.html#kv-cache">KV cache</a> <a href="../glossary.html">all</a>'
     )
+    # the index sits at the site root: its links go down, not up
+    assert site._link_notebooks('<a href="../GLOSSARY.md#nats">', set(), up="") == '<a href="glossary.html#nats">'
     rendered = site.render_glossary('# Glossary\n\n<a id="kv-cache"></a>**KV cache** — kept keys and values.')
     assert '<a id="kv-cache"></a>' in rendered and "<strong>KV cache</strong>" in rendered
     assert 'href="index.html"' in rendered
