@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoTokenizer
 
 from . import data, distill, models, pipeline, registry, training
 from .deploy import export, package
@@ -83,9 +83,7 @@ def train_candidate(
     prod: pipeline.Production, splits: dict[str, list], kd: tuple[list, list], sizes: dict, out: Path, seed: int = 0
 ) -> Candidate:
     """LoRA on production's weights, on the references and the teacher's answers; merged with parity; saved."""
-    tokenizer = AutoTokenizer.from_pretrained(prod.source)
-    device = models.pick_device()
-    student = AutoModelForCausalLM.from_pretrained(prod.source, dtype=torch.float32).to(device)
+    student, tokenizer = models.load_model(str(prod.source), dtype=torch.float32)
     kd_rows, kd_targets = kd
     encode = distill.encode_distillation_set
     train = encode(tokenizer, splits["train"], None, max_length=256) + (
