@@ -203,6 +203,28 @@ def rouge_l_f1(prediction: str, reference: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
+def _ticket_parts(predictions: list[str], rows: list[dict[str, str]]) -> list[tuple[float, float, float]]:
+    """(category right, error code right, reply ROUGE-L) per ticket, each 0–1."""
+    if len(predictions) != len(rows):
+        raise ValueError(f"Got {len(predictions)} predictions for {len(rows)} rows; pass one answer per row.")
+    if not rows:
+        raise ValueError("Nothing to score: pass at least one row.")
+    parts = []
+    for text, row in zip(predictions, rows, strict=True):
+        p = parse_prediction(text)
+        parts.append(
+            (float(p["category"] == row["category"]), float(p["error_code"] == row["error_code"]),
+             rouge_l_f1(p["reply"], row["reply"]))
+        )  # fmt: skip
+    return parts
+
+
+def ticket_scores(predictions: list[str], rows: list[dict[str, str]]) -> list[float]:
+    """Each ticket's own task score, 0–100: the mean of its three parts. Their mean is the
+    ``score`` of ``score_predictions``, which is what lets ``uncertainty`` resample tickets."""
+    return [100 * sum(p) / 3 for p in _ticket_parts(predictions, rows)]
+
+
 def score_predictions(predictions: list[str], rows: list[dict[str, str]]) -> dict[str, float]:
     """Score answers against the human-written references.
 
@@ -210,21 +232,13 @@ def score_predictions(predictions: list[str], rows: list[dict[str, str]]) -> dic
     ``format_ok`` (share of answers that follow the three-line format) and ``score``: the
     mean of the three task parts, on a 0–100 scale.
     """
-    if len(predictions) != len(rows):
-        raise ValueError(f"Got {len(predictions)} predictions for {len(rows)} rows; pass one answer per row.")
-    if not rows:
-        raise ValueError("Nothing to score: pass at least one row.")
-    parsed = [parse_prediction(p) for p in predictions]
-    n = len(rows)
-    category_acc = sum(p["category"] == r["category"] for p, r in zip(parsed, rows, strict=True)) / n
-    error_code_acc = sum(p["error_code"] == r["error_code"] for p, r in zip(parsed, rows, strict=True)) / n
-    reply = sum(rouge_l_f1(p["reply"], r["reply"]) for p, r in zip(parsed, rows, strict=True)) / n
-    format_ok = sum(follows_format(p) for p in predictions) / n
+    parts, n = _ticket_parts(predictions, rows), len(rows)
+    category_acc, error_code_acc, reply = (sum(column) / n for column in zip(*parts, strict=True))
     return {
         "category_acc": category_acc,
         "error_code_acc": error_code_acc,
         "reply_rouge_l": reply,
-        "format_ok": format_ok,
+        "format_ok": sum(follows_format(p) for p in predictions) / n,
         "score": 100 * (category_acc + error_code_acc + reply) / 3,
     }
 

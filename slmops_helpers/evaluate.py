@@ -15,13 +15,16 @@ from .data import format_chat, format_target, score_predictions
 from .decoding import speed_summary
 from .inference import generate_answers, generate_timed
 from .models import MIB, PeakMemory, files_mib, tensor_bytes
+from .uncertainty import TicketScores
 
 
 class Scored(NamedTuple):
-    """A model's greedy answers for some tickets and their scores (``data.score_predictions``)."""
+    """A model's greedy answers for some tickets, their scores (``data.score_predictions``) and
+    each ticket's own score (``tickets``, for intervals and paired comparisons: ``uncertainty``)."""
 
     scores: dict[str, float]
     answers: list[str]
+    tickets: TicketScores | None = None
 
 
 def score_model(
@@ -30,7 +33,7 @@ def score_model(
     """Greedy answers for ``rows`` and their scores against the human-written references."""
     prompts = [format_chat(tokenizer, row) for row in rows]
     answers = generate_answers(model, tokenizer, prompts, max_new_tokens, batch_size=batch_size)
-    return Scored(score_predictions(answers, rows), answers)
+    return Scored(score_predictions(answers, rows), answers, TicketScores.from_answers(answers, rows))
 
 
 def ticket_points(n_tickets: int) -> float:

@@ -3,12 +3,21 @@
 A policy is a small YAML mapping, one metric per key, each with one or more checks::
 
     score:       {max_drop: 2}          # may be at most 2 points below the reference
+    score:       {max_drop: 2, significance: 0.05}  # ... fails only if the drop is beyond the noise
     ms_per_token_p50: {max_increase_pct: 10} # at most 10 % slower than the reference
     size_mib:          {max: 100}             # an absolute ceiling, no reference needed
 
 Candidate and reference are metrics JSON files (``artifacts/metrics/*.json``), registry
 entry ids, or plain dicts. ``slmops gate`` exits 0 when every check passes and 1 with a
 report naming each failing metric and by how much: the step a CI/CD pipeline calls.
+
+**Noise.** On a few dozen tickets a score moves by several points from the draw of
+tickets alone. A rule with ``significance`` (``max_drop`` or ``min_gain`` only) decides on
+a paired bootstrap over the tickets both were scored on (``uncertainty``): ``max_drop``
+fails only when the drop is larger than its limit with confidence 1 - significance, and
+``min_gain`` passes only when the gain is. That needs each side's per-ticket results,
+which registry entries store (``Registry.register(per_ticket=...)``) and a dict may carry
+under ``"per_ticket"``.
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ from typing import Any
 import yaml
 
 from .registry import Registry, RegistryError
+from .uncertainty import TicketScores, one_sided_bound, paired_values
 
 # check -> (what it compares, whether it needs a reference)
 CHECKS: dict[str, tuple[str, bool]] = {
@@ -33,17 +43,21 @@ CHECKS: dict[str, tuple[str, bool]] = {
     "max_drop_pct": ("drop below the reference at most (%)", True),
     "max_increase": ("rise above the reference at most", True),
     "max_increase_pct": ("rise above the reference at most (%)", True),
+    "min_gain": ("rise above the reference at least", True),
 }
+SIGNIFICANT_CHECKS = ("max_drop", "min_gain")  # point differences of a mean over tickets
 TOLERANCE = 1e-9  # a value exactly at its limit passes despite float rounding
 
 
 @dataclass(frozen=True)
 class Rule:
-    """One check on one metric, e.g. ``Rule("score", "max_drop", 2)``."""
+    """One check on one metric, e.g. ``Rule("score", "max_drop", 2)``; with ``significance``,
+    decided on a paired bootstrap over tickets instead of the point difference."""
 
     metric: str
     check: str
     limit: float
+    significance: float | None = None
 
     def __post_init__(self) -> None:
         if self.check not in CHECKS:
@@ -59,6 +73,13 @@ class Rule:
                 f"Policy rule {self.metric}.{self.check}: a tolerance must be >= 0, got {self.limit}. "
                 "Fix: use min/max for absolute bounds."
             )
+        if self.significance is not None:
+            where = f"Policy rule {self.metric}.{self.check}"
+            if self.check not in SIGNIFICANT_CHECKS:
+                raise ValueError(f"{where}: significance applies to {' or '.join(SIGNIFICANT_CHECKS)} only.")
+            s = self.significance
+            if isinstance(s, bool) or not isinstance(s, int | float) or not 0 < s < 1:
+                raise ValueError(f"{where}: significance must lie in (0, 1), e.g. 0.05; got {s!r}.")
 
     @property
     def needs_baseline(self) -> bool:
@@ -74,6 +95,8 @@ class RuleResult:
     reference: float | None
     value: float  # candidate (max/min), or its drop / rise against the reference, in units or %
     excess: float  # how far past the limit; > 0 means it failed
+    bound: float | None = None  # with significance: the one-sided bound of ``value`` it decided on
+    n_tickets: int | None = None
 
     @property
     def passed(self) -> bool:
@@ -86,10 +109,19 @@ class RuleResult:
             words = ("dropped", "rose") if r.check.startswith("max_drop") else ("rose", "fell")
             moved = f"{words[0] if self.value >= 0 else words[1]} {abs(self.value):.3g}{unit}"
             against = f"{r.metric} {self.candidate:.4g} vs reference {self.reference:.4g}"
-            head = f"{against}: {moved} (allowed {r.limit:g}{unit})"
+            allowed = "needed" if r.check == "min_gain" else "allowed"
+            if self.bound is None:
+                head = f"{against}: {moved} ({allowed} {r.limit:g}{unit})"
+            else:
+                level = f"{1 - r.significance:.0%}"
+                head = (
+                    f"{against}: {moved}; on {self.n_tickets} tickets it is at least {self.bound:.3g} with "
+                    f"{level} confidence ({allowed} {r.limit:g}{unit})"
+                )
         else:
             head = f"{r.metric} {self.candidate:.4g} ({r.check} {r.limit:g})"
-        return f"{head}: " + ("within the limit" if self.passed else f"over by {self.excess:.3g}{unit}")
+        short = "short" if r.check == "min_gain" else "over"
+        return f"{head}: " + ("within the limit" if self.passed else f"{short} by {self.excess:.3g}{unit}")
 
     def as_row(self) -> dict[str, Any]:
         return {
@@ -100,6 +132,8 @@ class RuleResult:
             "reference": self.reference,
             "value": self.value,
             "excess": self.excess,
+            "significance": self.rule.significance,
+            "bound": self.bound,
             "passed": self.passed,
         }
 
@@ -151,14 +185,26 @@ def load_policy(source: str | os.PathLike | dict[str, Any]) -> list[Rule]:
             raise ValueError(
                 f"{where}: {metric!r} must map checks to limits, e.g. `{metric}: {{max: 100}}`; got {checks!r}."
             )
-        rules += [Rule(str(metric), str(check), limit) for check, limit in checks.items()]
+        checks = dict(checks)
+        significance = checks.pop("significance", None)
+        if significance is not None and not set(checks) & set(SIGNIFICANT_CHECKS):
+            raise ValueError(
+                f"{where}: {metric!r} has a significance but no {' or '.join(SIGNIFICANT_CHECKS)} check for it "
+                f"to apply to, e.g. `{metric}: {{max_drop: 2, significance: 0.05}}`."
+            )
+        rules += [
+            Rule(str(metric), str(check), limit, significance if check in SIGNIFICANT_CHECKS else None)
+            for check, limit in checks.items()
+        ]
     return rules
 
 
 def resolve_metrics(
     source: str | os.PathLike | dict[str, Any], registry_root: str | os.PathLike | None = None
 ) -> tuple[dict[str, Any], str]:
-    """(metrics, label) from a dict, a metrics JSON file or a registry entry id."""
+    """(metrics, label) from a dict, a metrics JSON file or a registry entry id.
+
+    A registry entry's per-ticket results come along under ``"per_ticket"``."""
     if isinstance(source, dict):
         return source, "(metrics dict)"
     path = Path(source)
@@ -172,7 +218,8 @@ def resolve_metrics(
         return data, str(path)
 
     try:
-        return Registry(registry_root).get(str(source)).metrics, str(source)
+        entry = Registry(registry_root).get(str(source))
+        return {**entry.metrics, "per_ticket": entry.per_ticket}, str(source)
     except (RegistryError, FileNotFoundError) as err:
         raise FileNotFoundError(
             f"{source!r} is neither a metrics file nor a registry entry ({err}). "
@@ -195,8 +242,35 @@ def _number(metrics: dict[str, Any], metric: str, label: str) -> float:
     return float(value)
 
 
-def check_rule(rule: Rule, candidate: float, reference: float | None) -> RuleResult:
-    """Compare one metric with its limit."""
+def _tickets(metrics: dict[str, Any], metric: str, label: str, value: float) -> TicketScores:
+    """The per-ticket results behind ``metric``, checked against its recorded value."""
+    record = (metrics.get("per_ticket") or {}).get(metric)
+    if record is None:
+        raise ValueError(
+            f"{label} has no per-ticket results for {metric!r}, and a significance rule needs them. Fix: "
+            "register it with per_ticket (release.register_package records them from the benchmark's answers) "
+            "and pass its registry id, or drop `significance` from the rule."
+        )
+    tickets = TicketScores.from_json(record, f"{label}'s per-ticket {metric}")
+    if abs(tickets.mean - value) > 1e-6 * max(1.0, abs(value)):
+        raise ValueError(
+            f"{label}: its per-ticket {metric} average {tickets.mean:.4g}, but it records {metric} = {value:.4g}; "
+            "they come from different runs. Fix: re-register it from one measurement."
+        )
+    return tickets
+
+
+def significant_bound(rule: Rule, candidate: TicketScores, reference: TicketScores) -> float:
+    """The one-sided lower bound, at confidence 1 - significance, of the drop (``max_drop``)
+    or the gain (``min_gain``) over the tickets both were scored on."""
+    drop = paired_values(reference, candidate)
+    return one_sided_bound(drop if rule.check == "max_drop" else -drop, rule.significance)
+
+
+def check_rule(
+    rule: Rule, candidate: float, reference: float | None, tickets: tuple[TicketScores, TicketScores] | None = None
+) -> RuleResult:
+    """Compare one metric with its limit; a significance rule needs ``tickets`` (candidate's, reference's)."""
     if rule.needs_baseline and reference is None:
         raise ValueError(f"Rule {rule.metric}.{rule.check} compares with a reference. Fix: pass --reference.")
     if rule.check.endswith("_pct") and reference == 0:
@@ -210,9 +284,16 @@ def check_rule(rule: Rule, candidate: float, reference: float | None) -> RuleRes
         "max_drop_pct": lambda: (reference - candidate) / abs(reference) * 100,
         "max_increase": lambda: candidate - reference,
         "max_increase_pct": lambda: (candidate - reference) / abs(reference) * 100,
+        "min_gain": lambda: candidate - reference,
     }[rule.check]()
-    excess = rule.limit - value if rule.check == "min" else value - rule.limit
-    return RuleResult(rule, candidate, reference, value, excess)
+    if rule.significance is None:
+        excess = rule.limit - value if rule.check in ("min", "min_gain") else value - rule.limit
+        return RuleResult(rule, candidate, reference, value, excess)
+    if tickets is None:
+        raise ValueError(f"Rule {rule.metric}.{rule.check} has a significance: pass both sides' per-ticket results.")
+    bound = significant_bound(rule, *tickets)
+    excess = rule.limit - bound if rule.check == "min_gain" else bound - rule.limit
+    return RuleResult(rule, candidate, reference, value, excess, bound, tickets[0].n)
 
 
 def evaluate_gate(
@@ -233,7 +314,13 @@ def evaluate_gate(
         ref = (
             _number(base, rule.metric, f"reference {base_label}") if base is not None and rule.needs_baseline else None
         )
-        results.append(check_rule(rule, value, ref))
+        tickets = None
+        if rule.significance is not None and ref is not None:
+            tickets = (
+                _tickets(cand, rule.metric, f"candidate {cand_label}", value),
+                _tickets(base, rule.metric, f"reference {base_label}", ref),
+            )
+        results.append(check_rule(rule, value, ref, tickets))
     return GateReport(tuple(results), cand_label, base_label)
 
 

@@ -29,6 +29,11 @@ UNITS = {
     "_pct": "percent (100 = all)",
     "_tok_s": "tokens per second",
     "_score": "task score, 0-100 (data.score_predictions)",
+    "_score_ci_low": "lower end of a score's 95 % bootstrap interval, 0-100 (uncertainty)",
+    "_score_ci_high": "upper end of a score's 95 % bootstrap interval, 0-100 (uncertainty)",
+    "_score_diff": "a difference of two scores on the same tickets, in points, -100 to 100",
+    "_score_diff_ci_low": "lower end of a score difference's 95 % paired-bootstrap interval, points",
+    "_score_diff_ci_high": "upper end of a score difference's 95 % paired-bootstrap interval, points",
     "_mbps": "Mbit/s",
 }
 # Suffixes the course does not use, and what to use instead.
@@ -72,7 +77,8 @@ def check_units(metrics: dict[str, Any]) -> None:
     """Raise a ValueError naming the key if its suffix breaks the units contract (``UNITS``).
 
     A retired suffix (``_mb``, ``_task_score``, ...) names its replacement; a number under
-    a unit suffix must be >= 0, and a score must lie in [0, 100].
+    a unit suffix must be >= 0, a score (and its interval) must lie in [0, 100], and a
+    score difference in [-100, 100].
     """
     for key, value in metrics.items():
         retired = next((s for s in RETIRED_SUFFIXES if key.endswith(s)), None)
@@ -83,10 +89,10 @@ def check_units(metrics: dict[str, Any]) -> None:
         unit = next((s for s in sorted(UNITS, key=len, reverse=True) if key.endswith(s)), None)
         if unit is None or isinstance(value, bool) or not isinstance(value, int | float):
             continue
-        if value < 0 and unit != "_pct":  # a percentage change may be negative; sizes, times and rates not
-            raise ValueError(f"Metric {key!r} = {value} is negative, but {unit} means {UNITS[unit]}.")
-        if unit == "_score" and not 0 <= value <= 100:
-            raise ValueError(f"Metric {key!r} = {value}: a score lies in [0, 100] ({UNITS[unit]}).")
+        low = -100 if unit.startswith("_score_diff") else -math.inf if unit == "_pct" else 0
+        high = 100 if unit.startswith("_score") else math.inf
+        if not low <= value <= high:  # sizes, times and rates are >= 0; a percentage change may be negative
+            raise ValueError(f"Metric {key!r} = {value} lies outside [{low}, {high}]: {unit} means {UNITS[unit]}.")
 
 
 def metrics_path(stem: str, output_dir: str | os.PathLike | None = None) -> Path:

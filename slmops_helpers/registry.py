@@ -33,6 +33,7 @@ from ._io import atomic_write_json
 from .config import artifacts_dir
 from .metrics import check_flat
 from .models import sha256_file  # one hashing routine for models, packages and the registry
+from .uncertainty import TicketScores
 
 STAGES = ("candidate", "staging", "production", "archived")
 INDEX_FORMAT = 1
@@ -62,6 +63,7 @@ class Entry:
     files: dict[str, str] = field(default_factory=dict)  # absolute path -> sha256
     history: list[dict[str, str]] = field(default_factory=list)  # [{"stage", "at"}]
     notes: str = ""
+    per_ticket: dict[str, dict[str, list]] = field(default_factory=dict)  # metric -> {"ids", "values"}
 
 
 def sha256_data(records: Any) -> str:
@@ -88,6 +90,24 @@ def hash_package(paths: Sequence[str | os.PathLike]) -> dict[str, str]:
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _check_per_ticket(per_ticket: dict[str, TicketScores], metrics: dict[str, Any]) -> dict[str, dict[str, list]]:
+    """Per-ticket results as JSON, each for a recorded metric whose value is their mean."""
+    out = {}
+    for metric, tickets in per_ticket.items():
+        if not isinstance(tickets, TicketScores):
+            raise RegistryError(
+                f"per_ticket[{metric!r}] must be uncertainty.TicketScores, got {type(tickets).__name__}."
+            )
+        recorded = metrics.get(metric)
+        if not isinstance(recorded, int | float) or abs(tickets.mean - recorded) > 1e-6 * max(1.0, abs(recorded)):
+            raise RegistryError(
+                f"per_ticket[{metric!r}] averages {tickets.mean:.4g}, but metrics record {metric} = {recorded!r}. "
+                "Fix: pass the metric and its per-ticket results from the same measurement."
+            )
+        out[metric] = tickets.to_json()
+    return out
 
 
 def _check_stage(stage: str) -> None:
@@ -189,8 +209,12 @@ class Registry:
         parent: str | None = None,
         stage: str = "candidate",
         notes: str = "",
+        per_ticket: dict[str, TicketScores] | None = None,
     ) -> Entry:
-        """Record a new version of ``name``; its package ``files`` (files or folders) are hashed now."""
+        """Record a new version of ``name``; its package ``files`` (files or folders) are hashed now.
+
+        ``per_ticket`` keeps each ticket's result behind a metric (e.g. ``{"score": ...}``), so the
+        gate can tell a real drop from noise between two entries (``gate``, ``significance``)."""
         if not _NAME.match(name):
             raise RegistryError(f"Entry name {name!r} must be letters, digits, '.', '_' or '-'. Fix: rename it.")
         if not base_model:
@@ -199,6 +223,7 @@ class Registry:
         metrics = {k: (v.item() if hasattr(v, "item") else v) for k, v in (metrics or {}).items()}
         check_flat(metrics)
         hyperparameters = json.loads(json.dumps(hyperparameters or {}))  # must be JSON-able; detaches the caller's dict
+        tickets = _check_per_ticket(per_ticket or {}, metrics)
         hashes = hash_package(list(files))  # outside the lock: hashing takes time
 
         def add(entries: dict[str, dict[str, Any]]) -> str:
@@ -220,6 +245,7 @@ class Registry:
                 files=hashes,
                 history=[{"stage": stage, "at": _now()}],
                 notes=notes,
+                per_ticket=tickets,
             )
             entries[entry.id] = asdict(entry)
             return entry.id

@@ -9,7 +9,7 @@ from pathlib import Path
 
 LAYERS = (
     ("foundations", ("_io", "config", "decoding", "compress", "plots", "nbwatchdog", "deploy.client")),
-    ("data and models", ("data", "metrics", "models", "reference")),
+    ("data and models", ("data", "metrics", "models", "reference", "uncertainty")),
     ("running and training", ("inference", "training", "registry", "fleet")),
     ("evaluation", ("evaluate", "intro")),
     ("fine-tuning", ("finetune",)),

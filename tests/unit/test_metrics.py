@@ -59,9 +59,11 @@ def test_format_summary_lists_metrics_not_versions():
         ({"onnx_int4_size_mb": 98.4}, "does not use '_mb'. Fix: use '_mib'"),
         ({"base_task_score": 20.0}, "does not use '_task_score'. Fix: use '_score'"),
         ({"ram_gb": 2}, "does not use '_gb'"),
-        ({"student_score": 101.0}, r"a score lies in \[0, 100\]"),
-        ({"ttft_ms": -1.0}, "is negative, but _ms means milliseconds"),
-        ({"peak_mib": -5}, "is negative"),
+        ({"student_score": 101.0}, r"outside \[0, 100\]: _score means task score"),
+        ({"student_score_ci_high": 100.5}, r"outside \[0, 100\]"),
+        ({"kd_score_diff": -101.0}, r"outside \[-100, 100\]: _score_diff means a difference"),
+        ({"ttft_ms": -1.0}, r"outside \[0, inf\]: _ms means milliseconds"),
+        ({"peak_mib": -5}, "outside"),
     ],
 )
 def test_units_contract_refuses_what_breaks_it(record, message, tmp_path):
@@ -77,3 +79,4 @@ def test_units_contract_accepts_the_course_keys():
         {"onnx_int4_size_mib": 98.4, "int4_reduction_pct": -3.0, "gen_tok_s": 14.6, "ttft_ms": 80.0, "score": 52.0}
     )
     metrics.check_units({"wifi_mbps": 40, "profile": "smoke", "lora_score": 0, "flag": True})
+    metrics.check_units({"kd_score_diff": -12.5, "kd_score_diff_ci_low": -30.0, "lora_score_ci_low": 0.0})
