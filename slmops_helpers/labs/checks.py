@@ -134,8 +134,11 @@ def _to_array(x: Any) -> np.ndarray | None:
     """Numbers, lists, numpy arrays or torch tensors as a numeric array (None if not numeric)."""
     torch = sys.modules.get("torch")  # set only if the lab imported torch: no import cost here
     if torch is not None and isinstance(x, torch.Tensor):
-        x = x.detach().cpu()
-        x = x.to(torch.complex128 if x.is_complex() else torch.float64).numpy()
+        try:  # a tensor on the meta device (or a broken one) has no values to compare
+            x = x.detach().cpu()
+            x = x.to(torch.complex128 if x.is_complex() else torch.float64).numpy()
+        except (RuntimeError, NotImplementedError):
+            return None
     try:
         arr = np.asarray(x)
     except Exception:  # ragged lists and the like

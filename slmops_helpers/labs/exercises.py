@@ -16,7 +16,7 @@ from .solutions import solution_code
 
 __all__ = ["TIERS", "Exercise", "Question", "bind_exercises", "progress", "learner_answer"]
 
-TIERS = ("warm-up", "core", "stretch")
+TIERS = ("warm-up", "core", "stretch", "quiz")  # quiz: the questions of quiz.py
 
 
 class Exercise:

@@ -10,6 +10,7 @@ from ..compress import prune_weight
 from ..fleet import model_ram_mib
 from ..models import MIB, PRESETS, weight_bytes
 from . import Exercise, Result, close, incorrect, is_number
+from .quiz01 import QUIZ as QUIZ  # the lab's quiz, rendered at its end
 
 PRECISIONS = ("fp32", "fp16", "int8", "int4")
 

@@ -11,6 +11,7 @@ import torch
 from ..distill import count_config_parameters, kd_loss, max_blocks_within, soften, student_config
 from ..models import DEFAULT_MODEL, prepare_model
 from . import Exercise, Result, close, incorrect, is_number
+from .quiz02 import QUIZ as QUIZ  # the lab's quiz, rendered at its end
 
 PARAM_BUDGET = 0.40  # the student may keep at most this share of the teacher's parameters
 TEMPERATURES = [0.5 * i for i in range(1, 21)]  # 0.5, 1.0, …, 10.0: the grid q5 searches

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from . import Exercise, Result, close, incorrect, is_number
+from .quiz03 import QUIZ as QUIZ  # the lab's quiz, rendered at its end
 
 # SmolLM2-135M's linear layers, (in_features, out_features), and its depth: the numbers a
 # learner reads off `model.config` (hidden 576, 3 KV heads of 64, MLP 1536, 30 layers).

@@ -24,6 +24,7 @@ from . import (
     is_number,
     learner_answer,
 )
+from .quiz04 import QUIZ as QUIZ  # the lab's quiz, rendered at its end
 
 N_PARAMS = 134_515_008  # SmolLM2-135M, the tied embedding / LM head counted once
 EMBEDDING_PARAMS = 49_152 * 576  # the tied embedding / LM head: vocabulary × hidden size

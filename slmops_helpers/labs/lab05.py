@@ -16,6 +16,7 @@ from ..fleet import DeviceClass, FleetConfig, Variant, build_fleet
 from ..gate import evaluate_gate
 from ..rollout import RolloutConfig, RolloutResult, Stage, simulate_rollout
 from . import Exercise, PlaceholderError, Result, contains_blank, incorrect, is_number, learner_answer
+from .quiz05 import QUIZ as QUIZ  # the lab's quiz, rendered at its end
 
 # q1: production's recorded metrics and three candidates (the gate's metric names).
 PRODUCTION = {"score": 41.0, "size_mib": 103.2, "ms_per_token_p50": 11.0, "peak_mib": 296.0}

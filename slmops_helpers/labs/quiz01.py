@@ -1,0 +1,152 @@
+"""Lab 01's quiz: footprint, the two speeds, pruning, the floor and the fleet."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .quiz import Choice, Numeric
+
+
+class Quiz01(Choice):
+    """A lab 01 quiz question; ``solution()`` reads the answer from the lab's source notebook."""
+
+    notebook = "01_introduction.ipynb"
+
+
+class Quiz01Numeric(Numeric):
+    notebook = "01_introduction.ipynb"
+
+
+class MiBOfAModel(Quiz01Numeric):
+    name, var, title = "quiz1", "quiz1_answer", "A 360M model at fp16"
+    prompt = (
+        "A model has 360,000,000 parameters stored in fp16. How many MiB do its weights take (section 1.4)? "
+        "Give the number of MiB."
+    )
+    hint_text = "Bytes per weight for fp16, times the parameters; then the unit the course uses."
+    explanation = (
+        "360e6 × 2 bytes / 2²⁰ ≈ 686.6 MiB; in decimal megabytes it would read 720, which is why units matter."
+    )
+    look_at = "Section 1.4: parameters × bytes per weight, then divide by 2**20."
+
+    def expected(self) -> float:
+        return 360e6 * 2 / 2**20
+
+    def slips(self) -> dict[str, float]:
+        return {
+            "that is in MB (10^6 bytes); the course counts MiB, 2^20 bytes.": 360e6 * 2 / 1e6,
+            "that counts 4 bytes per weight: fp16 is 16 bits.": 360e6 * 4 / 2**20,
+            "that counts bits, not bytes.": 360e6 * 16 / 2**20,
+        }
+
+
+class WhyMeasuredIsLarger(Quiz01):
+    name, var, title = "quiz2", "quiz2_answer", "Why the measured int4 model is larger than the formula"
+    prompt = (
+        "Section 1.4 computes int4 as parameters × 0.5 bytes, then measures the quantized model: "
+        "the measurement is larger. Which reason is the main one?"
+    )
+    options = {
+        "a": "int4 values are padded to one byte each in memory.",
+        "b": "Every group of weights also stores a scale (and kept-in-float layers stay large).",
+        "c": "PyTorch keeps a gradient beside every weight.",
+        "d": "The tokenizer's vocabulary is stored inside the weights.",
+    }
+    answer = "b"
+    why_not = {
+        "a": "packed int4 stores two values per byte; look at what else a quantized group must store.",
+        "c": "gradients exist only while training; section 1.4 measures a model for inference.",
+        "d": "the tokenizer is a separate file; look at what a quantized group stores besides its integers.",
+    }
+    hint_text = "To turn a 4-bit integer back into a weight you need one more number per group."
+    explanation = "Group scales add bytes per weight, and layers left in float (the embedding) add more."
+
+
+class TwoSpeeds(Quiz01):
+    name, var, title = "quiz3", "quiz3_answer", "Which speed a long prompt hurts"
+    prompt = "A user pastes a long ticket into the assistant. Which of the two speeds of section 1.5 grows most?"
+    options = {
+        "a": "Tokens per second while the answer streams.",
+        "b": "Time to first token.",
+        "c": "Neither: the prompt is read once, for free.",
+        "d": "The time to load the model.",
+    }
+    answer = "b"
+    why_not = {
+        "a": (
+            "once the prompt is in the KV cache, each new token costs about the same; "
+            "look at what happens before the first one."
+        ),
+        "c": "reading the prompt is a forward pass over every prompt token; when does it happen?",
+        "d": "the model loads once, before any prompt arrives.",
+    }
+    hint_text = "The whole prompt goes through the model before the first answer token can come out."
+    explanation = "The prefill processes every prompt token before the first answer token: TTFT grows with the prompt."
+
+
+class P95Latency(Quiz01Numeric):
+    name, var, title = "quiz4", "quiz4_answer", "The p95 of ten timings"
+    prompt = (
+        "Ten answers took these milliseconds per token: 70, 72, 69, 71, 70, 73, 70, 95, 71, 140. "
+        "What is their p95 (95th percentile, numpy's default linear interpolation, `np.percentile`)?"
+    )
+    hint_text = "Compute it rather than guess: np.percentile(values, 95)."
+    explanation = "Two slow answers out of ten pull the p95 far above the median (70.5): the tail is what users notice."
+    look_at = "Use np.percentile(values, 95), not the mean or the median."
+    TIMINGS = (70, 72, 69, 71, 70, 73, 70, 95, 71, 140)
+
+    def expected(self) -> float:
+        return float(np.percentile(self.TIMINGS, 95))
+
+    def slips(self) -> dict[str, float]:
+        return {
+            "that is the median (p50); the question asks for the 95th percentile.": float(np.median(self.TIMINGS)),
+            "that is the mean; a percentile sorts the values.": float(np.mean(self.TIMINGS)),
+            "that is the maximum; p95 interpolates between the two largest values.": float(max(self.TIMINGS)),
+        }
+
+
+class WhyPruningDidNotShrink(Quiz01):
+    name, var, title = "quiz5", "quiz5_answer", "Why half the weights at zero saved nothing"
+    prompt = "Section 1.7 prunes 50% of a layer's weights. Why does the saved model not get smaller?"
+    options = {
+        "a": "A dense tensor stores every entry, zero or not; only a sparse format can skip the zeros.",
+        "b": "Pruning only rounds the weights, it does not zero them.",
+        "c": "The optimizer restores the pruned weights when the model is saved.",
+        "d": "Zeros take more bytes than other numbers in floating point.",
+    }
+    answer = "a"
+    why_not = {
+        "b": "magnitude pruning sets the smallest weights to exactly zero; ask how a dense tensor stores a zero.",
+        "c": "nothing trains after pruning here; ask how a dense tensor stores a zero.",
+        "d": "a float zero takes the same bytes as any float; that is the point to look at.",
+    }
+    hint_text = "Compare how many bytes a dense tensor spends on one zero and on one non-zero value."
+    explanation = (
+        "Dense storage spends the same bytes on a zero; CSR stores value + index per non-zero, so at 50% sparsity "
+        "with fp32 values and int32 indices it breaks even (notebook 01's csr_over_dense_at_50 ≈ 1.0)."
+    )
+
+
+class FleetBudget(Quiz01Numeric):
+    name, var, title = "quiz6", "quiz6_answer", "A device's model budget"
+    prompt = (
+        "A home hub has 2 GiB of RAM and the assistant may use 25% of it (section 1.8). A model needs its "
+        "weights plus 150 MiB of runtime overhead. How many MiB of weights at most fit?"
+    )
+    hint_text = "Start from the hub's RAM in MiB, take the assistant's share, then subtract what is not weights."
+    explanation = "2048 × 0.25 − 150 = 362 MiB of weights: precision decides which models fit that."
+    look_at = "2 GiB is 2048 MiB; apply the 25% share before subtracting the overhead."
+
+    def expected(self) -> float:
+        return 2048 * 0.25 - 150
+
+    def slips(self) -> dict[str, float]:
+        return {
+            "that forgets the runtime overhead.": 2048 * 0.25,
+            "that subtracts the overhead before taking the 25% share.": (2048 - 150) * 0.25,
+            "that uses 2000 MiB for 2 GiB; a GiB is 1024 MiB.": 2000 * 0.25 - 150,
+        }
+
+
+QUIZ = [MiBOfAModel, WhyMeasuredIsLarger, TwoSpeeds, P95Latency, WhyPruningDidNotShrink, FleetBudget]
