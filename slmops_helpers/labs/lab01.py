@@ -1,18 +1,22 @@
-"""Checks for lab 01 (introduction): footprint, pruning, sparse storage, fleet fit."""
+"""Checks for lab 01 (introduction): footprint, the two speeds, the floor, pruning, sparse
+storage, fleet fit and the real bytes of int4."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 
 from ..compress import prune_weight
+from ..decoding import TimedGeneration, speed_summary
 from ..fleet import model_ram_mib
 from ..models import MIB, PRESETS, weight_bytes
-from . import Exercise, Result, close, incorrect, is_number
+from . import Exercise, Result, close, incorrect, is_number, learner_answer
 from .quiz01 import QUIZ as QUIZ  # the lab's quiz, rendered at its end
 
 PRECISIONS = ("fp32", "fp16", "int8", "int4")
+TABLET_BUDGET_MIB = 4096 * 0.25  # q6: the course fleet's tablet (4 GiB) and the assistant's share of it
 
 
 class Lab01Exercise(Exercise):
@@ -39,8 +43,64 @@ class FootprintMiB(Lab01Exercise):
         return None
 
 
+class SpeedSummary(Lab01Exercise):
+    name, title, tier, var = "q2", "The two speeds from raw timings", "core", "summarize_speed"
+    hint_text = (
+        "The first token's time includes reading the prompt: report it alone, in ms. Every later token is one "
+        "forward pass: tokens per second counts those tokens over their total time; the percentiles describe "
+        "their spread (numpy's np.percentile)."
+    )
+    KEYS = ("ttft_ms", "tok_s", "ms_per_token_p50", "ms_per_token_p95")  # the course's metric names
+
+    def check_value(self, summarize_speed: Any) -> Result | None:
+        g = torch.Generator().manual_seed(11)
+        for n in (5, 12, 40):
+            ttft = 0.2 + float(torch.rand(1, generator=g))
+            token_s = (0.02 + 0.05 * torch.rand(n, generator=g) ** 4).tolist()
+            got = summarize_speed(ttft, token_s)
+            if not isinstance(got, Mapping):
+                return incorrect(
+                    f"`summarize_speed` should return a dict with keys {list(self.KEYS)}, got {type(got).__name__}."
+                )
+            if missing := [k for k in self.KEYS if k not in got]:
+                return incorrect(f"`summarize_speed`'s dict is missing {missing}.")
+            want = speed_summary([TimedGeneration("", n + 1, ttft, token_s)])
+            for key, value in want.items():
+                name = f"summarize_speed(...)[{key!r}] ({n} tokens)"
+                if wrong := is_number(got[key], name=name):
+                    return wrong
+                if key == "tok_s" and close(got[key], (len(token_s) + 1) / (ttft + sum(token_s)), rtol=1e-3) is None:
+                    return incorrect(f"`{name}` counts the first token: its time includes the prompt (that is TTFT).")
+                if "ms" in key and close(got[key], value / 1000, rtol=1e-3) is None:
+                    return incorrect(f"`{name}` is in seconds; the key says milliseconds.")
+                if wrong := close(got[key], value, rtol=1e-3, name=name):
+                    return incorrect(f"{wrong.message}. Which timings does {key} describe, and in what unit?")
+        return None
+
+
+class MajorityFloor(Lab01Exercise):
+    name, title, tier, var = "q3", "The floor: always answer the most common label", "core", "majority_accuracy"
+    hint_text = "A model that always answers one label is right exactly when the true label is that one."
+
+    def check_value(self, majority_accuracy: Any) -> Result | None:
+        cases = [["login", "billing", "bug", "billing", "billing"], ["c"] + ["a", "b"] * 3, ["x"] * 4]
+        for labels in cases:
+            got = majority_accuracy(list(labels))
+            name = f"majority_accuracy({len(labels)} labels)"
+            want = max(labels.count(x) for x in set(labels)) / len(labels)
+            if wrong := is_number(got, name=name):
+                return wrong
+            if close(got, want * len(labels), rtol=1e-6) is None and len(labels) > 1:
+                return incorrect(f"`{name}` is a count; the floor is a share of the labels (0 to 1).")
+            if close(got, 1 / len(set(labels)), rtol=1e-6) is None and want != 1 / len(set(labels)):
+                return incorrect(f"`{name}` is what random guessing gets; the floor answers the most common label.")
+            if wrong := close(got, want, rtol=1e-6, name=name):
+                return incorrect(f"{wrong.message}. How often is the most common label the right answer?")
+        return None
+
+
 class MagnitudePrune(Lab01Exercise):
-    name, title, tier, var = "q2", "Magnitude pruning of one weight matrix", "core", "magnitude_prune"
+    name, title, tier, var = "q4", "Magnitude pruning of one weight matrix", "core", "magnitude_prune"
     hint_text = (
         "Count how many entries to zero: k = round(sparsity * w.numel()). The k smallest |w| go: "
         "w.abs().flatten().argsort()[:k] gives their positions; zero them in a copy (w.clone())."
@@ -63,10 +123,10 @@ class MagnitudePrune(Lab01Exercise):
 
 
 class CsrBreakEven(Lab01Exercise):
-    name, title, tier, var = "q3", "When does sparse storage pay off?", "core", "csr_break_even"
+    name, title, tier, var = "q5", "When does sparse storage pay off?", "core", "csr_break_even"
     hint_text = (
-        "Dense: n·value_bytes. CSR (ignore the small row-pointer array): (1−s)·n·(value_bytes + index_bytes). "
-        "Set them equal and solve for the sparsity s."
+        "Write the two sizes of a matrix of n entries at sparsity s: dense pays for every entry, CSR only for "
+        "the non-zeros, and each of those costs more than a dense entry. Where are the two equal?"
     )
 
     def check_value(self, csr_break_even: Any) -> Result | None:
@@ -79,32 +139,39 @@ class CsrBreakEven(Lab01Exercise):
 
 
 class LargestOnTablet(Lab01Exercise):
-    name, title, tier, var = "q4", "Largest preset that fits a tablet at int4", "core", "largest_on_tablet"
+    name, title, tier, var = "q6", "Largest preset that fits a tablet at int4", "core", None
     hint_text = (
-        "A tablet has 4 GiB (4096 MiB) of RAM and lets the assistant use 25% of it. "
-        "fleet.model_ram_mib(n_params, 'int4') gives what a model needs; loop over models.PRESETS "
-        "(params_millions × 1e6) and keep the largest that fits."
+        "Work out the tablet's budget for the assistant first. Then ask fleet.model_ram_mib what each preset "
+        "needs at int4 (its parameters are params_millions × 1e6), and keep the largest that fits."
     )
 
-    def check_value(self, largest_on_tablet: Any) -> Result | None:
-        if largest_on_tablet not in PRESETS:
+    def check_value(self, ns: Mapping[str, Any]) -> Result | None:
+        name = learner_answer(ns, "largest_on_tablet")
+        if not isinstance(name, str) or name not in PRESETS:
+            return incorrect(f"`largest_on_tablet` should be a preset name (a str) from models.PRESETS, got {name!r}.")
+        need = learner_answer(ns, "largest_need_mib")  # the justification: without it, guessing names cannot pass
+        if wrong := is_number(need, name="largest_need_mib"):
+            return wrong
+        chosen = PRESETS[name]
+        if wrong := close(
+            need, model_ram_mib(int(chosen.params_millions * 1e6), "int4"), rtol=1e-3, name="largest_need_mib"
+        ):
             return incorrect(
-                f"`largest_on_tablet` should be a preset name from models.PRESETS, got {largest_on_tablet!r}."
+                f"{wrong.message}: `largest_need_mib` should be what {name} needs at int4, from fleet.model_ram_mib."
             )
-        fits = [p for p in PRESETS.values() if model_ram_mib(int(p.params_millions * 1e6), "int4") <= 1024]
-        chosen = PRESETS[largest_on_tablet]
+        fits = [p for p in PRESETS.values() if model_ram_mib(int(p.params_millions * 1e6), "int4") <= TABLET_BUDGET_MIB]
         if chosen not in fits:
-            return incorrect(f"{largest_on_tablet} needs more than the tablet's 1024 MiB budget at int4.")
+            return incorrect(
+                f"{name} needs {need:.0f} MiB: compare that with the assistant's share of the tablet's RAM."
+            )
         if chosen.params_millions < max(p.params_millions for p in fits):
-            return incorrect(f"{largest_on_tablet} fits, but a larger preset fits too.")
+            return incorrect(f"{name} fits, but a larger preset fits too: check every preset's need.")
         return None
 
 
 class Int4BytesPerWeight(Lab01Exercise):
-    name, title, tier, var = "q5", "The real cost of int4: scales included", "stretch", "int4_bytes_per_weight"
-    hint_text = (
-        "Each weight takes 4 bits = 0.5 bytes; each group of group_size weights also stores one scale of scale_bytes."
-    )
+    name, title, tier, var = "q7", "The real cost of int4: scales included", "stretch", "int4_bytes_per_weight"
+    hint_text = "A scale is shared by the weights of its group: what share of its bytes does each weight carry?"
 
     def check_value(self, int4_bytes_per_weight: Any) -> Result | None:
         for group_size, scale_bytes in ((32, 2), (128, 2), (64, 4)):
@@ -115,4 +182,12 @@ class Int4BytesPerWeight(Lab01Exercise):
         return None
 
 
-EXERCISES = [FootprintMiB, MagnitudePrune, CsrBreakEven, LargestOnTablet, Int4BytesPerWeight]
+EXERCISES = [
+    FootprintMiB,
+    SpeedSummary,
+    MajorityFloor,
+    MagnitudePrune,
+    CsrBreakEven,
+    LargestOnTablet,
+    Int4BytesPerWeight,
+]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..fleet import RUNTIME_OVERHEAD
 from .quiz import Choice, Numeric
 
 
@@ -131,21 +132,27 @@ class WhyPruningDidNotShrink(Quiz01):
 class FleetBudget(Quiz01Numeric):
     name, var, title = "quiz6", "quiz6_answer", "A device's model budget"
     prompt = (
-        "A home hub has 2 GiB of RAM and the assistant may use 25% of it (section 1.8). A model needs its "
-        "weights plus 150 MiB of runtime overhead. How many MiB of weights at most fit?"
+        "A home hub has 2 GiB of RAM and the assistant may use 25% of it (section 1.8). The course's fleet "
+        f"calculator says a model needs its weights × {RUNTIME_OVERHEAD} (the KV cache, activations and runtime "
+        "on top). How many MiB of weights at most fit?"
     )
-    hint_text = "Start from the hub's RAM in MiB, take the assistant's share, then subtract what is not weights."
-    explanation = "2048 × 0.25 − 150 = 362 MiB of weights: precision decides which models fit that."
-    look_at = "2 GiB is 2048 MiB; apply the 25% share before subtracting the overhead."
+    hint_text = "Start from the hub's RAM in MiB, take the assistant's share, then undo the overhead factor."
+    explanation = (
+        f"2048 × 0.25 / {RUNTIME_OVERHEAD} ≈ {2048 * 0.25 / RUNTIME_OVERHEAD:.0f} MiB of weights: precision decides "
+        "which models fit that."
+    )
+    look_at = "2 GiB is 2048 MiB; the budget is the share of it, and the weights are the budget over the factor."
 
     def expected(self) -> float:
-        return 2048 * 0.25 - 150
+        return 2048 * 0.25 / RUNTIME_OVERHEAD
 
     def slips(self) -> dict[str, float]:
         return {
             "that forgets the runtime overhead.": 2048 * 0.25,
-            "that subtracts the overhead before taking the 25% share.": (2048 - 150) * 0.25,
-            "that uses 2000 MiB for 2 GiB; a GiB is 1024 MiB.": 2000 * 0.25 - 150,
+            "that multiplies by the overhead factor; the weights are what is left once it is paid.": 2048
+            * 0.25
+            * RUNTIME_OVERHEAD,
+            "that uses 2000 MiB for 2 GiB; a GiB is 1024 MiB.": 2000 * 0.25 / RUNTIME_OVERHEAD,
         }
 
 

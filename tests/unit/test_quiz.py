@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from slmops_helpers import fleet
 from slmops_helpers.labs import Outcome, Question, ____
 from slmops_helpers.labs.quiz import Choice, Numeric, quiz_markdown, validate_quiz
 from slmops_helpers.labs.solutions import solution_code, source_notebook
@@ -26,7 +27,7 @@ def result(cls, value):
 
 def solved(cls):
     """The learner's answer as the solution block in the lab's source notebook computes it."""
-    namespace = {"np": np, "torch": torch, "math": math}
+    namespace = {"np": np, "torch": torch, "math": math, "fleet": fleet}
     exec(solution_code(cls.notebook, cls.name), namespace)
     return namespace[cls.var]
 

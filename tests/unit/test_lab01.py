@@ -1,0 +1,150 @@
+"""Lab 01's checks: blank is "not attempted", the source notebook's solution is right, and the
+usual slips are wrong with a message saying what to look at."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from slmops_helpers import fleet, models
+from slmops_helpers.labs import Outcome, Question, ____, lab01
+from slmops_helpers.labs.solutions import solution_code
+
+
+def outcome(exercise, value):
+    namespace = value if exercise.var is None else {exercise.var: value}
+    result = Question(exercise(), namespace).result()
+    return result.outcome, result.message
+
+
+def solution_namespace(exercise) -> dict:
+    """Run the exercise's solution, as printed by qN.solution(), and return what it defined."""
+    namespace = {"np": np, "torch": torch, "fleet": fleet, "models": models}
+    exec(solution_code(exercise.notebook, exercise.name), namespace)
+    return namespace
+
+
+@pytest.mark.parametrize("exercise", lab01.EXERCISES, ids=lambda e: e.name)
+def test_blank_is_not_attempted_and_the_solution_is_right(exercise):
+    blank = {"largest_on_tablet": ____, "largest_need_mib": ____} if exercise.var is None else ____
+    assert outcome(exercise, blank)[0] is Outcome.NOT_ATTEMPTED
+    namespace = solution_namespace(exercise)
+    got = outcome(exercise, namespace if exercise.var is None else namespace[exercise.var])
+    assert got[0] is Outcome.CORRECT, got[1]
+
+
+def test_the_lab_goes_warm_up_core_stretch_with_six_or_more_exercises():
+    tiers = [e.tier for e in lab01.EXERCISES]
+    assert len(tiers) >= 6 and tiers[0] == "warm-up" and tiers[-1] == "stretch" and tiers.count("core") >= 3
+    assert tiers == sorted(tiers, key=["warm-up", "core", "stretch"].index)
+    assert [e.name for e in lab01.EXERCISES] == [f"q{i}" for i in range(1, len(tiers) + 1)]
+
+
+@pytest.mark.parametrize(
+    "wrong, says",
+    [
+        (
+            lambda t, s: {
+                "ttft_ms": t * 1000,
+                "tok_s": (len(s) + 1) / (t + sum(s)),
+                "ms_per_token_p50": np.median(s) * 1e3,
+                "ms_per_token_p95": np.percentile(s, 95) * 1e3,
+            },
+            "first token",
+        ),  # noqa: E501
+        (
+            lambda t, s: {"ttft_ms": t, "tok_s": len(s) / sum(s), "ms_per_token_p50": 0, "ms_per_token_p95": 0},
+            "seconds",
+        ),
+        (
+            lambda t, s: {
+                "ttft_ms": t * 1000,
+                "tok_s": len(s) / sum(s),
+                "ms_per_token_p50": np.mean(s) * 1e3,
+                "ms_per_token_p95": max(s) * 1e3,
+            },
+            "ms_per_token_p50",
+        ),  # noqa: E501
+        (lambda t, s: {"ttft_ms": t * 1000}, "missing"),
+        (lambda t, s: [t, s], "dict"),
+    ],
+)
+def test_speed_slips_are_named(wrong, says):
+    got, message = outcome(lab01.SpeedSummary, wrong)
+    assert got is Outcome.INCORRECT and says in message, message
+
+
+@pytest.mark.parametrize(
+    "wrong, says",
+    [
+        (lambda labels: max(labels.count(x) for x in set(labels)), "count"),
+        (lambda labels: 1 / len(set(labels)), "random guessing"),
+        (lambda labels: labels.count(labels[0]) / len(labels), "most common"),
+        (lambda labels: "0.6", "number"),
+    ],
+)
+def test_floor_slips_are_named(wrong, says):
+    got, message = outcome(lab01.MajorityFloor, wrong)
+    assert got is Outcome.INCORRECT and says in message, message
+
+
+def test_pruning_catches_an_in_place_change_and_the_wrong_entries():
+    def in_place(w, s):
+        w[w.abs() < w.abs().flatten().kthvalue(max(1, round(s * w.numel()))).values] = 0
+        return w
+
+    assert "changed its input" in outcome(lab01.MagnitudePrune, in_place)[1]
+    got, message = outcome(lab01.MagnitudePrune, lambda w, s: w * (torch.rand_like(w) > s))
+    assert got is Outcome.INCORRECT and "smallest |w|" in message
+
+
+@pytest.mark.parametrize(
+    "wrong",
+    [lambda v, i: v / (v + i), lambda v, i: 0.5, lambda v, i: i / v],
+)
+def test_csr_break_even_rejects_the_usual_inversions(wrong):
+    got, message = outcome(lab01.CsrBreakEven, wrong)
+    assert got is Outcome.INCORRECT and "csr_break_even(" in message
+
+
+def test_no_preset_name_passes_without_the_ram_that_justifies_it():
+    """Trying every preset name, with the justification blank, wrong or of the wrong type: none passes."""
+    for name, preset in models.PRESETS.items():
+        need = fleet.model_ram_mib(int(preset.params_millions * 1e6), "int4")
+        for justification in (____, None, "1024", float("nan"), [need], need * 2**20 / 1e6 * 1.1, 0):
+            got, message = outcome(
+                lab01.LargestOnTablet, {"largest_on_tablet": name, "largest_need_mib": justification}
+            )
+            assert got is not Outcome.CORRECT, (name, justification)
+            assert "Traceback" not in message and "raised" not in message
+
+
+def test_a_preset_that_does_not_fit_or_is_too_small_is_told_why():
+    budget = lab01.TABLET_BUDGET_MIB
+    needs = {n: fleet.model_ram_mib(int(p.params_millions * 1e6), "int4") for n, p in models.PRESETS.items()}
+    too_big = [n for n, v in needs.items() if v > budget]
+    too_small = sorted((n for n, v in needs.items() if v <= budget), key=needs.get)[:-1]
+    for name in too_big[:1]:
+        assert (
+            "share of the tablet"
+            in outcome(lab01.LargestOnTablet, {"largest_on_tablet": name, "largest_need_mib": needs[name]})[1]
+        )  # noqa: E501
+    for name in too_small[:1]:
+        assert (
+            "larger preset"
+            in outcome(lab01.LargestOnTablet, {"largest_on_tablet": name, "largest_need_mib": needs[name]})[1]
+        )  # noqa: E501
+    assert "preset name" in outcome(lab01.LargestOnTablet, {"largest_on_tablet": 3, "largest_need_mib": 1.0})[1]
+
+
+@pytest.mark.parametrize("wrong", [lambda g, s: 0.5, lambda g, s: 0.5 + s * g, lambda g, s: (4 + s * 8 / g) / 8 + 1])
+def test_int4_bytes_slips(wrong):
+    got, message = outcome(lab01.Int4BytesPerWeight, wrong)
+    assert got is Outcome.INCORRECT and "int4_bytes_per_weight(" in message
+
+
+@pytest.mark.parametrize("bad", [None, "4", [1, 2], float("nan"), torch.tensor([1.0, 2.0])])
+def test_bad_answers_from_a_footprint_function_are_incorrect_not_a_crash(bad):
+    got, message = outcome(lab01.FootprintMiB, lambda n, p: bad)
+    assert got is Outcome.INCORRECT and ("number" in message or "NaN" in message), message
