@@ -36,13 +36,6 @@ def score_model(
     return Scored(score_predictions(answers, rows), answers, TicketScores.from_answers(answers, rows))
 
 
-def ticket_points(n_tickets: int) -> float:
-    """How far one ticket can move a task score: flipping its category and its error code moves
-    each accuracy by 100 / n points, and the score averages three parts. A gap within a ticket
-    or two of this is noise on that many tickets."""
-    return 100 / max(n_tickets, 1) * 2 / 3
-
-
 def show_answers(rows: list[dict[str, str]], answers: list[str], n: int = 2, who: str = "model") -> str:
     """The first ``n`` tickets with their reference and the model's answer, for reading."""
     return "\n".join(

@@ -22,6 +22,7 @@ under ``"per_ticket"``.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import json
 import math
@@ -197,6 +198,11 @@ def load_policy(source: str | os.PathLike | dict[str, Any]) -> list[Rule]:
             for check, limit in checks.items()
         ]
     return rules
+
+
+def without_significance(rules: list[Rule]) -> list[Rule]:
+    """The same rules deciding on point values alone: what a plain gate would say."""
+    return [dataclasses.replace(rule, significance=None) for rule in rules]
 
 
 def resolve_metrics(

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import matplotlib.pyplot as plt
+import numpy as np
 from matplotlib.figure import Figure
 
 MEMORY_PARTS = ("weights", "gradients", "optimizer", "activations")
@@ -96,6 +98,14 @@ def plot_fleet(plan: Any) -> Figure:
     return fig
 
 
+def score_errors(rows: list[dict[str, Any]], key: str = "score") -> list[list[float]] | None:
+    """matplotlib's asymmetric ``yerr`` from each row's ``<key>_ci_low`` / ``<key>_ci_high``
+    (None when a row has no interval, so the bars draw without)."""
+    if not all(f"{key}_ci_low" in r and f"{key}_ci_high" in r for r in rows):
+        return None
+    return [[r[key] - r[f"{key}_ci_low"] for r in rows], [r[f"{key}_ci_high"] - r[key] for r in rows]]
+
+
 def plot_methods(rows: list[dict[str, Any]], base_score: float) -> Figure:
     """Fine-tuning methods side by side: task score, trainable %, peak memory, artifact size."""
     panels = [
@@ -114,6 +124,8 @@ def plot_methods(rows: list[dict[str, Any]], base_score: float) -> Figure:
                 ax.bar(names, heights, bottom=bottom, label=part)
                 bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
             ax.legend(fontsize=7)
+        elif key == "score":  # with its 95 % bootstrap interval over the tickets
+            ax.bar(names, [r[key] for r in rows], yerr=score_errors(rows), capsize=4, color="tab:blue")
         else:
             ax.bar(names, [r[key] for r in rows], color="tab:blue")
         ax.set_title(label, fontsize=10)
@@ -188,9 +200,12 @@ def plot_temperature(view: dict[str, Any], labels: list[str], temperature: float
 def plot_distillation_tradeoff(rows: list[dict[str, Any]]) -> Figure:
     """Task score against ms per generated token, one point per model; marker area ∝ parameters."""
     fig, ax = plt.subplots(figsize=(7, 4))
-    biggest = max(r["params"] for r in rows)
-    for r in rows:
+    biggest, errors = max(r["params"] for r in rows), score_errors(rows)
+    for i, r in enumerate(rows):
         ax.scatter(r["ms_per_token"], r["score"], s=60 + 900 * r["params"] / biggest, alpha=0.6)
+        if errors is not None:  # the score's 95 % interval over the tickets
+            yerr = [[errors[0][i]], [errors[1][i]]]
+            ax.errorbar(r["ms_per_token"], r["score"], yerr=yerr, color="gray", capsize=4, linewidth=1)
         ax.annotate(
             f"{r['name']}\n{r['params'] / 1e6:.0f} M params",
             (r["ms_per_token"], r["score"]),
@@ -208,11 +223,21 @@ def plot_distillation_tradeoff(rows: list[dict[str, Any]]) -> Figure:
     return fig
 
 
-def plot_run_vs_reference(bars: dict[str, tuple[float, float | None]], ylabel: str = "task score") -> Figure:
-    """This run's value beside the full reference run's, per label (a missing reference draws no bar)."""
+def plot_run_vs_reference(
+    bars: dict[str, tuple[float, float | None]],
+    ylabel: str = "task score",
+    intervals: dict[str, tuple[float, float]] | None = None,
+) -> Figure:
+    """This run's value beside the full reference run's, per label (a missing reference draws no
+    bar); ``intervals`` (label -> (low, high)) draws this run's 95 % intervals as error bars."""
     fig, ax = plt.subplots(figsize=(7, 3.5))
     xs = range(len(bars))
-    ax.bar([x - 0.2 for x in xs], [run for run, _ in bars.values()], width=0.4, label="this run")
+    runs = [run for run, _ in bars.values()]
+    yerr = None
+    if intervals:
+        lows, highs = zip(*(intervals[label] for label in bars), strict=True)
+        yerr = [[r - lo for r, lo in zip(runs, lows, strict=True)], [hi - r for r, hi in zip(runs, highs, strict=True)]]
+    ax.bar([x - 0.2 for x in xs], runs, width=0.4, yerr=yerr, capsize=4, label="this run")
     ref = [(x + 0.2, r) for x, (_, r) in zip(xs, bars.values(), strict=True) if r is not None]
     if ref:
         ax.bar([x for x, _ in ref], [r for _, r in ref], width=0.4, label="full reference run")
@@ -292,11 +317,27 @@ def plot_benchmark(table: list[dict[str, Any]]) -> Figure:
     names = [r["variant"] for r in table]
     speed.barh(names, [r["tok_s"] for r in table], color="tab:blue")
     speed.set_xlabel("tokens / s (batch 1, after the first token)")
-    for r in table:
-        tradeoff.scatter(r["size_mib"], r["score"], s=60)
+    errors = score_errors(table)
+    for i, r in enumerate(table):
+        yerr = None if errors is None else [[errors[0][i]], [errors[1][i]]]
+        tradeoff.errorbar(r["size_mib"], r["score"], yerr=yerr, fmt="o", capsize=4, markersize=7)
         tradeoff.annotate(r["variant"], (r["size_mib"], r["score"]), textcoords="offset points", xytext=(5, 4))
     tradeoff.set_xlabel("size on disk (MiB)")
-    tradeoff.set_ylabel("task score (0–100)")
+    tradeoff.set_ylabel("task score (0–100), 95 % interval")
     tradeoff.set_title("smaller is not free: check the score")
+    fig.tight_layout()
+    return fig
+
+
+def plot_tickets_needed(sd: float, n_scored: int, needed: Callable[[float], int]) -> Figure:
+    """Tickets a gate needs against the drop it must catch (``needed(drop)``, e.g.
+    ``uncertainty.tickets_needed`` at the measured spread ``sd``), beside the tickets scored."""
+    drops = np.linspace(1, 20, 60)
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    ax.plot(drops, [needed(d) for d in drops], color="tab:blue", label=f"needed (per-ticket spread {sd:.1f} points)")
+    ax.axhline(n_scored, color="black", linestyle="--", label=f"scored in this run ({n_scored})")
+    ax.set_yscale("log")
+    ax.set(xlabel="true drop to catch (points)", ylabel="held-out tickets", title="How many tickets a gate needs")
+    ax.legend()
     fig.tight_layout()
     return fig

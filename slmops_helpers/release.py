@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from transformers import AutoTokenizer
 
-from . import data, distill, models, pipeline, registry, training
+from . import data, distill, models, pipeline, registry, training, uncertainty
 from .deploy import export, package
 from .deploy.steps import lineage
 from .finetune import ATTENTION, MLP, MethodConfig, load_tuned_model
@@ -138,16 +138,41 @@ def candidate_packages(
     return made
 
 
-def measured_metrics(table: list[dict[str, Any]], n_eval: int) -> tuple[dict[str, dict[str, float]], dict[str, Any]]:
-    """Each package's gate metrics, and the keys notebook 05 records from them."""
-    measured = {row["variant"]: pipeline.gate_metrics(row) for row in table}
+def measured_metrics(table: list[dict[str, Any]], n_eval: int) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """Each package's gate metrics (with its per-ticket scores under ``per_ticket``, for the
+    registry and a noise-aware gate), and the keys notebook 05 records from them: scores
+    with intervals, and the candidate's and the over-quantized build's paired difference
+    from production."""
+    rows = {row["variant"]: row for row in table}
+    measured: dict[str, dict[str, Any]] = {name: pipeline.gate_metrics(row) for name, row in rows.items()}
     out = {
         f"{name}_{k}": v[k]
         for name, v in measured.items()
         for k in ("score", "size_mib", "ms_per_token_p50", "peak_mib")
     }
     out |= {"bad_candidate_score": measured["over_quantized"]["score"], "n_eval": n_eval}
+    for name, row in rows.items():
+        measured[name]["per_ticket"] = {"score": row["tickets"].to_json()}
+        out |= uncertainty.interval_metrics(name, row["tickets"])
+    production = rows["production"]["tickets"]
+    for name in ("candidate", "over_quantized"):
+        out |= uncertainty.difference_metrics(f"{name}_vs_production", rows[name]["tickets"], production)
     return measured, out
+
+
+def tickets_needed_metrics(measured: dict[str, dict[str, Any]], drops: tuple[float, ...] = (2.0, 5.0)) -> dict:
+    """How many held-out tickets a gate needs to catch a drop of each of ``drops`` points
+    (one-sided, 5 % significance, 80 % power), from the spread of this round's per-ticket
+    differences between the candidate and production (``uncertainty.tickets_needed``)."""
+    candidate, production = (
+        uncertainty.TicketScores.from_json(measured[name]["per_ticket"]["score"])
+        for name in ("candidate", "production")
+    )
+    sd = float(uncertainty.paired_values(candidate, production).std(ddof=1))
+    out: dict[str, Any] = {"paired_diff_sd_points": sd}
+    for drop in drops:
+        out[f"tickets_needed_drop{drop:g}"] = uncertainty.tickets_needed(max(sd, 1e-9), drop)
+    return out
 
 
 def register_package(
@@ -157,11 +182,13 @@ def register_package(
     """Register a package under the lineage its own manifest records (base model, adapter, data hash)."""
     origin = package.verify_package(folder)["lineage"]
     hyper = {"variant": origin.get("variant"), "recipe": origin.get("recipe"), **(hyperparameters or {})}
+    tickets = {k: uncertainty.TicketScores.from_json(v) for k, v in metrics.get("per_ticket", {}).items()}
     return reg.register(
         pipeline.PACKAGE_NAME,
         base_model=origin["base_model"],
         files=[folder],
-        metrics=metrics,
+        metrics={k: v for k, v in metrics.items() if k != "per_ticket"},
+        per_ticket=tickets,
         adapter=origin.get("adapter") or origin.get("deployed_from"),
         data_hash=origin.get("data_hash"),
         hyperparameters=hyper,
@@ -211,9 +238,12 @@ def gate_cli(candidate_id: str, reference_id: str, policy: Path, registry_root: 
     return code, shown + f"--registry {registry_root.name}  → exit code {code}"
 
 
-def gate_metrics(verdict: Any, refusal: Any, exit_code: int) -> dict[str, Any]:
+def gate_metrics(verdict: Any, refusal: Any, exit_code: int, plain: Any) -> dict[str, Any]:
+    """The gate's verdicts as metrics; ``plain`` is the candidate's verdict under the same
+    policy without significance (``gate.without_significance``), for comparison."""
     out = {
         "gate_passed": verdict.passed,
+        "gate_plain_passed": plain.passed,
         "gate_checks": len(verdict.results),
         "gate_failed_checks": len(verdict.failures),
         "bad_candidate_gate_passed": refusal.passed,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .evaluate import ticket_points
+from .uncertainty import difference_from_metrics, difference_sentence
 
 
 def production_reading(label: str, how: str, manifest: dict[str, Any], source: Any) -> str:
@@ -15,15 +15,28 @@ def production_reading(label: str, how: str, manifest: dict[str, Any], source: A
 
 
 def measured_reading(m: dict[str, Any]) -> str:
-    gap = m["candidate_score"] - m["production_score"]
-    ticket = ticket_points(m["n_eval"])
-    size = "within" if abs(gap) <= 2 * ticket else "beyond"
     return (
         f"On {m['n_eval']} held-out tickets: production **{m['production_score']:.1f}**, candidate "
-        f"**{m['candidate_score']:.1f}** ({gap:+.1f}, {size} the worth of two tickets, {2 * ticket:.1f} points), "
-        f"over-quantized build **{m['bad_candidate_score']:.1f}** ({m['over_quantized_size_mib']:.0f} MiB against the "
-        f"candidate's {m['candidate_size_mib']:.0f} MiB)."
+        f"**{m['candidate_score']:.1f}**, over-quantized build **{m['bad_candidate_score']:.1f}** "
+        f"({m['over_quantized_size_mib']:.0f} MiB against the candidate's {m['candidate_size_mib']:.0f} MiB). "
+        "Paired on the same tickets (95 % bootstrap intervals):\n"
+        f"- {difference_sentence(m, 'candidate_vs_production', 'candidate', 'production')};\n"
+        f"- {difference_sentence(m, 'over_quantized_vs_production', 'over-quantized', 'production')}."
     )
+
+
+def _plain_note(m: dict[str, Any], verdict: Any) -> str:
+    """What the same policy without its significance rule would have decided, when that differs."""
+    if m["gate_plain_passed"] == verdict.passed:
+        return ""
+    ci = difference_from_metrics(m, "candidate_vs_production")
+    if verdict.passed:
+        return (
+            f"Without `significance`, the point drop of {-ci.estimate:.1f} would have refused it; with it, the gate "
+            f"found that drop inside the noise of {ci.n} tickets (interval {ci.low:+.1f} to {ci.high:+.1f}). A real "
+            "2-point regression would pass just as easily on this few tickets: see how many a firm verdict needs. "
+        )
+    return "Without `significance` the point scores alone would have passed it. "
 
 
 def gate_reading(m: dict[str, Any], verdict: Any, refusal: Any) -> str:
@@ -32,7 +45,7 @@ def gate_reading(m: dict[str, Any], verdict: Any, refusal: Any) -> str:
         if verdict.passed
         else f"The candidate **fails** {m['gate_failed_checks']} check(s): production stays; the rollout below "
         "re-ships production to show the mechanics. "
-    )
+    ) + _plain_note(m, verdict)
     if refusal.passed:
         return first + "The over-quantized build passed this time: a policy this loose would ship it."
     return first + (
@@ -41,6 +54,18 @@ def gate_reading(m: dict[str, Any], verdict: Any, refusal: Any) -> str:
         f"{m['over_quantized_ms_per_token_p50']:.1f} ms per token against {m['candidate_ms_per_token_p50']:.1f}, but "
         f"a build that answers worse never ships; the CLI said so with exit code {m['gate_cli_exit_code_bad']}, "
         "which is what stops a CI pipeline."
+    )
+
+
+def tickets_reading(m: dict[str, Any]) -> str:
+    return (
+        f"Between candidate and production, the per-ticket differences spread by **{m['paired_diff_sd_points']:.1f} "
+        f"points** (standard deviation). To catch a true 2-point drop 8 times out of 10 at 5 % significance, a gate "
+        f"needs about **{m['tickets_needed_drop2']:,} tickets**; a 5-point drop, about "
+        f"**{m['tickets_needed_drop5']:,}**. "
+        f'This round scored {m["n_eval"]}. Below that, a significance rule mostly says "not distinguishable", and '
+        "a plain rule mostly decides on the luck of the draw: more held-out tickets, not a tighter limit, is "
+        "what makes the gate trustworthy."
     )
 
 
@@ -71,6 +96,8 @@ LESSON_ROWS = (
     ("production score", "production_score", "{:.1f}".format),
     ("candidate score", "candidate_score", "{:.1f}".format),
     ("over-quantized build score", "bad_candidate_score", "{:.1f}".format),
+    ("candidate − production, paired (points)", "candidate_vs_production_score_diff", "{:+.1f}".format),
+    ("tickets needed to catch a 2-point drop", "tickets_needed_drop2", "{:,}".format),
     ("held-out tickets", "n_eval", "{:d}".format),
     ("training steps", "train_steps", "{:d}".format),
     ("gate passed", "gate_passed", str),

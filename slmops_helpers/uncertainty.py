@@ -51,8 +51,10 @@ class TicketScores:
 
     @classmethod
     def from_answers(cls, answers: list[str], rows: list[dict[str, str]]) -> TicketScores:
-        """Score each answer against its row's references."""
-        return cls(tuple(str(r["id"]) for r in rows), tuple(ticket_scores(answers, rows)))
+        """Score each answer against its row's references; a row without an ``id`` (hand-made
+        rows) is named by its position, so pair such scores only over the same rows in order."""
+        ids = tuple(str(r.get("id", f"#{i}")) for i, r in enumerate(rows))
+        return cls(ids, tuple(ticket_scores(answers, rows)))
 
     @classmethod
     def from_json(cls, record: Any, where: str = "per-ticket results") -> TicketScores:
@@ -127,7 +129,9 @@ def bootstrap_interval(
     values = _values(scores)
     means = resampled_means(values, resamples, seed)
     low, high = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
-    return Interval(float(values.mean()), float(low), float(high), values.size, level)
+    estimate = float(values.mean())
+    # min/max: when every ticket is equal, summation order alone could put the estimate an ulp outside
+    return Interval(estimate, min(float(low), estimate), max(float(high), estimate), values.size, level)
 
 
 def paired_values(a: TicketScores, b: TicketScores) -> np.ndarray:
@@ -172,9 +176,9 @@ def tickets_needed(sd: float, drop: float, *, power: float = 0.8, significance: 
 
 
 def interval_metrics(name: str, scores: TicketScores) -> dict[str, float]:
-    """``<name>_score_ci_low`` / ``_ci_high`` for the metrics contract."""
-    ci = bootstrap_interval(scores)
-    return {f"{name}_score_ci_low": ci.low, f"{name}_score_ci_high": ci.high}
+    """``<name>_score_ci_low`` / ``_ci_high`` for the metrics contract (``score_ci_*`` for name "")."""
+    ci, key = bootstrap_interval(scores), f"{name}_score" if name else "score"
+    return {f"{key}_ci_low": ci.low, f"{key}_ci_high": ci.high}
 
 
 def difference_metrics(name: str, a: TicketScores, b: TicketScores) -> dict[str, float]:
@@ -187,7 +191,22 @@ def difference_metrics(name: str, a: TicketScores, b: TicketScores) -> dict[str,
     }
 
 
-def difference_from_metrics(m: dict[str, Any], name: str) -> Interval:
-    """The recorded difference ``name`` (see ``difference_metrics``) as an Interval over ``n_eval`` tickets."""
+def difference_from_metrics(m: dict[str, Any], name: str, n: int | None = None) -> Interval:
+    """The recorded difference ``name`` (see ``difference_metrics``) as an Interval over ``n``
+    tickets (default: the metrics' ``n_eval``)."""
     key = f"{name}_score_diff"
-    return Interval(m[key], m[f"{key}_ci_low"], m[f"{key}_ci_high"], int(m["n_eval"]))
+    return Interval(m[key], m[f"{key}_ci_low"], m[f"{key}_ci_high"], int(m["n_eval"] if n is None else n))
+
+
+def score_text(m: dict[str, Any], name: str) -> str:
+    """``<name>_score`` with its recorded interval, e.g. "score 21.4 (95 % interval 12.0 to 31.3)"."""
+    key = f"{name}_score"
+    return f"score {m[key]:.1f} (95 % interval {m[key + '_ci_low']:.1f} to {m[key + '_ci_high']:.1f})"
+
+
+def difference_sentence(m: dict[str, Any], name: str, a: str, b: str, n: int | None = None) -> str:
+    """``a`` against ``b`` in words, decided by the paired interval, e.g. "LoRA − base: +3.2
+    points (95 % interval -4.1 to +10.5): not distinguishable on 8 tickets"."""
+    ci = difference_from_metrics(m, name, n)
+    word = ci.verdict(f"{a} is better", f"{a} is worse")
+    return f"{a} − {b}: **{ci.estimate:+.1f}** points (95 % interval {ci.low:+.1f} to {ci.high:+.1f}): {word}"

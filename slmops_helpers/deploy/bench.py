@@ -22,6 +22,7 @@ from ..config import get_profile
 from ..data import format_chat, load_splits, score_predictions
 from ..decoding import TimedGeneration, speed_summary
 from ..models import files_mib, noise_bound, peak_rss_mib
+from ..uncertainty import TicketScores, interval_metrics
 from .export import build_recipe, build_variant, onnx_files_mib
 from .runtime import OnnxCausalLM, TorchCausalLM
 
@@ -191,7 +192,8 @@ def bench_variants(
     """Benchmark ``{name: (runtime kind, folder)}``; return table rows and each variant's answers.
 
     The first variant is the reference for ``agreement`` (torch fp32 in the course).
-    ``rows`` are the dataset rows behind ``settings.prompts``, for the task score.
+    ``rows`` are the dataset rows behind ``settings.prompts``, for the task score; each row
+    also keeps its per-ticket scores (``tickets``) and their interval (``score_ci_*``).
     """
     from tqdm.auto import tqdm
 
@@ -201,6 +203,7 @@ def bench_variants(
         raw = measure_isolated(kind, folder, settings)
         reference = reference or raw["token_ids"]
         size = onnx_files_mib(folder) if kind == "onnx" else files_mib(folder, "*.safetensors")
+        tickets = TicketScores.from_answers(raw["answers"], rows)
         table.append(
             {
                 "variant": name,
@@ -208,6 +211,8 @@ def bench_variants(
                 **summarize(raw),
                 "agreement": prefix_agreement(raw["token_ids"], reference),
                 "score": score_predictions(raw["answers"], rows)["score"],
+                **interval_metrics("", tickets),
+                "tickets": tickets,
             }
         )
         answers[name] = raw["answers"]
@@ -233,9 +238,13 @@ def compare_recipes(
     return results
 
 
+INTERVAL_KEYS = ("score_ci_low", "score_ci_high")
+
+
 def flat_metrics(table: list[dict[str, Any]]) -> dict[str, float]:
-    """``<variant>_<key>`` for the metrics contract."""
-    return {f"{row['variant']}_{key}": row[key] for row in table for key in TABLE_KEYS}
+    """``<variant>_<key>`` for the metrics contract (with the score's interval where measured)."""
+    keys = TABLE_KEYS + INTERVAL_KEYS
+    return {f"{row['variant']}_{key}": row[key] for row in table for key in keys if key in row}
 
 
 def format_table(table: list[dict[str, Any]]) -> str:

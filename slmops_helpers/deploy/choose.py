@@ -19,6 +19,7 @@ from ..config import artifacts_dir
 from ..evaluate import score_model
 from ..finetune import tuned_dir
 from ..models import DEFAULT_MODEL, is_prepared, load_model, prepare_model
+from ..uncertainty import TicketScores, difference_metrics, difference_sentence, interval_metrics
 
 UNTUNED = "the untuned base model"
 MERGED = "notebook 03's merged LoRA model"
@@ -48,9 +49,17 @@ def deploy_candidates(explicit: str | Path | None = None, model_name: str = DEFA
 @dataclass
 class DeployChoice:
     chosen: Candidate
-    scores: dict[str, float]  # label -> task score on the same tickets
-    n_tickets: int
+    tickets: dict[str, TicketScores]  # label -> per-ticket scores, all on the same tickets
     explicit: bool = False
+
+    @property
+    def scores(self) -> dict[str, float]:
+        """label -> task score."""
+        return {label: t.mean for label, t in self.tickets.items()}
+
+    @property
+    def n_tickets(self) -> int:
+        return self.tickets[UNTUNED].n
 
     @property
     def untuned_score(self) -> float:
@@ -63,6 +72,9 @@ class DeployChoice:
             "untuned_score": self.untuned_score,
             "deploy_candidates": len(self.scores),
             "deploy_choice_tickets": self.n_tickets,
+            **interval_metrics("deployed", self.tickets[self.chosen.label]),
+            **interval_metrics("untuned", self.tickets[UNTUNED]),
+            **difference_metrics("deployed_vs_untuned", self.tickets[self.chosen.label], self.tickets[UNTUNED]),
         }
 
     def reason(self) -> str:
@@ -70,6 +82,9 @@ class DeployChoice:
         listed = ", ".join(f"{label} **{score:.1f}**" for label, score in self.scores.items())
         why = "the folder you asked for (`deploy_from`)" if self.explicit else "the best task score of the candidates"
         text = f"Deploying **{self.chosen.label}**, {why}. On {self.n_tickets} held-out tickets: {listed}."
+        if self.chosen.label != UNTUNED:
+            paired = difference_sentence(self.metrics(), "deployed_vs_untuned", "deployed", "untuned", self.n_tickets)
+            text += f" Paired on those tickets, {paired}."
         if self.scores[self.chosen.label] < self.untuned_score:
             text += " It scores **below the untuned base**: shipping it would make the assistant worse."
         return text
@@ -83,12 +98,12 @@ def choose_deploy_source(
     device: str | None = None,
 ) -> DeployChoice:
     """Score every candidate on ``rows`` and pick the one to deploy (the explicit one if given)."""
-    scores = {}
+    tickets = {}
     candidates = deploy_candidates(explicit, model_name)
     for candidate in candidates:
         model, tokenizer = load_model(str(candidate.source), device=device, dtype=torch.float32)
-        scores[candidate.label] = score_model(model, tokenizer, rows, max_new_tokens).scores["score"]
+        tickets[candidate.label] = score_model(model, tokenizer, rows, max_new_tokens).tickets
         del model
     # an explicit folder is deployed as asked; otherwise the best score, a trained model on a tie
-    chosen = candidates[0] if explicit else max(candidates, key=lambda c: scores[c.label])
-    return DeployChoice(chosen, scores, len(rows), explicit=bool(explicit))
+    chosen = candidates[0] if explicit else max(candidates, key=lambda c: tickets[c.label].mean)
+    return DeployChoice(chosen, tickets, explicit=bool(explicit))

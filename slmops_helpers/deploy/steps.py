@@ -15,6 +15,7 @@ import numpy as np
 import onnxruntime_genai as og
 
 from .. import data
+from ..uncertainty import difference_metrics
 from . import bench, checklist, client, export, package
 from .runtime import OnnxCausalLM, TorchCausalLM
 
@@ -86,9 +87,17 @@ def size_metrics(variant_dirs: dict[str, Path]) -> tuple[list[dict[str, Any]], d
 
 
 def quality_gate(table: list[dict[str, Any]], drop: float = QUALITY_DROP) -> dict[str, Any]:
-    """Per variant: does its task score stay within ``drop`` points of the fp32 export's?"""
-    reference = next(r["score"] for r in table if r["variant"] == "onnx_fp32")
-    return {f"{r['variant']}_quality_ok": r["score"] >= reference - drop for r in table}
+    """Per variant: does its task score stay within ``drop`` points of the fp32 export's? And
+    each smaller precision's paired difference against fp32 (``<precision>_vs_fp32_score_diff``),
+    which says whether that verdict rests on more than noise."""
+    by_name = {r["variant"]: r for r in table}
+    reference = by_name["onnx_fp32"]["score"]
+    out: dict[str, Any] = {f"{r['variant']}_quality_ok": r["score"] >= reference - drop for r in table}
+    for variant in ("onnx_fp16", "onnx_int8", "onnx_int4"):
+        if "tickets" in by_name.get(variant, {}):
+            name = f"{variant.removeprefix('onnx_')}_vs_fp32"
+            out |= difference_metrics(name, by_name[variant]["tickets"], by_name["onnx_fp32"]["tickets"])
+    return out
 
 
 PACKAGE_ORDER = ("onnx_int4", "onnx_int8", "onnx_fp16", "onnx_fp32")  # smallest first

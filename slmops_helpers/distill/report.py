@@ -9,13 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..evaluate import ticket_points
 from ..reference import Reference
+from ..uncertainty import difference_from_metrics
 from .steps import TARGETS
-
-# A gap within the worth of two tickets is not a finding; a rule of thumb until the
-# course computes intervals from per-ticket results.
-NOISE_TICKETS = 2
 
 
 def teacher_reading(m: dict[str, Any]) -> str:
@@ -99,12 +95,18 @@ COMPARISON_ROWS = (
 )
 
 
+WHO = ("teacher", "student", "undistilled")
+
+
 def comparison_table(m: dict[str, Any]) -> str:
     lines = ["| | teacher | distilled student | student without distillation |", "|---|---|---|---|"]
     for label, key, fmt in COMPARISON_ROWS:
-        lines.append(
-            f"| {label} | " + " | ".join(fmt(m[f"{w}_{key}"]) for w in ("teacher", "student", "undistilled")) + " |"
-        )
+        lines.append(f"| {label} | " + " | ".join(fmt(m[f"{w}_{key}"]) for w in WHO) + " |")
+    lines.append(
+        "| score, 95 % interval | "
+        + " | ".join(f"{m[f'{w}_score_ci_low']:.1f} to {m[f'{w}_score_ci_high']:.1f}" for w in WHO)
+        + " |"
+    )
     lines.append(f"| retention (score ÷ teacher's) | 100% | {m['retention']:.0%} | {m['undistilled_retention']:.0%} |")
     return "\n".join(lines)
 
@@ -114,6 +116,7 @@ LESSON_ROWS = (
     ("distilled student score", "student_score", "{:.1f}".format),
     ("sequence-level student score", "seq_student_score", "{:.1f}".format),
     ("undistilled student score", "undistilled_score", "{:.1f}".format),
+    ("distilled − undistilled, paired (points)", "distilled_vs_undistilled_score_diff", "{:+.1f}".format),
     ("retention (distilled ÷ teacher)", "retention", "{:.2f}".format),
     ("speed-up per token", "speedup", "{:.2f}×".format),
     ("held-out tickets", "n_eval", "{:d}".format),
@@ -121,29 +124,30 @@ LESSON_ROWS = (
 )
 
 
-def _gap_sentence(gap: float, n_eval: int, where: str) -> str:
-    if abs(gap) <= NOISE_TICKETS * ticket_points(n_eval):
-        return (
-            f"{where}, the distilled and undistilled students differ by {gap:+.1f} points on {n_eval} tickets: "
-            f"not distinguishable (one ticket moves a score by up to {ticket_points(n_eval):.1f} points). "
-        )
-    better = "beat" if gap > 0 else "fell below"
-    size = f"**{abs(gap):.1f} points**"
-    return f"{where}, the distilled student {better} the undistilled one by {size} on {n_eval} tickets. "
+def _gap_sentence(m: dict[str, Any], where: str) -> str:
+    """The distilled student against the undistilled one, decided by their paired interval."""
+    if "distilled_vs_undistilled_score_diff" not in m:  # a reference record from before intervals were recorded
+        gap = m["student_score"] - m["undistilled_score"]
+        return f"{where}, the distilled student scored {gap:+.1f} points against the undistilled one (no interval). "
+    ci = difference_from_metrics(m, "distilled_vs_undistilled")
+    interval = f"{ci.estimate:+.1f} points, 95 % interval {ci.low:+.1f} to {ci.high:+.1f}, on {ci.n} tickets"
+    if ci.verdict() == "better":
+        return f"{where}, the distilled student **beat** the undistilled one ({interval}). "
+    if ci.verdict() == "worse":
+        return f"{where}, the distilled student **fell below** the undistilled one ({interval}). "
+    return f"{where}, the distilled and undistilled students are **not distinguishable** ({interval}). "
 
 
 def verdict(m: dict[str, Any], profile: str, ref: Reference) -> str:
     """The section's lesson: this run's numbers, and the full reference run's where this run is too short."""
     text = (
         f"This run: the distilled student is **{m['speedup']:.1f}×** faster per generated token than the teacher "
-        f"and keeps **{m['retention']:.0%}** of its score. "
-        + _gap_sentence(m["student_score"] - m["undistilled_score"], m["n_eval"], "In this run")
+        f"and keeps **{m['retention']:.0%}** of its score. " + _gap_sentence(m, "In this run")
     )
     if profile != "full":
         if ref.usable:
-            gap = ref.get("student_score") - ref.get("undistilled_score")
             text += f"The smoke profile trains {m['distill_steps']} steps, too few for the lesson; " + _gap_sentence(
-                gap, ref.get("n_eval"), "in the full reference run"
+                ref.metrics, "in the full reference run"
             )
         else:
             text += (
@@ -154,15 +158,17 @@ def verdict(m: dict[str, Any], profile: str, ref: Reference) -> str:
             "Retention above 1 says the teacher was not at the task's ceiling (it had a short LoRA run, the "
             "student trains every weight), not that distillation adds knowledge. "
         )
-    gap = m["seq_student_score"] - m["undistilled_score"]
-    if abs(gap) <= NOISE_TICKETS * ticket_points(m["n_eval"]):
-        seq_vs = "no more and no less than the human ones: the two students cannot be told apart here"
-    else:
-        seq_vs = "more than the human ones" if gap > 0 else "less than the human ones"
+    seq = difference_from_metrics(m, "seq_vs_undistilled")
+    seq_vs = seq.verdict(
+        "more than the human ones",
+        "less than the human ones",
+    )
+    if seq_vs.startswith("not"):
+        seq_vs = f"no more and no less than the human ones: the two students are {seq_vs}"
     return text + (
         f"The sequence-level student, trained on the teacher's answers instead of the references, scored "
-        f"{m['seq_student_score']:.1f} ({gap:+.1f} against the undistilled one): the teacher's answers were worth "
-        f"{seq_vs}."
+        f"{m['seq_student_score']:.1f} ({seq.estimate:+.1f} against the undistilled one, 95 % interval "
+        f"{seq.low:+.1f} to {seq.high:+.1f}): the teacher's answers were worth {seq_vs}."
     )
 
 

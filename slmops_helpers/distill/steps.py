@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from .. import data, evaluate, models, training
+from ..uncertainty import difference_metrics, interval_metrics
 from .loss import KDConfig, make_loss_fn, temperature_view
 from .settings import DistillConfig
 from .student import block_choices, build_student, max_blocks_within
@@ -268,16 +269,27 @@ def format_runs(metrics: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+# The section's comparisons, each paired on the same tickets: (metric name, this model, against that)
+PAIRED = (
+    ("distilled_vs_undistilled", "distilled", "no distillation"),
+    ("seq_vs_undistilled", "sequence-level only", "no distillation"),
+    ("distilled_vs_teacher", "distilled", "teacher"),
+)
+
+
 def comparison_metrics(
-    scored: dict[str, dict[str, float]], speed: dict[str, dict[str, float]], metrics: dict[str, Any]
+    scored: dict[str, evaluate.Scored], speed: dict[str, dict[str, float]], metrics: dict[str, Any]
 ) -> dict[str, Any]:
-    """Scores and speed of every compared model under its metric prefix, and the ratios the lesson rests on.
+    """Scores (with intervals) and speed of every compared model under its metric prefix, the
+    paired differences of ``PAIRED``, and the ratios the lesson rests on.
 
     ``metrics`` must already hold ``teacher_params``, ``student_params`` and ``student_size_mib``.
     """
     out: dict[str, Any] = {}
-    for name, scores in scored.items():
-        out |= {f"{COMPARED[name]}_{k}": v for k, v in scores.items()}
+    for name, s in scored.items():
+        out |= {f"{COMPARED[name]}_{k}": v for k, v in s.scores.items()} | interval_metrics(COMPARED[name], s.tickets)
+    for key, a, b in PAIRED:
+        out |= difference_metrics(key, scored[a].tickets, scored[b].tickets)
     for name, s in speed.items():
         key = COMPARED[name]
         out |= {
@@ -310,6 +322,8 @@ def tradeoff_rows(metrics: dict[str, Any]) -> list[dict[str, Any]]:
             "params": metrics[f"{k}_params"],
             "ms_per_token": metrics[f"{k}_ms_per_token"],
             "score": metrics[f"{k}_score"],
+            "score_ci_low": metrics[f"{k}_score_ci_low"],
+            "score_ci_high": metrics[f"{k}_score_ci_high"],
         }
         for name, k in who.items()
     ]
@@ -326,3 +340,19 @@ TARGETS = (
 def targets_met(metrics: dict[str, Any]) -> dict[str, Any]:
     met = [check(metrics) for _, check in TARGETS]
     return {**{f"target_{i}_met": ok for i, ok in enumerate(met, start=1)}, "targets_met": sum(met)}
+
+
+SCORE_KEYS = {
+    "teacher": "teacher_score",
+    "distilled": "student_score",
+    "sequence-level": "seq_student_score",
+    "undistilled": "undistilled_score",
+}
+
+
+def score_bars(metrics: dict[str, Any], ref: Any) -> tuple[dict[str, tuple], dict[str, tuple[float, float]]]:
+    """Each model's score in this run beside the full reference run's (``plots.plot_run_vs_reference``),
+    and this run's 95 % intervals."""
+    bars = {name: (metrics[k], ref.get(k)) for name, k in SCORE_KEYS.items()}
+    intervals = {name: (metrics[f"{k}_ci_low"], metrics[f"{k}_ci_high"]) for name, k in SCORE_KEYS.items()}
+    return bars, intervals

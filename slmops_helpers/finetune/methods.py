@@ -17,6 +17,7 @@ from .. import training
 from ..compress import quantize_weight
 from ..evaluate import score_model
 from ..models import DEFAULT_MODEL, load_model, pick_device, prepare_model
+from ..uncertainty import TicketScores, interval_metrics
 from .artifacts import save_artifact
 
 ATTENTION = ("q_proj", "k_proj", "v_proj", "o_proj")
@@ -207,6 +208,7 @@ class MethodRun:
     scores: dict[str, float]
     answers: list[str]
     training: training.TrainResult
+    tickets: TicketScores  # each test ticket's score, for intervals (``uncertainty``)
 
     def row(self) -> dict[str, Any]:
         return {
@@ -218,6 +220,7 @@ class MethodRun:
             "s_per_step": self.s_per_step,
             "artifact_mib": self.artifact_mib,
             "score": self.scores["score"],
+            **interval_metrics("", self.tickets),
         }
 
 
@@ -245,5 +248,6 @@ def run_method(
         trainable_model, splits["train"], splits["validation"], config, tokenizer.pad_token_id, desc=f"{name}"
     )
     artifact = save_artifact(trainable_model, Path(out_dir) / name)
-    scores, answers = score_model(trainable_model, tokenizer, splits["test"], max_new_tokens)
-    return trainable_model, MethodRun(name, count, pct, memory, result.s_per_step, artifact, scores, answers, result)
+    scores, answers, tickets = score_model(trainable_model, tokenizer, splits["test"], max_new_tokens)
+    run = MethodRun(name, count, pct, memory, result.s_per_step, artifact, scores, answers, result, tickets)
+    return trainable_model, run

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..uncertainty import difference_sentence
+
+PAIRED = (("lora_vs_base", "LoRA", "base"), ("full_vs_base", "full", "base"), ("lora_vs_full", "LoRA", "full"),
+          ("qlora_vs_lora", "QLoRA", "LoRA"))  # fmt: skip
+
 
 def methods_reading(m: dict[str, Any], sizes: dict, profile: str) -> str:
     qlora_time = (
@@ -29,10 +34,13 @@ def methods_reading(m: dict[str, Any], sizes: dict, profile: str) -> str:
         f"step against {m['lora_s_per_step']:.1f} s for LoRA{qlora_time}At this model size activations are the largest "
         "part for the adapters; on a 7B model the weights are, which is why QLoRA matters there."
     )
+    text += f"\n\n**Against the noise** (paired bootstrap over the same {m['n_eval']} tickets):\n" + "\n".join(
+        f"- {difference_sentence(m, key, a, b)}" for key, a, b in PAIRED
+    )
     if profile == "smoke":
         text += (
-            "\n\n*A smoke run's handful of steps shows the mechanics and the costs; its score gaps between methods "
-            "are within a ticket or two. The lesson on quality is in the full reference run's column in 3.8.*"
+            "\n\n*A smoke run's handful of steps shows the mechanics and the costs; where its intervals say "
+            '"not distinguishable", the lesson on quality is in the full reference run\'s column in 3.8.*'
         )
     return text
 
@@ -85,6 +93,8 @@ LESSON_ROWS = (
     ("LoRA", "lora_score", "{:.1f}".format),
     ("QLoRA", "qlora_score", "{:.1f}".format),
     ("IA3", "ia3_score", "{:.1f}".format),
+    ("LoRA − base, paired (points)", "lora_vs_base_score_diff", "{:+.1f}".format),
+    ("LoRA − full, paired (points)", "lora_vs_full_score_diff", "{:+.1f}".format),
     ("held-out tickets", "n_eval", "{:d}".format),
     ("LoRA trainable %", "lora_trainable_pct", "{:.2f}".format),
     ("full fine-tuning training memory (MiB)", "full_peak_mib", "{:.0f}".format),

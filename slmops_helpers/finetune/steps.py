@@ -13,6 +13,8 @@ from typing import Any
 import torch
 
 from .. import data, models, training
+from ..evaluate import Scored
+from ..uncertainty import difference_metrics, interval_metrics
 from .artifacts import load_adapters, merge_with_parity, save_artifact
 from .grid import read_grid
 from .methods import ATTENTION, MethodConfig, load_qlora_base, lora_parameter_count, make_trainable, run_method
@@ -61,8 +63,28 @@ def compare_methods(
     return trained, runs, backend
 
 
-def method_metrics(runs: dict[str, Any], backend: str, base_model: Any) -> dict[str, Any]:
+# The comparisons section 3 draws: (this, against that), each a paired difference on the same tickets.
+COMPARISONS = {
+    "full_vs_base": ("full", "base"),
+    "lora_vs_base": ("lora", "base"),
+    "qlora_vs_base": ("qlora", "base"),
+    "ia3_vs_base": ("ia3", "base"),
+    "lora_vs_full": ("lora", "full"),
+    "qlora_vs_lora": ("qlora", "lora"),
+}
+
+
+def base_metrics(base: Scored) -> dict[str, Any]:
+    """The untuned base's score on the test tickets, with its interval."""
+    return {"base_score": base.scores["score"], "n_eval": base.tickets.n, **interval_metrics("base", base.tickets)}
+
+
+def method_metrics(runs: dict[str, Any], backend: str, base_model: Any, base: Scored) -> dict[str, Any]:
+    """Every method's row under ``<method>_<column>``, and the paired differences of ``COMPARISONS``."""
     out = {f"{name}_{k}": v for name, run in runs.items() for k, v in run.row().items() if k != "method"}
+    tickets = {"base": base.tickets} | {name: run.tickets for name, run in runs.items()}
+    for key, (a, b) in COMPARISONS.items():
+        out |= difference_metrics(key, tickets[a], tickets[b])
     # LoRA's count by hand: rank × (in + out) per targeted layer; peft's count must agree (lab 03 asks the same)
     out["lora_trainable_formula"] = lora_parameter_count(base_model, METHOD_SPECS["lora"].rank, ATTENTION)
     return {**out, "qlora_backend": backend}

@@ -11,6 +11,7 @@ import pytest
 from slmops_helpers import gate, models, rollout
 from slmops_helpers.config import artifacts_dir
 from slmops_helpers.deploy import checklist, choose, export, steps
+from slmops_helpers.finetune import steps as ft_steps
 from slmops_helpers.labs.render import is_up_to_date, render_lab
 from slmops_helpers.metrics import read_metrics
 from slmops_helpers.registry import Registry
@@ -71,6 +72,12 @@ def test_03_fine_tuning(root):
     # training helps: all weights tuned for the smoke budget beat the untuned base on the same tickets
     # (smoke measured 33.1 against 21.4 on 12 tickets; the adapters need more steps than smoke gives)
     assert m["full_score"] > m["base_score"]
+    # every method's score with its interval; the section's comparisons as paired differences
+    for name in ("base", *methods):
+        assert m[f"{name}_score_ci_low"] <= m[f"{name}_score"] <= m[f"{name}_score_ci_high"]
+    for key, (a, b) in ft_steps.COMPARISONS.items():
+        assert m[f"{key}_score_diff"] == pytest.approx(m[f"{a}_score"] - m[f"{b}_score"])
+        assert m[f"{key}_score_diff_ci_low"] <= m[f"{key}_score_diff"] <= m[f"{key}_score_diff_ci_high"]
     # the LoRA targets of the issue: small share, small file, exact merge
     assert m["lora_trainable_pct"] <= 1.0 and m["lora_artifact_mib"] <= 5
     assert m["lora_trainable"] == m["qlora_trainable"] == m["lora_trainable_formula"]
@@ -127,6 +134,14 @@ def test_04_deployment(root):
     # the deployed model is the best candidate by score on the same tickets, and beats the untuned base
     assert m["deploy_candidates"] >= 2 and m["deploy_choice_tickets"] == 8
     assert m["deployed_score"] >= m["untuned_score"] and m["deployed_source"] != choose.UNTUNED
+    assert m["deployed_vs_untuned_score_diff"] == pytest.approx(m["deployed_score"] - m["untuned_score"])
+    # each variant's score with its interval, and the smaller precisions paired against fp32
+    for variant in ("torch_fp32", "onnx_fp32", "onnx_fp16", "onnx_int8", "onnx_int4"):
+        assert m[f"{variant}_score_ci_low"] <= m[f"{variant}_score"] <= m[f"{variant}_score_ci_high"]
+    for precision in ("fp16", "int8", "int4"):
+        diff = m[f"{precision}_vs_fp32_score_diff"]
+        assert diff == pytest.approx(m[f"onnx_{precision}_score"] - m["onnx_fp32_score"])
+        assert m[f"{precision}_vs_fp32_score_diff_ci_low"] <= diff <= m[f"{precision}_vs_fp32_score_diff_ci_high"]
     # the package is the model the notebook says it deployed
     chosen = next(c for c in choose.deploy_candidates() if c.label == m["deployed_source"])
     lineage = json.loads((artifacts_dir() / "04_deployment" / "package" / "manifest.json").read_text())["lineage"]
@@ -145,14 +160,31 @@ def test_05_slmops_pipeline(root):
         assert m[f"{name}_ms_per_token_p50"] > 0
     # packaged as production is, within the gate policy's 10 % size allowance (notebooks/configs/gate.yaml)
     assert m["n_eval"] >= 12 and m["candidate_size_mib"] <= 1.1 * m["production_size_mib"]
-    # the gate decides what the policy says about the measured numbers, whichever way: recomputed here
+    # every score carries its interval, every comparison with production its paired difference
+    for name in ("production", "candidate", "over_quantized"):
+        assert m[f"{name}_score_ci_low"] <= m[f"{name}_score"] <= m[f"{name}_score_ci_high"]
+    for name in ("candidate", "over_quantized"):
+        diff = m[f"{name}_vs_production_score_diff"]
+        assert diff == pytest.approx(m[f"{name}_score"] - m["production_score"])
+        assert m[f"{name}_vs_production_score_diff_ci_low"] <= diff <= m[f"{name}_vs_production_score_diff_ci_high"]
+    assert m["tickets_needed_drop2"] >= m["tickets_needed_drop5"] >= 2 and m["paired_diff_sd_points"] >= 0
+    # the gate decides what the policy says about the measured numbers, whichever way: recomputed here from
+    # the recorded metrics and the per-ticket results the registry keeps (the score rule has a significance)
     policy = gate.load_policy(root / "notebooks" / "configs" / "gate.yaml")
+    entries = Registry(artifacts_dir() / "05_slmops_pipeline" / "registry").entries()
+    per_ticket = {
+        "production": next(e for e in entries if e.parent is None).per_ticket,
+        "candidate": next(e for e in entries if e.parent and e.metrics["score"] == m["candidate_score"]).per_ticket,
+    }
     measured = {
         who: {k: m[f"{who}_{k}"] for k in ("score", "size_mib", "ms_per_token_p50", "peak_mib")}
+        | {"per_ticket": per_ticket[who]}
         for who in ("candidate", "production")
     }
     expected = gate.evaluate_gate(measured["candidate"], measured["production"], policy)
     assert m["gate_passed"] is expected.passed and m["gate_failed_checks"] == len(expected.failures)
+    plain = gate.evaluate_gate(measured["candidate"], measured["production"], gate.without_significance(policy))
+    assert m["gate_plain_passed"] is plain.passed
     assert m["gate_checks"] >= 4
     # the over-quantized build is refused on its task score, by the CLI too
     assert m["bad_candidate_gate_passed"] is False and "score" in m["bad_candidate_failed_metrics"].split(",")

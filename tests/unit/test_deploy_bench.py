@@ -136,7 +136,7 @@ def test_bench_variants_table(tiny_onnx, tiny_int8, settings):
         assert row["ms_per_token_p50"] <= row["ms_per_token_p95"]
     assert set(answers) == set(variants) and all(len(a) == len(ROWS) for a in answers.values())
     flat = bench.flat_metrics(table)
-    assert len(flat) == 2 * len(TABLE_KEYS)
+    assert len(flat) == 2 * (len(TABLE_KEYS) + len(bench.INTERVAL_KEYS))  # each score with its interval
     assert flat["onnx_int8_size_mib"] == int8["size_mib"] and "onnx_fp32_ms_per_token_p95" in flat
     lines = bench.format_table(table).splitlines()
     assert len(lines) == 3 and lines[0].split() == ["variant", *TABLE_KEYS]

@@ -7,6 +7,7 @@ import pytest
 from slmops_helpers import evaluate
 from slmops_helpers.deploy import choose, export, report, steps
 from slmops_helpers.deploy.runtime import OnnxCausalLM, TorchCausalLM
+from slmops_helpers.uncertainty import TicketScores
 
 VARIANTS = report.VARIANTS
 
@@ -109,21 +110,49 @@ def test_deploy_candidates_prefer_trained_models_and_end_with_the_untuned_base(t
 def test_choose_deploys_the_best_score_or_the_explicit_folder(monkeypatch, tmp_path):
     candidates = [choose.Candidate(choose.MERGED, tmp_path / "m"), choose.Candidate(choose.TUNED, tmp_path / "t")]
     candidates.append(choose.Candidate(choose.UNTUNED, tmp_path / "u"))
-    scores = {str(tmp_path / "m"): 16.9, str(tmp_path / "t"): 52.1, str(tmp_path / "u"): 21.4}
+    ids = tuple(f"t{i}" for i in range(8))
+    # per-ticket scores whose means are 16.9, 52.1 and 21.4: the tuned model wins on every ticket
+    per_ticket = {
+        str(tmp_path / "m"): (16.9,) * 8,
+        str(tmp_path / "t"): (42.1, 62.1) * 4,
+        str(tmp_path / "u"): (11.4, 31.4) * 4,
+    }
     monkeypatch.setattr(choose, "deploy_candidates", lambda explicit, name: candidates)
     monkeypatch.setattr(choose, "load_model", lambda source, **kw: (source, None))
     monkeypatch.setattr(
-        choose, "score_model", lambda model, tok, rows, n: evaluate.Scored({"score": scores[model]}, [])
+        choose,
+        "score_model",
+        lambda model, tok, rows, n: evaluate.Scored({}, [], TicketScores(ids, per_ticket[model])),
     )
     choice = choose.choose_deploy_source([{}] * 8, 16)
-    assert choice.chosen.label == choose.TUNED and choice.untuned_score == 21.4
-    assert choice.metrics() == {
+    assert choice.chosen.label == choose.TUNED and choice.untuned_score == pytest.approx(21.4)
+    m = choice.metrics()
+    assert {k: m[k] for k in ("deployed_source", "deploy_candidates", "deploy_choice_tickets")} == {
         "deployed_source": choose.TUNED,
-        "deployed_score": 52.1,
-        "untuned_score": 21.4,
         "deploy_candidates": 3,
         "deploy_choice_tickets": 8,
     }
+    assert m["deployed_score"] == pytest.approx(52.1) and m["untuned_score"] == pytest.approx(21.4)
+    assert m["deployed_vs_untuned_score_diff"] == pytest.approx(30.7)
+    assert m["deployed_vs_untuned_score_diff_ci_low"] == pytest.approx(30.7)  # the same gap on every ticket
+    assert m["deployed_score_ci_low"] < 52.1 < m["deployed_score_ci_high"]
     assert "the best task score" in choice.reason() and "below the untuned" not in choice.reason()
+    assert "deployed is better" in choice.reason()
     explicit = choose.choose_deploy_source([{}] * 8, 16, explicit=tmp_path / "m")
     assert explicit.chosen.label == choose.MERGED and "below the untuned base" in explicit.reason()
+
+
+def test_quality_gate_adds_each_precisions_paired_difference_and_the_reading_says_how_firm_it_is():
+    ids = tuple(f"t{i}" for i in range(8))
+    table = _table([50.0, 50.0, 49.0, 45.0, 30.0])
+    spreads = {"onnx_fp32": 0.0, "onnx_fp16": 0.0, "onnx_int8": 12.0, "onnx_int4": 2.0}
+    for row in table:
+        s = spreads.get(row["variant"], 0.0)
+        row["tickets"] = TicketScores(ids, tuple(row["score"] + (s if i % 2 else -s) for i in range(8)))
+    m = steps.quality_gate(table)
+    assert m["fp16_vs_fp32_score_diff"] == pytest.approx(-1.0) == m["fp16_vs_fp32_score_diff_ci_low"]
+    assert m["int8_vs_fp32_score_diff_ci_low"] < -5 < m["int8_vs_fp32_score_diff_ci_high"]
+    text = report.quality_noise_reading(m, 8)
+    assert "fp16 − fp32: **-1.0** points" in text and "fp16 is worse; the gate passes even at the far end" in text
+    assert "int8 − fp32" in text and "decided inside the noise" in text
+    assert "int4 is worse; the gate fails even at the near end of its interval" in text

@@ -487,5 +487,5 @@ def test_sizes_per_profile():
 
 
 def test_score_model_scores_against_the_references(teacher, tiny_tokenizer, rows):
-    scores, answers = evaluate.score_model(teacher, tiny_tokenizer, rows[:3], max_new_tokens=4)
+    scores, answers, _ = evaluate.score_model(teacher, tiny_tokenizer, rows[:3], max_new_tokens=4)
     assert len(answers) == 3 and 0 <= scores["score"] <= 100 and scores["format_ok"] == 0

@@ -5,6 +5,7 @@ import pytest
 from slmops_helpers import distill, evaluate, training
 from slmops_helpers.distill import KDConfig, report, steps
 from slmops_helpers.reference import Reference
+from slmops_helpers.uncertainty import TicketScores
 
 
 @pytest.fixture
@@ -50,9 +51,18 @@ def test_train_student_trains_a_fresh_cut_and_keeps_the_best_scored_step(teacher
     assert "distilled" in steps.format_runs(metrics) and "no distillation" in steps.format_runs(metrics)
 
 
+IDS = tuple(f"t{i}" for i in range(12))
+
+
+def _tickets(mean, spread=0.0):
+    """12 per-ticket scores averaging ``mean``, alternating ± ``spread``."""
+    return TicketScores(IDS, tuple(mean + (spread if i % 2 else -spread) for i in range(12)))
+
+
 def _compared():
+    parts = {"category_acc": 0.5, "error_code_acc": 0.5, "reply_rouge_l": 0.2, "format_ok": 1.0}
     scored = {
-        name: {"score": s, "category_acc": 0.5, "error_code_acc": 0.5, "reply_rouge_l": 0.2, "format_ok": 1.0}
+        name: evaluate.Scored({"score": s, **parts}, [], _tickets(s, 10))
         for name, s in (
             ("teacher", 50.0),
             ("distilled", 45.0),
@@ -88,6 +98,10 @@ def test_comparison_metrics_and_targets():
         "target_4_met": True,
         "targets_met": 4,
     }
+    # the same ±10 pattern on every ticket: each paired difference is exact, its interval a point
+    assert m["distilled_vs_undistilled_score_diff"] == pytest.approx(15.0)
+    assert m["distilled_vs_undistilled_score_diff_ci_low"] == pytest.approx(15.0)
+    assert m["teacher_score_ci_low"] < 50.0 < m["teacher_score_ci_high"]
     assert [r["name"] for r in steps.tradeoff_rows({**m, "teacher_params": 100, "undistilled_params": 38})] == [
         "teacher",
         "distilled student",
@@ -97,35 +111,43 @@ def test_comparison_metrics_and_targets():
     assert (
         "| task score (0–100) | 50.0 | 45.0 | 30.0 |" in table
         and "| retention (score ÷ teacher's) | 100% | 90% | 60% |" in table
+        and "| score, 95 % interval | " in table
     )
 
 
-def _metrics(student, undistilled, n_eval=12, **more):
-    return {
-        "speedup": 2.5, "retention": student / 50, "student_score": student, "undistilled_score": undistilled,
-        "seq_student_score": 40.0, "n_eval": n_eval, "distill_steps": 12, "teacher_score": 50.0, **more,
-    }  # fmt: skip
+def _metrics(gap, low, high, seq=(10.0, -2.0, 20.0), n_eval=12, **more):
+    """Hand-made metrics with the paired differences (estimate, interval) the verdict reads."""
+    m = {"speedup": 2.5, "retention": 0.8, "student_score": 30.0 + gap, "undistilled_score": 30.0,
+         "seq_student_score": 30.0 + seq[0], "n_eval": n_eval, "distill_steps": 12, "teacher_score": 50.0,
+         **more}  # fmt: skip
+    for name, (est, lo, hi) in (("distilled_vs_undistilled", (gap, low, high)), ("seq_vs_undistilled", seq)):
+        m |= {f"{name}_score_diff": est, f"{name}_score_diff_ci_low": lo, f"{name}_score_diff_ci_high": hi}
+    return m
 
 
-def test_verdict_calls_a_gap_within_two_tickets_noise():
-    # 12 tickets: one ticket moves a score by up to 5.6 points, so 8 points are within two tickets
-    text = report.verdict(_metrics(38.0, 30.0), "full", Reference("02"))
-    assert "+8.0 points on 12 tickets: not distinguishable" in text
-    assert "(+10.0 against the undistilled one)" in text and "cannot be told apart" in text  # seq 40 vs 30
-    assert "worth more than the human ones" in report.verdict(_metrics(38.0, 20.0), "full", Reference("02"))
-    text = report.verdict(_metrics(45.0, 30.0), "full", Reference("02"))
-    assert "beat the undistilled one by **15.0 points** on 12 tickets" in text
-    assert "fell below the undistilled one by **10.0 points** on 48 tickets" in report.verdict(
-        _metrics(20.0, 30.0, n_eval=48), "full", Reference("02")
-    )
+def test_verdict_decides_from_the_paired_interval_not_the_point_gap():
+    text = report.verdict(_metrics(8.0, -3.0, 19.0), "full", Reference("02"))
+    assert "**not distinguishable** (+8.0 points, 95 % interval -3.0 to +19.0, on 12 tickets)" in text
+    assert "(+10.0 against the undistilled one, 95 % interval -2.0 to +20.0)" in text
+    assert "the two students are not distinguishable on 12 tickets" in text
+    seq_better = _metrics(8.0, -3.0, 19.0, seq=(10.0, 2.0, 18.0))
+    assert "worth more than the human ones" in report.verdict(seq_better, "full", Reference("02"))
+    text = report.verdict(_metrics(15.0, 4.0, 26.0), "full", Reference("02"))
+    assert "the distilled student **beat** the undistilled one (+15.0 points" in text
+    worse = report.verdict(_metrics(-10.0, -16.0, -4.0, n_eval=48), "full", Reference("02"))
+    assert "**fell below** the undistilled one (-10.0 points, 95 % interval -16.0 to -4.0, on 48 tickets)" in worse
 
 
 def test_verdict_reads_the_lesson_from_the_reference_on_a_smoke_run():
-    ref = Reference("02", {"student_score": 60.4, "undistilled_score": 50.6, "n_eval": 48})
-    text = report.verdict(_metrics(0.0, 0.9), "smoke", ref)
-    assert "too few for the lesson" in text and "in the full reference run, the distilled student beat" in text
+    ref = Reference("02", _metrics(9.8, 2.1, 17.5, n_eval=48))
+    text = report.verdict(_metrics(-0.9, -3.0, 1.0), "smoke", ref)
+    assert "too few for the lesson" in text and "in the full reference run, the distilled student **beat**" in text
+    old = Reference("02", {"student_score": 60.4, "undistilled_score": 50.6, "n_eval": 48})
+    assert "scored +9.8 points against the undistilled one (no interval)" in report.verdict(
+        _metrics(-0.9, -3.0, 1.0), "smoke", old
+    )
     missing = Reference("02", problem="02_distillation.full.json is missing. Fix: run `slmops run ...`")
-    assert "is missing" in report.verdict(_metrics(0.0, 0.9), "smoke", missing)
+    assert "is missing" in report.verdict(_metrics(-0.9, -3.0, 1.0), "smoke", missing)
 
 
 def test_teacher_reading_says_when_the_margin_is_too_thin():

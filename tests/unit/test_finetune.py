@@ -267,7 +267,7 @@ def test_run_method_trains_saves_and_scores(tiny_model, tiny_tokenizer, tmp_path
         "reply": "reset the hub.",
     }
     examples = [training.encode_example(tiny_tokenizer, row, 128)] * 4
-    split = {"train": examples, "validation": examples[:1], "test": [row, row]}
+    split = {"train": examples, "validation": examples[:1], "test": [row, {**row, "id": "t-2"}]}
     config = training.TrainConfig(lr=1e-2, max_steps=2, batch_size=2)
     model, run = finetune.run_method(
         "lora", tiny_model, tiny_tokenizer, MethodConfig("lora", rank=2), config, split, 4, tmp_path
@@ -275,6 +275,7 @@ def test_run_method_trains_saves_and_scores(tiny_model, tiny_tokenizer, tmp_path
     row_out = run.row()
     assert row_out["method"] == "lora" and 0 < row_out["trainable_pct"] < 100 and row_out["s_per_step"] > 0
     assert row_out["artifact_mib"] == pytest.approx(evaluate.files_mib(tmp_path / "lora"))
+    assert run.tickets.n == 2 and run.row()["score_ci_low"] <= row_out["score"] <= run.row()["score_ci_high"]
     assert len(run.answers) == 2 and 0 <= row_out["score"] <= 100 and len(run.training.history) == 2
     assert row_out["peak_mib"] == pytest.approx(sum(run.memory_mib.values())) and hasattr(model, "peft_config")
     assert row_out["optimizer_mib"] == pytest.approx(2 * row_out["gradients_mib"]) and row_out["activations_mib"] > 0

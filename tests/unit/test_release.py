@@ -9,12 +9,17 @@ from slmops_helpers import pipeline, registry, release
 from slmops_helpers import release_report as report
 from slmops_helpers.deploy import export, package
 from slmops_helpers.deploy.steps import lineage
+from slmops_helpers.uncertainty import TicketScores
+
+IDS = tuple(f"t{i}" for i in range(24))
 
 
-def _row(variant, score, size=100.0, ms=10.0, peak=300.0):
+def _row(variant, score, size=100.0, ms=10.0, peak=300.0, spread=10.0):
+    """A benchmark row whose 24 per-ticket scores average ``score``, alternating ± ``spread``."""
+    tickets = TicketScores(IDS, tuple(score + (spread if i % 2 else -spread) for i in range(24)))
     return {
         "variant": variant, "score": score, "size_mib": size, "ms_per_token_p50": ms, "ms_per_token_p95": ms * 1.2,
-        "tok_s": 1000 / ms, "ttft_ms": 50.0, "peak_mib": peak, "agreement": 1.0,
+        "tok_s": 1000 / ms, "ttft_ms": 50.0, "peak_mib": peak, "agreement": 1.0, "tickets": tickets,
     }  # fmt: skip
 
 
@@ -22,6 +27,7 @@ def test_measured_metrics_name_each_package():
     table = [_row("production", 50.0), _row("candidate", 52.0), _row("over_quantized", 30.0, size=80.0)]
     measured, m = release.measured_metrics(table, 24)
     assert measured["candidate"]["score"] == 52.0
+    assert TicketScores.from_json(measured["candidate"]["per_ticket"]["score"]).mean == pytest.approx(52.0)
     assert (m["candidate_score"], m["production_score"], m["bad_candidate_score"], m["n_eval"]) == (
         52.0,
         50.0,
@@ -29,8 +35,28 @@ def test_measured_metrics_name_each_package():
         24,
     )
     assert m["over_quantized_size_mib"] == 80.0
+    assert m["candidate_score_ci_low"] < 52.0 < m["candidate_score_ci_high"]
+    # the same ±10 pattern on every ticket: the paired difference is exactly +2 on each
+    assert m["candidate_vs_production_score_diff"] == pytest.approx(2.0)
+    assert m["candidate_vs_production_score_diff_ci_low"] == pytest.approx(2.0)
     text = report.measured_reading(m)
-    assert "+2.0, within the worth of two tickets, 5.6 points" in text and "80 MiB" in text
+    assert "candidate − production: **+2.0** points (95 % interval +2.0 to +2.0): candidate is better" in text
+    assert "over-quantized is worse" in text and "80 MiB" in text
+    needed = release.tickets_needed_metrics(measured)
+    assert needed["paired_diff_sd_points"] == pytest.approx(0.0, abs=1e-9)
+    assert needed["tickets_needed_drop2"] == needed["tickets_needed_drop5"] == 2  # no spread: the floor of 2
+
+
+def test_tickets_needed_grow_with_the_spread_of_the_differences():
+    table = [_row("production", 50.0, spread=10.0), _row("candidate", 50.0, spread=-10.0)]
+    table.append(_row("over_quantized", 30.0))
+    measured, m = release.measured_metrics(table, 24)
+    needed = release.tickets_needed_metrics(measured)
+    # per-ticket differences are ±20: (1.645 + 0.842)^2 * (20.4 / 2)^2 ≈ 644 tickets for a 2-point drop
+    assert needed["paired_diff_sd_points"] == pytest.approx(20 * (24 / 23) ** 0.5)
+    assert 600 < needed["tickets_needed_drop2"] < 700 and needed["tickets_needed_drop5"] < 120
+    text = report.tickets_reading({**m, **needed})
+    assert "needs about **6" in text and "This round scored 24" in text
 
 
 @pytest.fixture
@@ -72,7 +98,8 @@ def test_gate_metrics_and_reading():
     refusal = SimpleNamespace(
         passed=False, results=[1, 2, 3], failures=[_failure("score", 9.0), _failure("agreement", 0.1)]
     )
-    m = release.gate_metrics(verdict, refusal, exit_code=1)
+    m = release.gate_metrics(verdict, refusal, exit_code=1, plain=verdict)
+    assert m["gate_plain_passed"] is True
     assert (m["gate_checks"], m["bad_candidate_failed_checks"], m["bad_candidate_worst_metric"]) == (3, 2, "score")
     assert m["bad_candidate_failed_metrics"] == "score,agreement"
     full = {**m, "over_quantized_size_mib": 80.0, "candidate_size_mib": 98.0}
