@@ -1,16 +1,33 @@
-"""Checks for lab 02 (distillation): temperature, the KD loss, which blocks to keep, the
-student's size, and how temperature flattens a distribution."""
+"""Checks for lab 02 (distillation): temperature, the KD loss, which blocks to keep (measured),
+the student's size, validating the teacher's answers, and how temperature flattens a distribution."""
 
 from __future__ import annotations
 
 import functools
+import math
+from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import torch
 
-from ..distill import count_config_parameters, kd_loss, max_blocks_within, soften, student_config
+from .. import training
+from ..distill import (
+    KDConfig,
+    block_choices,
+    build_student,
+    count_config_parameters,
+    encode_distillation_set,
+    kd_loss,
+    max_blocks_within,
+    soften,
+    student_config,
+)
+from ..distill.loss import make_loss_fn
+from ..distill.steps import course_splits
+from ..distill.teacher import output_problem
 from ..models import DEFAULT_MODEL, prepare_model
-from . import Exercise, Result, close, incorrect, is_number
+from . import Exercise, PlaceholderError, Result, close, contains_blank, incorrect, is_number, learner_answer
 from .quiz02 import QUIZ as QUIZ  # the lab's quiz, rendered at its end
 
 PARAM_BUDGET = 0.40  # the student may keep at most this share of the teacher's parameters
@@ -42,6 +59,43 @@ def student_params(n_blocks: int, model_name: str = DEFAULT_MODEL) -> int:
 def max_blocks_in_budget(model_name: str = DEFAULT_MODEL) -> int:
     """The most blocks a student may keep within PARAM_BUDGET of the teacher's parameters."""
     return max_blocks_within(course_config(model_name), PARAM_BUDGET)
+
+
+_CE_CACHE: dict[tuple[int, int, int, tuple[int, ...]], float] = {}
+
+
+def student_ce(teacher: Any, keep: list[int], examples: list, pad_id: int) -> float:
+    """Cross-entropy on ``examples`` of a student cut from ``teacher`` with blocks ``keep``, before training.
+
+    The learner's cells and q3's check ask for the same students, so each is built and
+    measured once per teacher and example list (cached by their identity).
+    """
+    key = (id(teacher), id(examples), pad_id, tuple(keep))
+    if key not in _CE_CACHE:
+        ce_only = make_loss_fn(teacher, config=KDConfig(alpha=0.0))
+        _CE_CACHE[key] = training.evaluate_loss(build_student(teacher, list(keep)), examples, pad_id, loss_fn=ce_only)
+    return _CE_CACHE[key]
+
+
+def lab_val_examples(tokenizer: Any, n: int = 4, max_length: int = 256) -> list:
+    """The first ``n`` validation tickets with their references, encoded for q3's cross-entropy."""
+    return encode_distillation_set(tokenizer, course_splits(n, 1).val, None, max_length=max_length)
+
+
+# q5: teacher answers as notebook 02's validation step sees them (made up, in the course's format).
+TEACHER_SAMPLES = (
+    "category: billing\nerror_code: none\nreply: Your invoice lists the monthly plan; a refund takes five days.",
+    "category: connectivity\nerror_code: E-104\nreply: Restart the hub, then rejoin it to your Wi-Fi network.",
+    "",
+    "   \n",
+    "The customer has a billing problem and should contact support.",
+    "category: billing\nreply: Check the invoice.",
+    "category: shipping\nerror_code: none\nreply: Your parcel will arrive on Monday next week.",
+    "category: setup\nerror_code: none\nreply: reset the hub reset the hub reset the hub reset the hub reset the hub",
+    "category: firmware_update\nerror_code: E-311\nreply: Keep the hub powered while the update installs.",
+    "category: account_access\nerror_code: none\nreply: ok ok ok ok ok ok ok",
+    "category: privacy_data\nerror_code: none\nreply: Open Settings, then Privacy, to download or delete your data.",
+)
 
 
 def _random_case(seed: int, n: int = 10, vocab: int = 40) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -119,16 +173,17 @@ class KDLoss(Lab02Exercise):
 
 
 class KeepBlocks(Lab02Exercise):
-    name, title, tier, var = "q3", "Which blocks to keep", "core", "keep"
+    name, title, tier, var = "q3", "Which blocks to keep: measure the candidates", "core", None
     hint_text = (
-        "Count the parts of the teacher: the token embedding (shared with the output head, so counted once), "
-        "one decoder block (they are all the same size) and the final norm. A student with n blocks has "
-        "embedding + n × block + norm parameters; keep the largest n within 40% of the teacher's total."
+        "First the number: the embedding and the norm are paid once, then every block costs the same; how many "
+        "blocks fit in 40% of the teacher? Then measure each candidate of distill.block_choices with "
+        "student_ce and keep the one that starts closest to the references."
     )
 
-    def check_value(self, keep: Any) -> Result | None:
+    def check_value(self, ns: Mapping[str, Any]) -> Result | None:
+        keep = learner_answer(ns, "keep")
         n_layers = course_config().num_hidden_layers
-        if not isinstance(keep, (list, tuple)) or not all(isinstance(i, int) for i in keep):
+        if not isinstance(keep, (list, tuple)) or not all(isinstance(i, int) and not isinstance(i, bool) for i in keep):
             return incorrect(f"`keep` should be a list of block numbers (ints), got {type(keep).__name__}.")
         if len(set(keep)) != len(keep) or not all(0 <= i < n_layers for i in keep):
             return incorrect(f"`keep` should list distinct block numbers between 0 and {n_layers - 1}.")
@@ -137,6 +192,37 @@ class KeepBlocks(Lab02Exercise):
             return incorrect(f"a student with {len(keep)} blocks keeps {share:.1%} of the parameters: over budget.")
         if len(keep) < max_blocks_in_budget():
             return incorrect(f"{len(keep)} blocks fit the budget, but so do more: keep as many as fit.")
+        candidates = block_choices(n_layers, len(keep))
+        measured = learner_answer(ns, "initial_ce")  # the justification: the choice alone can be guessed
+        if isinstance(measured, Mapping) and contains_blank(measured):
+            raise PlaceholderError("`initial_ce` still holds ____")
+        if not isinstance(measured, Mapping) or set(measured) != set(candidates):
+            got = sorted(measured) if isinstance(measured, Mapping) else type(measured).__name__
+            return incorrect(
+                f"`initial_ce` should be a dict from each candidate's name {sorted(candidates)} to its cross-entropy "
+                f"before training, got {got}."
+            )
+        for name, value in measured.items():
+            if wrong := is_number(value, name=f"initial_ce[{name!r}]"):
+                return wrong
+            if not math.isfinite(value):
+                return incorrect(f"`initial_ce[{name!r}]` is {value}: measure it with student_ce.")
+        model, examples, tokenizer = ns.get("model"), ns.get("val_examples"), ns.get("tokenizer")
+        if model is None or examples is None or tokenizer is None:
+            return incorrect("`model`, `tokenizer` or `val_examples` is missing: run the cells above q3 first.")
+        pad = tokenizer.pad_token_id
+        reference = {name: student_ce(model, blocks, examples, pad) for name, blocks in candidates.items()}
+        for name, value in measured.items():
+            if close(value, reference[name], rtol=1e-3, atol=1e-4) is not None:
+                return incorrect(
+                    f"`initial_ce[{name!r}]` is not that candidate's cross-entropy on `val_examples`: measure "
+                    f"student_ce(model, {candidates[name]}, val_examples, tokenizer.pad_token_id)."
+                )
+        best = min(reference, key=reference.get)
+        if sorted(keep) != candidates[best]:
+            which = next((n for n, b in candidates.items() if b == sorted(keep)), None)
+            what = f"the {which!r} candidate" if which else "not one of the measured candidates"
+            return incorrect(f"`keep` is {what}; keep the candidate whose initial cross-entropy is lowest.")
         return None
 
 
@@ -163,22 +249,60 @@ class PredictParams(Lab02Exercise):
         return None
 
 
-class HalfTemperature(Lab02Exercise):
-    name, title, tier, var = "q5", "When does the favourite lose its majority?", "stretch", "t_half"
+class FitToTrain(Lab02Exercise):
+    name, title, tier, var = "q5", "Reject the teacher answers unfit to train on", "core", "fit_to_train"
     hint_text = (
-        "Loop over TEMPERATURES in order; for each, soften example_logits() and look at the largest "
-        "probability (.max()). Stop at the first temperature where it is below 0.5."
+        "Section 2.2 validates in order: is there any text, does it follow the three-line format "
+        "(data.follows_format), is the category one the task knows (data.parse_prediction, data.CATEGORIES), "
+        "and is the reply real words rather than a loop?"
     )
 
-    def check_value(self, t_half: Any) -> Result | None:
+    def check_value(self, fit_to_train: Any) -> Result | None:
+        for text in TEACHER_SAMPLES:
+            got = fit_to_train(text)
+            if not isinstance(got, (bool, np.bool_)):
+                return incorrect(f"`fit_to_train` should return True or False, got {type(got).__name__}.")
+            problem = output_problem(text)
+            if got and problem:
+                return incorrect(f"`fit_to_train` accepts an answer that is {problem}: {text[:70]!r}.")
+            if not got and not problem:
+                return incorrect(f"`fit_to_train` rejects a fit answer: {text[:70]!r}. Is a check too strict?")
+        return None
+
+
+class HalfTemperature(Lab02Exercise):
+    name, title, tier, var = "q6", "When does the favourite lose its majority?", "stretch", None
+    hint_text = (
+        "Loop over TEMPERATURES in order and soften example_logits() at each; the favourite's probability is the "
+        "largest one. Keep the two probabilities either side of 0.5: they are your evidence."
+    )
+
+    def check_value(self, ns: Mapping[str, Any]) -> Result | None:
+        t_half = learner_answer(ns, "t_half")
         if wrong := is_number(t_half, name="t_half"):
             return wrong
-        expected = next(T for T in TEMPERATURES if float(soften(example_logits(), T).max()) < 0.5)
         if t_half not in TEMPERATURES:
             return incorrect("`t_half` should be one of the values in TEMPERATURES.")
-        if t_half > expected:
-            return incorrect("at a lower temperature in TEMPERATURES the top token is already below 50%.")
-        return close(t_half, expected, name="t_half")
+        if t_half == TEMPERATURES[0]:
+            return incorrect("at the lowest temperature of the grid the favourite still holds its majority.")
+        before = TEMPERATURES[TEMPERATURES.index(t_half) - 1]
+        evidence = {"p_top_at": t_half, "p_top_before": before}  # the justification: t_half alone can be guessed
+        for name, temperature in evidence.items():
+            value = learner_answer(ns, name)
+            if wrong := is_number(value, name=name):
+                return wrong
+            want = float(soften(example_logits(), temperature).max())
+            if close(value, want, rtol=1e-3, atol=1e-6) is not None:
+                return incorrect(
+                    f"`{name}` should be the favourite's probability at T = {temperature} (the temperature "
+                    f"{'you chose' if name == 'p_top_at' else 'just before yours in TEMPERATURES'})."
+                )
+        p_at, p_before = (float(soften(example_logits(), t).max()) for t in (t_half, before))
+        if p_at >= 0.5:
+            return incorrect("your probabilities show the favourite still at or above 0.5 at `t_half`: go higher.")
+        if p_before < 0.5:
+            return incorrect("your probabilities show the favourite already below 0.5 before `t_half`: go lower.")
+        return None
 
 
-EXERCISES = [Soften, KDLoss, KeepBlocks, PredictParams, HalfTemperature]
+EXERCISES = [Soften, KDLoss, KeepBlocks, PredictParams, FitToTrain, HalfTemperature]

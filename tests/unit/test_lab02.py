@@ -3,12 +3,16 @@ are caught with a message that names them. A tiny config stands in for the cours
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 import torch.nn.functional as F
 
+from slmops_helpers import data, distill
+from slmops_helpers.distill.teacher import output_problem
 from slmops_helpers.labs import Outcome, Question, ____, lab02
-from slmops_helpers.labs.lab02 import HalfTemperature, KDLoss, KeepBlocks, PredictParams, Soften
+from slmops_helpers.labs.lab02 import FitToTrain, HalfTemperature, KDLoss, KeepBlocks, PredictParams, Soften
 
 VOCAB, HIDDEN, LAYERS = 200, 16, 12
 
@@ -113,20 +117,83 @@ def test_kd_loss_accepts_the_formula():
     assert outcome(KDLoss, right_kd) == (Outcome.CORRECT, "well done.")
 
 
-def test_keep_blocks():
+@pytest.fixture
+def tiny_teacher():
+    """A random 12-block model of the tiny config, a tokenizer stand-in, and four short examples."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(lab02.course_config()).eval()
+    assert isinstance(lab02.course_config(), LlamaConfig)
+    g = torch.Generator().manual_seed(1)
+    examples = []
+    for n in (6, 9, 7, 8):
+        ids = torch.randint(1, VOCAB, (n,), generator=g).tolist()
+        examples.append({"input_ids": ids, "labels": [-100, -100, *ids[2:]]})
+    return {"model": model, "tokenizer": SimpleNamespace(pad_token_id=0), "val_examples": examples}
+
+
+def keep_namespace(tiny, keep, initial_ce):
+    return {**tiny, "keep": keep, "initial_ce": initial_ce}
+
+
+def measured_ce(tiny, n_blocks=3):
+    candidates = distill.block_choices(LAYERS, n_blocks)
+    ces = {
+        name: lab02.student_ce(tiny["model"], blocks, tiny["val_examples"], 0) for name, blocks in candidates.items()
+    }
+    return candidates, ces
+
+
+def ns_outcome(exercise, namespace):
+    result = Question(exercise(), namespace).result()
+    return result.outcome, result.message
+
+
+def test_keep_blocks_is_the_measured_best_candidate(tiny_teacher):
     assert lab02.max_blocks_in_budget() == 3  # 3,216 + 3 × 2,336 ≤ 40% of 31,248 < 3,216 + 4 × 2,336
-    assert outcome(KeepBlocks, [0, 5, 11])[0] is Outcome.CORRECT
-    assert outcome(KeepBlocks, (3, 7, 11))[0] is Outcome.CORRECT
+    candidates, ces = measured_ce(tiny_teacher)
+    best = min(ces, key=ces.get)
+    assert ns_outcome(KeepBlocks, keep_namespace(tiny_teacher, candidates[best], ces))[0] is Outcome.CORRECT
+    worse = next(name for name in candidates if candidates[name] != candidates[best])
+    got, message = ns_outcome(KeepBlocks, keep_namespace(tiny_teacher, candidates[worse], ces))
+    assert got is Outcome.INCORRECT and "lowest" in message
+    made_up = {name: 1.0 for name in candidates}
+    got, message = ns_outcome(KeepBlocks, keep_namespace(tiny_teacher, candidates[best], made_up))
+    assert got is Outcome.INCORRECT and "student_ce" in message
     for keep, says in [
         ([0, 3, 6, 9], "over budget"),
         ([0, 11], "keep as many as fit"),
         ([0, 0, 11], "distinct"),
         ([0, 5, 12], "distinct"),
         ("0, 5, 11", "list of block numbers"),
+        ([0, 4, 9], "lowest"),  # right size, not a measured candidate
     ]:
-        got, message = outcome(KeepBlocks, keep)
+        got, message = ns_outcome(KeepBlocks, keep_namespace(tiny_teacher, keep, ces))
         assert got is Outcome.INCORRECT and says in message, (keep, message)
-    assert outcome(KeepBlocks, ____)[0] is Outcome.NOT_ATTEMPTED
+    assert ns_outcome(KeepBlocks, keep_namespace(tiny_teacher, ____, ces))[0] is Outcome.NOT_ATTEMPTED
+    assert ns_outcome(KeepBlocks, keep_namespace(tiny_teacher, ____, ____))[0] is Outcome.NOT_ATTEMPTED
+
+
+def test_no_block_choice_passes_without_its_measured_justification(tiny_teacher):
+    """Every candidate, and the contiguous 'from block 0' guess, with the cross-entropies blank or wrong."""
+    candidates, ces = measured_ce(tiny_teacher)
+    guesses = [*candidates.values(), list(range(3))]
+    for keep in guesses:
+        for justification in (
+            ____,
+            None,
+            {},
+            [1.0, 2.0, 3.0],
+            dict.fromkeys(candidates, float("nan")),
+            {n: "1.5" for n in candidates},
+            {n: v * 1.1 for n, v in ces.items()},
+        ):
+            got, message = ns_outcome(KeepBlocks, keep_namespace(tiny_teacher, keep, justification))
+            assert got is not Outcome.CORRECT, (keep, justification)
+            assert "raised" not in message, message
+    missing_model = {"keep": candidates[min(ces, key=ces.get)], "initial_ce": ces}
+    assert "run the cells above" in ns_outcome(KeepBlocks, missing_model)[1]
 
 
 def test_predict_params():
@@ -139,12 +206,66 @@ def test_predict_params():
     assert outcome(PredictParams, lambda n: ____)[0] is Outcome.NOT_ATTEMPTED
 
 
-def test_half_temperature():
-    expected = next(T for T in lab02.TEMPERATURES if float(torch.softmax(lab02.example_logits() / T, -1).max()) < 0.5)
-    assert lab02.TEMPERATURES[0] < expected < lab02.TEMPERATURES[-1]  # an interior answer: the search matters
-    assert outcome(HalfTemperature, expected)[0] is Outcome.CORRECT
-    higher = lab02.TEMPERATURES[lab02.TEMPERATURES.index(expected) + 1]
-    assert outcome(HalfTemperature, higher)[0] is Outcome.INCORRECT
-    assert outcome(HalfTemperature, expected - 0.5)[0] is Outcome.INCORRECT
-    assert outcome(HalfTemperature, 2.7)[0] is Outcome.INCORRECT
-    assert outcome(HalfTemperature, ____)[0] is Outcome.NOT_ATTEMPTED
+def top(T):
+    return float(torch.softmax(lab02.example_logits() / T, -1).max())
+
+
+def test_half_temperature_needs_its_evidence():
+    temps = lab02.TEMPERATURES
+    expected = next(T for T in temps if top(T) < 0.5)
+    assert temps[0] < expected < temps[-1]  # an interior answer: the search matters
+    before = temps[temps.index(expected) - 1]
+    right = {"t_half": expected, "p_top_at": top(expected), "p_top_before": top(before)}
+    assert ns_outcome(HalfTemperature, right)[0] is Outcome.CORRECT
+    assert ns_outcome(HalfTemperature, {**right, "p_top_at": ____})[0] is Outcome.NOT_ATTEMPTED
+    assert ns_outcome(HalfTemperature, {"t_half": ____})[0] is Outcome.NOT_ATTEMPTED
+    got, message = ns_outcome(HalfTemperature, {**right, "p_top_before": top(expected)})
+    assert got is Outcome.INCORRECT and "just before" in message
+    got, message = ns_outcome(HalfTemperature, {"t_half": 2.7, "p_top_at": 0.4, "p_top_before": 0.6})
+    assert got is Outcome.INCORRECT and "TEMPERATURES" in message
+
+
+def test_no_grid_temperature_passes_by_enumeration():
+    """Every value of the grid, with the evidence blank, made up, or honestly computed for a wrong pick."""
+    temps = lab02.TEMPERATURES
+    expected = next(T for T in temps if top(T) < 0.5)
+    for t in temps:
+        before = temps[max(temps.index(t) - 1, 0)]
+        for evidence in (
+            (____, ____),
+            (None, None),
+            (0.49, 0.51),
+            ("0.4", "0.6"),
+            (float("nan"), 0.6),
+            (top(t), top(before)),
+        ):
+            namespace = {"t_half": t, "p_top_at": evidence[0], "p_top_before": evidence[1]}
+            got, message = ns_outcome(HalfTemperature, namespace)
+            honest = evidence[0] is not ____ and evidence == (top(t), top(before))
+            assert (got is Outcome.CORRECT) == (honest and t == expected), (t, evidence, message)
+            assert "raised" not in message
+
+
+FIT = [s for s in lab02.TEACHER_SAMPLES if output_problem(s) is None]
+
+
+def fit_right(text):
+    return output_problem(text) is None
+
+
+def test_fit_to_train():
+    assert outcome(FitToTrain, fit_right)[0] is Outcome.CORRECT
+    assert outcome(FitToTrain, ____)[0] is Outcome.NOT_ATTEMPTED
+    for wrong, says in [
+        (lambda text: bool(text.strip()), "malformed"),  # only the empty check
+        (lambda text: data.follows_format(text), "unknown category"),  # no category check
+        (
+            lambda text: data.follows_format(text) and data.parse_prediction(text)["category"] in data.CATEGORIES,
+            "degenerate",
+        ),
+        (lambda text: False, "rejects a fit answer"),
+        (lambda text: "yes", "True or False"),
+    ]:
+        got, message = outcome(FitToTrain, wrong)
+        assert got is Outcome.INCORRECT and says in message, message
+    assert len(FIT) >= 3 and len(FIT) < len(lab02.TEACHER_SAMPLES) - 4
