@@ -1,13 +1,17 @@
-"""Checks for lab 03 (fine-tuning): a LoRA forward pass checked against peft, counting
-LoRA's trainable parameters, choosing target modules under a budget, and merging."""
+"""Checks for lab 03 (fine-tuning): LoRA's trainable parameters, its forward pass checked
+against peft, target modules under a budget, early stopping on a real (tiny) training curve,
+QLoRA's base memory, a hyperparameter grid, and merging."""
 
 from __future__ import annotations
 
+import itertools
+import warnings
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 
-from . import Exercise, Result, close, incorrect, is_number
+from . import Exercise, Result, close, incorrect, is_number, learner_answer
 from .quiz03 import QUIZ as QUIZ  # the lab's quiz, rendered at its end
 
 # SmolLM2-135M's linear layers, (in_features, out_features), and its depth: the numbers a
@@ -22,6 +26,7 @@ SMOLLM2_135M_LINEARS = {
     "down_proj": (1536, 576),
 }
 SMOLLM2_135M_LAYERS = 30
+N_PARAMS = 134_515_008  # q5: SmolLM2-135M's parameters (the tied embedding counted once)
 TARGET_BUDGET = 1_000_000  # q3: LoRA parameters allowed at rank 8
 MLP = ("gate_proj", "up_proj", "down_proj")
 
@@ -60,7 +65,7 @@ class Lab03Exercise(Exercise):
 
 
 class LoraForward(Lab03Exercise):
-    name, title, tier, var = "q1", "A LoRA forward pass", "core", "lora_forward"
+    name, title, tier, var = "q2", "A LoRA forward pass", "core", "lora_forward"
     hint_text = (
         "A Linear computes x @ W.T + bias. LoRA adds the low-rank path x @ A.T @ B.T, scaled by alpha / r, "
         "where r = A.shape[0]."
@@ -85,7 +90,7 @@ class LoraForward(Lab03Exercise):
 
 
 class CountLoraParams(Lab03Exercise):
-    name, title, tier, var = "q2", "Trainable parameters of a LoRA adapter", "warm-up", "count_lora_params"
+    name, title, tier, var = "q1", "Trainable parameters of a LoRA adapter", "warm-up", "count_lora_params"
     hint_text = (
         "Each targeted layer gets A (rank × in) and B (out × rank): rank × (in + out) parameters. "
         "Sum over the targets, then multiply by the number of decoder layers."
@@ -102,13 +107,14 @@ class CountLoraParams(Lab03Exercise):
 
 
 class PickTargets(Lab03Exercise):
-    name, title, tier, var = "q3", "Pick target modules under a budget", "core", "my_targets"
+    name, title, tier, var = "q3", "Pick target modules under a budget", "core", None
     hint_text = (
-        "At rank 8 over 30 layers: q/o cost 276,480 each, k/v 184,320 each, gate/up/down 506,880 each. "
-        "You need one MLP projection and can spend at most 1,000,000."
+        "Price each module alone first: count_lora_params with a one-name list, at rank 8. Then combine "
+        "attention and MLP projections and add up what they cost."
     )
 
-    def check_value(self, my_targets: Any) -> Result | None:
+    def check_value(self, ns: Mapping[str, Any]) -> Result | None:
+        my_targets = learner_answer(ns, "my_targets")
         if not isinstance(my_targets, list | tuple) or not my_targets:
             return incorrect("`my_targets` should be a non-empty list of module names such as 'q_proj'.")
         unknown = [t for t in my_targets if t not in SMOLLM2_135M_LINEARS]
@@ -119,6 +125,14 @@ class PickTargets(Lab03Exercise):
         if len(set(my_targets)) != len(my_targets):
             return incorrect("A module is listed twice.")
         cost = lora_params(SMOLLM2_135M_LINEARS, SMOLLM2_135M_LAYERS, 8, list(my_targets))
+        claimed = learner_answer(ns, "targets_cost")  # the justification: a guessed list alone cannot pass
+        if wrong := is_number(claimed, name="targets_cost"):
+            return wrong
+        if claimed != cost:
+            return incorrect(
+                "`targets_cost` is not what your targets train at rank 8 over every layer: compute it with "
+                "count_lora_params."
+            )
         if cost > TARGET_BUDGET:
             return incorrect(f"These targets add {cost:,} parameters at rank 8, over the {TARGET_BUDGET:,} budget.")
         if not set(my_targets) & set(MLP):
@@ -128,8 +142,105 @@ class PickTargets(Lab03Exercise):
         return None
 
 
+def reference_early_stop(val_losses: list[float], patience: int) -> tuple[int, int]:
+    """(best evaluation, evaluation at which training stops): stop after ``patience`` without a new best."""
+    best, waited = 0, 0
+    for i in range(1, len(val_losses)):
+        if val_losses[i] < val_losses[best]:
+            best, waited = i, 0
+        else:
+            waited += 1
+        if waited == patience:
+            return best, i
+    return best, len(val_losses) - 1
+
+
+class EarlyStop(Lab03Exercise):
+    name, title, tier, var = "q4", "Early stopping on a validation curve", "core", "early_stop"
+    hint_text = (
+        "Walk the curve once, remembering the best loss so far and how many evaluations have passed without "
+        "beating it. What happens to that count when a new best arrives?"
+    )
+    CURVES = (
+        ([2.0, 1.7, 1.6, 1.65, 1.62, 1.7, 1.5], 2),
+        ([3.0, 2.5, 2.2, 2.1, 2.05, 2.0], 2),  # never stops early
+        ([1.0, 1.1, 0.9, 0.95, 0.97, 0.96, 0.8], 3),
+        ([1.0, 1.0, 1.0, 1.0], 1),  # equal is not better
+        ([5.0, 4.0, 4.5, 3.0, 3.5, 3.6, 3.7, 2.0], 3),
+    )
+
+    def check_value(self, early_stop: Any) -> Result | None:
+        for losses, patience in self.CURVES:
+            got = early_stop(list(losses), patience)
+            name = f"early_stop({losses}, patience={patience})"
+            if not (isinstance(got, tuple | list) and len(got) == 2):
+                return incorrect(f"`early_stop` should return a pair (best_index, stop_index), got {got!r}.")
+            if not all(isinstance(v, int) and not isinstance(v, bool) for v in got):
+                return incorrect(f"`{name}` should be two ints (evaluation indices), got {got!r}.")
+            best, stop = reference_early_stop(list(losses), patience)
+            if tuple(got) == (stop, best) != (best, stop):
+                return incorrect(f"`{name}`: the pair is in the wrong order; return (best_index, stop_index).")
+            if got[0] != best:
+                return incorrect(f"`{name}`: best_index {got[0]} is not the evaluation with the lowest loss seen.")
+            if got[1] != stop:
+                return incorrect(
+                    f"`{name}`: stop_index {got[1]} is not where {patience} evaluation(s) without a new best end "
+                    "the run (or the last one, when that never happens)."
+                )
+        return None
+
+
+class QLoRABaseMemory(Lab03Exercise):
+    name, title, tier, var = "q5", "QLoRA's frozen base, in MiB", "core", "qlora_base_mib"
+    hint_text = (
+        "Split the parameters into the decoder blocks' linear weights and everything else. Only the first kind "
+        "is stored in NF4, and each of their blocks carries its own scale too."
+    )
+
+    def check_value(self, qlora_base_mib: Any) -> Result | None:
+        for n_layers, n_params, block in ((30, N_PARAMS, 64), (30, N_PARAMS, 32), (12, 60_000_000, 64)):
+            got = qlora_base_mib(SMOLLM2_135M_LINEARS, n_layers, n_params, block)
+            name = f"qlora_base_mib(..., n_layers={n_layers}, n_params={n_params:_}, block={block})"
+            if wrong := is_number(got, name=name):
+                return wrong
+            linear = n_layers * sum(i * o for i, o in SMOLLM2_135M_LINEARS.values())
+            want = (linear * (0.5 + 4 / block) + (n_params - linear) * 4) / 2**20
+            if close(got, n_params * (0.5 + 4 / block) / 2**20, rtol=1e-4) is None:
+                return incorrect(f"`{name}` quantizes every parameter; the embedding and the norms stay in fp32.")
+            if close(got, (linear * 0.5 + (n_params - linear) * 4) / 2**20, rtol=1e-4) is None:
+                return incorrect(f"`{name}` forgets the fp32 scale (absmax) that every block of NF4 weights stores.")
+            if wrong := close(got, want, rtol=1e-4, name=name):
+                return incorrect(f"{wrong.message}. Which parameters are linear weights of the blocks?")
+        return None
+
+
+class ExpandGrid(Lab03Exercise):
+    name, title, tier, var = "q6", "Expand a hyperparameter grid", "core", "expand_grid"
+    hint_text = "Every value of one key meets every value of every other key: itertools has a tool for that."
+    GRIDS = (
+        {"rank": [4, 8], "lr": [1e-4, 3e-4, 1e-3]},
+        {"rank": [8], "alpha": [16], "targets": [["q_proj"], ["q_proj", "v_proj"]]},
+        {"lr": [2e-4, 5e-4], "epochs": [1, 2], "rank": [4, 16]},
+    )
+
+    def check_value(self, expand_grid: Any) -> Result | None:
+        for grid in self.GRIDS:
+            got = expand_grid({k: list(v) for k, v in grid.items()})
+            name = f"expand_grid({grid})"
+            if not isinstance(got, list) or not all(isinstance(run, dict) for run in got):
+                return incorrect(f"`{name}` should be a list of dicts, one per run, got {type(got).__name__}.")
+            want = [dict(zip(grid, values, strict=True)) for values in itertools.product(*grid.values())]
+            if any(set(run) != set(grid) for run in got):
+                return incorrect(f"`{name}`: every run should set every key of the grid, {list(grid)}.")
+            if len(got) == min(len(v) for v in grid.values()) < len(want):
+                return incorrect(f"`{name}` pairs the values up; a grid combines every value with every other.")
+            if len(got) != len(want) or any(run not in got for run in want):
+                return incorrect(f"`{name}` has {len(got)} runs; the grid has {len(want)} distinct combinations.")
+        return None
+
+
 class MergeLora(Lab03Exercise):
-    name, title, tier, var = "q4", "Merge an adapter into the weight", "stretch", "merge_lora"
+    name, title, tier, var = "q7", "Merge an adapter into the weight", "stretch", "merge_lora"
     hint_text = "The merged weight must give x @ W'.T = x @ W.T + (alpha/r) · x @ A.T @ B.T for every x."
 
     def check_value(self, merge_lora: Any) -> Result | None:
@@ -146,4 +257,57 @@ class MergeLora(Lab03Exercise):
         return None
 
 
-EXERCISES = [LoraForward, CountLoraParams, PickTargets, MergeLora]
+EXERCISES = [CountLoraParams, LoraForward, PickTargets, EarlyStop, QLoRABaseMemory, ExpandGrid, MergeLora]
+
+
+def _pattern_sequences(n: int, length: int, g: torch.Generator, vocab: int, noise: float) -> torch.Tensor:
+    """Sequences that follow next = 3·prev + 1 (mod vocab), with a share ``noise`` of random tokens."""
+    rows = []
+    for _ in range(n):
+        row = [int(torch.randint(0, vocab, (1,), generator=g))]
+        for _ in range(length - 1):
+            follow = float(torch.rand(1, generator=g)) >= noise
+            row.append((row[-1] * 3 + 1) % vocab if follow else int(torch.randint(0, vocab, (1,), generator=g)))
+        rows.append(row)
+    return torch.tensor(rows)
+
+
+def tiny_lora_curve(steps: int = 40, lr: float = 0.02, seed: int = 0) -> tuple[list[float], list[float]]:
+    """Train LoRA on a tiny random Llama for ``steps`` steps on 4 sequences; return (train, validation) losses.
+
+    Four training sequences, many times over, at a high learning rate: the training loss keeps falling
+    while the validation loss (32 other sequences of the same pattern) levels off and turns up, the
+    overfitting of section 3.3 in a few seconds on a CPU.
+    """
+    from peft import LoraConfig, get_peft_model  # heavy imports, only when the lab trains
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    g = torch.Generator().manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=32,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+    )
+    lora = LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj", "down_proj"])
+    with warnings.catch_warnings():  # peft's FutureWarning about a transformers rename: not the learner's concern
+        warnings.simplefilter("ignore", FutureWarning)
+        model = get_peft_model(LlamaForCausalLM(config), lora)
+    train, val = _pattern_sequences(4, 24, g, 32, 0.3), _pattern_sequences(32, 24, g, 32, 0.3)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
+    train_losses, val_losses = [], []
+    for _ in range(steps):
+        model.train()
+        loss = model(input_ids=train, labels=train).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        model.eval()
+        with torch.no_grad():
+            val_losses.append(float(model(input_ids=val, labels=val).loss))
+        train_losses.append(loss.item())
+    return train_losses, val_losses

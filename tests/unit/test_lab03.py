@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
-import pytest
+import itertools
 
-from slmops_helpers.labs import Outcome, Question
-from slmops_helpers.labs.lab03 import CountLoraParams, LoraForward, MergeLora, PickTargets
+import pytest
+import torch
+
+from slmops_helpers.labs import Outcome, Question, ____, lab03
+from slmops_helpers.labs.lab03 import (
+    CountLoraParams,
+    EarlyStop,
+    ExpandGrid,
+    LoraForward,
+    MergeLora,
+    PickTargets,
+    QLoRABaseMemory,
+)
+from slmops_helpers.labs.solutions import solution_code
 
 
 def outcome(exercise, value):
@@ -37,6 +49,15 @@ def test_count_catches_a_missing_layer_factor():
     assert got is Outcome.INCORRECT
 
 
+def cost(targets):
+    return lab03.lora_params(lab03.SMOLLM2_135M_LINEARS, lab03.SMOLLM2_135M_LAYERS, 8, list(targets))
+
+
+def targets_outcome(targets, claimed):
+    result = Question(PickTargets(), {"my_targets": targets, "targets_cost": claimed}).result()
+    return result.outcome, result.message
+
+
 @pytest.mark.parametrize(
     "targets, ok, says",
     [
@@ -51,9 +72,101 @@ def test_count_catches_a_missing_layer_factor():
     ],
 )
 def test_pick_targets_enforces_budget_and_coverage(targets, ok, says):
-    got, message = outcome(PickTargets, targets)
+    claimed = cost(targets) if isinstance(targets, list) and set(targets) <= set(lab03.SMOLLM2_135M_LINEARS) else 0
+    got, message = targets_outcome(targets, claimed)
     assert (got is Outcome.CORRECT) == ok, message
     assert says in message
+
+
+def test_no_target_list_passes_without_its_cost():
+    """Every subset of the seven projections, with the cost blank, a guess or of the wrong type: none passes."""
+    names = list(lab03.SMOLLM2_135M_LINEARS)
+    for k in range(1, len(names) + 1):
+        for targets in itertools.combinations(names, k):
+            for claimed in (____, None, "1000000", float("nan"), 1_000_000, cost(targets) + 1):
+                got, message = targets_outcome(list(targets), claimed)
+                assert got is not Outcome.CORRECT, (targets, claimed)
+                assert "raised" not in message
+
+
+def early(losses, patience):
+    return lab03.reference_early_stop(losses, patience)
+
+
+@pytest.mark.parametrize(
+    "fn, says",
+    [
+        (lambda v, p: (early(v, p)[0], len(v) - 1), "stop_index"),  # never stops
+        (lambda v, p: (min(range(len(v)), key=v.__getitem__), len(v) - 1), "best_index"),  # sees the future
+        (lambda v, p: tuple(reversed(early(v, p))), "wrong order"),
+        (lambda v, p: (early(v, p)[1], early(v, p)[1]), "best_index"),  # keeps the last weights
+        (lambda v, p: [float(x) for x in early(v, p)], "two ints"),
+        (lambda v, p: early(v, p)[0], "pair"),
+    ],
+)
+def test_early_stopping_slips_are_named(fn, says):
+    got, message = outcome(EarlyStop, fn)
+    assert got is Outcome.INCORRECT and says in message, message
+
+
+def test_early_stopping_on_the_tiny_lora_run_overfits_and_stops():
+    train, val = lab03.tiny_lora_curve(steps=30)
+    assert len(train) == len(val) == 30 and train[-1] < train[0]
+    best, stop = early(val, 5)
+    assert best < stop <= 29 and min(val) == val[best]
+
+
+@pytest.mark.parametrize(
+    "fn, says",
+    [
+        (lambda s, n, p, b=64: p * (0.5 + 4 / b) / 2**20, "every parameter"),
+        (
+            lambda s, n, p, b=64: (
+                (n * sum(i * o for i, o in s.values()) * 0.5 + (p - n * sum(i * o for i, o in s.values())) * 4) / 2**20
+            ),
+            "scale",
+        ),  # noqa: E501
+        (lambda s, n, p, b=64: p * 4 / 2**20, "qlora_base_mib("),
+        (lambda s, n, p, b=64: "165", "number"),
+    ],
+)
+def test_qlora_memory_slips_are_named(fn, says):
+    got, message = outcome(QLoRABaseMemory, fn)
+    assert got is Outcome.INCORRECT and says in message, message
+
+
+@pytest.mark.parametrize(
+    "fn, says",
+    [
+        (lambda g: [dict(zip(g, v, strict=False)) for v in zip(*g.values(), strict=False)], "pairs the values up"),
+        (lambda g: [{k: v[0] for k, v in g.items()}], "runs"),
+        (lambda g: [dict(zip(g, v, strict=True)) for v in itertools.product(*g.values())][:-1], "runs"),
+        (lambda g: list(g.items()), "list of dicts"),
+    ],
+)
+def test_grid_slips_are_named(fn, says):
+    got, message = outcome(ExpandGrid, fn)
+    assert got is Outcome.INCORRECT and says in message, message
+
+
+@pytest.mark.parametrize("exercise", lab03.EXERCISES, ids=lambda e: e.name)
+def test_blank_is_not_attempted_and_the_solution_is_right(exercise):
+    namespace = {"torch": torch, **{k: getattr(lab03, k) for k in ("SMOLLM2_135M_LINEARS", "SMOLLM2_135M_LAYERS")}}
+    if exercise is PickTargets:
+        exec(solution_code(exercise.notebook, "q1"), namespace)  # q3's solution uses q1's function
+    exec(solution_code(exercise.notebook, exercise.name), namespace)
+    value = namespace if exercise.var is None else namespace[exercise.var]
+    result = Question(exercise(), namespace if exercise.var is None else {exercise.var: value}).result()
+    assert result.outcome is Outcome.CORRECT, result.message
+    blank = {"my_targets": ____, "targets_cost": ____} if exercise.var is None else {exercise.var: ____}
+    assert Question(exercise(), blank).result().outcome is Outcome.NOT_ATTEMPTED
+
+
+def test_the_lab_goes_warm_up_core_stretch():
+    tiers = [e.tier for e in lab03.EXERCISES]
+    assert len(tiers) >= 6 and tiers.count("core") >= 3 and tiers[0] == "warm-up" and tiers[-1] == "stretch"
+    assert tiers == sorted(tiers, key=["warm-up", "core", "stretch"].index)
+    assert [e.name for e in lab03.EXERCISES] == [f"q{i}" for i in range(1, len(tiers) + 1)]
 
 
 def test_merge_is_checked_against_peft():
