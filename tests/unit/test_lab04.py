@@ -3,6 +3,7 @@ are caught with a message that names them, never the expected value."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -11,7 +12,6 @@ from slmops_helpers.labs import Outcome, Question, ____
 from slmops_helpers.labs.lab04 import (
     CHAT_TEMPLATE,
     EMBEDDING_PARAMS,
-    MEASURED_MIB,
     MODEL_NAME,
     N_PARAMS,
     SYSTEM,
@@ -21,6 +21,9 @@ from slmops_helpers.labs.lab04 import (
     QuantizeInt8,
     example_weight,
 )
+from slmops_helpers.labs.lab04_bench import BenchAndGate, CountFlips, parity_cases, reference_flips
+from slmops_helpers.labs.measured import measured
+from slmops_helpers.reference import read_reference
 
 BITS = {"fp32": 32, "fp16": 16, "int8": 8, "int4": 4}
 RIGHT_SIZES = {p: N_PARAMS * b / 8 / 2**20 for p, b in BITS.items()}  # independent arithmetic, in MiB
@@ -61,9 +64,10 @@ def test_sizes_blank_is_not_attempted(namespace):
     assert result(ExpectedSizes, namespace).outcome is Outcome.NOT_ATTEMPTED
 
 
-def test_measured_sizes_are_notebook_04s_megabytes_in_mib():
-    measured_mb = {"fp32": 540.3, "fp16": 270.2, "int8": 222.0, "int4": 103.2}  # 10^6 bytes, as measured
-    assert MEASURED_MIB == pytest.approx({p: mb * 1e6 / 2**20 for p, mb in measured_mb.items()}, abs=0.05)
+def test_measured_sizes_come_from_the_records_not_the_code():
+    size = measured("04_deployment", "onnx_int4_size_mib", prefer_run=False)
+    assert size.value == read_reference("04_deployment").get("onnx_int4_size_mib") and "reference" in size.source
+    assert RIGHT_SIZES["int4"] < size.value < RIGHT_SIZES["int8"]  # scales and the int8 embedding, measured
 
 
 def test_sizes_second_part_blank_says_the_first_is_right():
@@ -223,7 +227,7 @@ def test_quantize_mistakes_are_named(namespace, says):
     assert_no_leak(verdict.message, measured_error())
 
 
-# --- q3: inference_model.json -----------------------------------------------------------
+# --- q5: inference_model.json -----------------------------------------------------------
 
 
 def prompt_for(content: str, system: str | None = SYSTEM, generation_prompt: bool = True) -> str:
@@ -271,7 +275,7 @@ def test_inference_model_mistakes_are_named(value, says):
     assert says in verdict.message, verdict.message
 
 
-# --- q4: int4 breakdown -----------------------------------------------------------------
+# --- q6: int4 breakdown -----------------------------------------------------------------
 
 RIGHT_MIXED = ((N_PARAMS - EMBEDDING_PARAMS) * 5 + EMBEDDING_PARAMS * 9) / 8 / 2**20
 
@@ -299,3 +303,71 @@ def test_breakdown_mistakes_are_named(value, says):
 
 def test_breakdown_blank_is_not_attempted():
     assert result(Int4Breakdown, ____).outcome is Outcome.NOT_ATTEMPTED
+
+
+# --- q3: parity flips ------------------------------------------------------------------
+
+
+def right_flips(ref, cand, bound):
+    top2 = np.sort(ref, axis=1)[:, -2:]
+    return int((((top2[:, 1] - top2[:, 0]) > 2 * bound) & (ref.argmax(1) != cand.argmax(1))).sum())
+
+
+def test_flips_cases_hold_a_near_tie_and_a_real_flip():
+    for ref, cand, bound in parity_cases():
+        assert (ref.argmax(1) != cand.argmax(1)).sum() == 2 and reference_flips(ref, cand, bound) == 1
+
+
+@pytest.mark.parametrize(
+    "fn, says",
+    [
+        (lambda r, c, b: int((r.argmax(1) != c.argmax(1)).sum()), "near-tie"),
+        (lambda r, c, b: int((np.diff(np.sort(r, axis=1)[:, -2:], axis=1) > 2 * b).sum()), "argmax differs"),
+        (lambda r, c, b: float(right_flips(r, c, b)), "an int"),
+        (lambda r, c, b: right_flips(r, c, b) > 0, "an int"),
+    ],
+)
+def test_flip_slips_are_named(fn, says):
+    verdict = result(CountFlips, fn)
+    assert verdict.outcome is Outcome.INCORRECT and says in verdict.message, verdict.message
+
+
+def test_flips_right_and_blank():
+    assert result(CountFlips, right_flips).outcome is Outcome.CORRECT
+    assert result(CountFlips, lambda r, c, b: np.int64(right_flips(r, c, b))).outcome is Outcome.CORRECT
+    assert result(CountFlips, ____).outcome is Outcome.NOT_ATTEMPTED
+
+
+# --- q4: percentiles and the gate -------------------------------------------------------
+
+
+def right_percentiles(token_s):
+    return float(np.percentile(token_s, 50)) * 1000, float(np.percentile(token_s, 95)) * 1000
+
+
+def right_ships(score, fp32):
+    return score >= fp32 - 5
+
+
+def test_bench_right_and_blank():
+    ns = {"percentiles_ms": right_percentiles, "ships": right_ships}
+    assert result(BenchAndGate, ns).outcome is Outcome.CORRECT
+    assert result(BenchAndGate, {**ns, "ships": ____}).outcome is Outcome.NOT_ATTEMPTED
+    assert result(BenchAndGate, {"percentiles_ms": ____, "ships": ____}).outcome is Outcome.NOT_ATTEMPTED
+
+
+@pytest.mark.parametrize(
+    "ns, says",
+    [
+        ({"percentiles_ms": lambda t: (np.percentile(t, 50), np.percentile(t, 95))}, "seconds"),
+        ({"percentiles_ms": lambda t: (1000 * np.mean(t), 1000 * np.percentile(t, 95))}, "mean"),
+        ({"percentiles_ms": lambda t: (1000 * np.median(t), 1000 * max(t))}, "interpolation"),
+        ({"percentiles_ms": lambda t: 1000 * np.median(t)}, "pair"),
+        ({"ships": lambda s, f: s > f - 5}, "MAX_DROP"),  # the boundary: 51.4 is within 5 of 56.4? no: 56.3
+        ({"ships": lambda s, f: s >= f}, "MAX_DROP"),
+        ({"ships": lambda s, f: "yes"}, "True or False"),
+    ],
+)
+def test_bench_slips_are_named(ns, says):
+    verdict = result(BenchAndGate, {"percentiles_ms": right_percentiles, "ships": right_ships, **ns})
+    assert verdict.outcome is Outcome.INCORRECT and says in verdict.message, verdict.message

@@ -1,0 +1,111 @@
+"""Lab 04's exercises on parity and the benchmark: count the argmax flips that are not
+near-ties (section 4.2), and turn per-token timings into percentiles beside the quality
+gate's decision (section 4.5). The rest of lab 04 is in ``lab04``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..decoding import percentile
+from . import Exercise, Result, close, incorrect, is_number, learner_answer
+
+MAX_DROP = 5.0  # q4: a variant ships when its score is at most this many points below fp32's (section 4.5)
+
+
+class Lab04BenchExercise(Exercise):
+    notebook = "04_deployment.ipynb"  # in labs/source/
+
+
+def reference_flips(ref: np.ndarray, cand: np.ndarray, bound: float) -> int:
+    """Positions whose argmax differs though the reference's top two logits are more than 2 × bound apart."""
+    top2 = np.sort(ref, axis=1)[:, -2:]
+    untied = (top2[:, 1] - top2[:, 0]) > 2 * bound
+    return int((untied & (ref.argmax(axis=1) != cand.argmax(axis=1))).sum())
+
+
+def parity_cases() -> list[tuple[np.ndarray, np.ndarray, float]]:
+    """Reference and candidate logits (positions × vocabulary) with near-ties and real flips."""
+    g = np.random.default_rng(7)
+    cases = []
+    for n, vocab, bound in ((6, 10, 1e-3), (12, 30, 1e-4), (9, 16, 5e-3)):
+        ref = g.normal(size=(n, vocab)).astype(np.float32) * 4
+        cand = ref + g.uniform(-bound / 2, bound / 2, size=ref.shape).astype(np.float32)
+        top = ref.argmax(axis=1)
+        ref[0, (top[0] + 1) % vocab] = ref[0, top[0]] - bound / 2  # a near-tie: rounding may flip it
+        cand[0, (top[0] + 1) % vocab] = ref[0, top[0]] + bound / 4
+        cand[0, top[0]] = ref[0, top[0]] - bound / 4
+        cand[1, (top[1] + 2) % vocab] = ref[1, top[1]] + 3.0  # a real flip: the candidate prefers another token
+        cases.append((ref, cand, bound))
+    return cases
+
+
+class CountFlips(Lab04BenchExercise):
+    name, title, tier, var = "q3", "Parity: flips that are not near-ties", "core", "count_flips"
+    hint_text = (
+        "Two conditions at each position: the two runtimes pick different tokens, and the reference's two best "
+        "logits are far enough apart that rounding could not explain it (section 4.2 says how far)."
+    )
+
+    def check_value(self, count_flips: Any) -> Result | None:
+        for ref, cand, bound in parity_cases():
+            got = count_flips(ref.copy(), cand.copy(), bound)
+            name = f"count_flips(({ref.shape[0]} positions), bound={bound})"
+            if isinstance(got, np.integer | torch.Tensor) and np.size(got) == 1:
+                got = int(got)
+            if not isinstance(got, int) or isinstance(got, bool):
+                return incorrect(f"`{name}` should be an int (a number of positions), got {type(got).__name__}.")
+            if got == int((ref.argmax(axis=1) != cand.argmax(axis=1)).sum()) != reference_flips(ref, cand, bound):
+                return incorrect(f"`{name}` counts a near-tie as a flip; rounding may break a tie either way.")
+            if got != reference_flips(ref, cand, bound):
+                return incorrect(
+                    f"`{name}` is {got}: count positions where the argmax differs and the reference's top two "
+                    "logits are more than 2 × bound apart."
+                )
+        return None
+
+
+class BenchAndGate(Lab04BenchExercise):
+    name, title, tier, var = "q4", "Percentiles from timings, and the gate's decision", "core", None
+    hint_text = (
+        "The percentiles describe the per-token timings (seconds in, milliseconds out). The gate compares a "
+        "variant's score with fp32's: how far below it may a variant fall and still ship?"
+    )
+    TIMINGS = ([0.010, 0.011, 0.012, 0.010, 0.030, 0.011, 0.013], [0.020 + 0.001 * i for i in range(20)], [0.05])
+
+    def check_value(self, ns: Mapping[str, Any]) -> Result | None:
+        percentiles_ms = learner_answer(ns, "percentiles_ms")
+        for token_s in self.TIMINGS:
+            got = percentiles_ms(list(token_s))
+            name = f"percentiles_ms({len(token_s)} timings)"
+            if not (isinstance(got, tuple | list) and len(got) == 2):
+                return incorrect(f"`{name}` should return a pair (p50_ms, p95_ms), got {got!r}.")
+            want = (1000 * percentile(list(token_s), 50), 1000 * percentile(list(token_s), 95))
+            for value, expected, which in zip(got, want, ("p50", "p95"), strict=True):
+                if wrong := is_number(value, name=f"{name}'s {which}"):
+                    return wrong
+                if close(value, expected / 1000, rtol=1e-3) is None and expected:
+                    return incorrect(f"`{name}`'s {which} is in seconds; return milliseconds.")
+                if (
+                    close(value, 1000 * float(np.mean(token_s)), rtol=1e-3) is None
+                    and which == "p50"
+                    and close(value, expected, rtol=1e-3) is not None
+                ):
+                    return incorrect(f"`{name}`'s p50 is the mean; a percentile sorts the timings.")
+                if wrong := close(value, expected, rtol=1e-3, name=f"{name}'s {which}"):
+                    return incorrect(f"{wrong.message}. Use linear interpolation, as np.percentile does.")
+        ships = learner_answer(ns, "ships")
+        for score, fp32 in ((56.2, 56.3), (50.0, 55.0), (51.4, 56.3), (49.9, 55.0), (37.1, 56.3), (60.0, 56.3)):
+            got = ships(score, fp32)
+            if not isinstance(got, bool | np.bool_):
+                return incorrect(f"`ships` should return True or False, got {type(got).__name__}.")
+            if bool(got) != (score >= fp32 - MAX_DROP):
+                verdict = "ships" if got else "refuses"
+                return incorrect(
+                    f"`ships({score}, {fp32})` {verdict} it: a variant ships when its score is at most "
+                    f"MAX_DROP = {MAX_DROP} points below fp32's."
+                )
+        return None
