@@ -1,7 +1,7 @@
 """Checks for lab 05 (the SLMOps pipeline): write a gate policy that ships one candidate
 and refuses two others, read a staged rollout's report, and sort its feedback set.
 
-The rollout of q2 and q3 is simulated here, on a small seeded fleet, so that the check
+The rollout of q1, q3 and q6 is simulated here, on a small seeded fleet, so that the check
 and the learner look at the same report: ``lab_rollout()`` gives the same result every
 time it is called.
 """
@@ -16,9 +16,10 @@ from ..fleet import DeviceClass, FleetConfig, Variant, build_fleet
 from ..gate import evaluate_gate
 from ..rollout import RolloutConfig, RolloutResult, Stage, simulate_rollout
 from . import Exercise, PlaceholderError, Result, contains_blank, incorrect, is_number, learner_answer
+from .lab05_next import Lineage, NextRound, ToleratedFactor
 from .quiz05 import QUIZ as QUIZ  # the lab's quiz, rendered at its end
 
-# q1: production's recorded metrics and three candidates (the gate's metric names).
+# q2: a scenario, made up for the exercise: production's metrics and three candidates (the gate's names).
 PRODUCTION = {"score": 41.0, "size_mib": 103.2, "ms_per_token_p50": 11.0, "peak_mib": 296.0}
 CANDIDATES = {
     # retrained: 0.8 points lower on 24 tickets (one answer), 5 % slower: within the noise of a re-measurement
@@ -30,7 +31,7 @@ CANDIDATES = {
 }
 SHIP, REFUSE = ("A",), ("B", "C")
 
-# q2/q3: a 2,000-device fleet; numbers are assumptions, except the variants' (measured by notebook 04,
+# q1/q3/q6: a 2,000-device fleet; numbers are assumptions, except the variants' (measured by notebook 04,
 # smoke profile, on the 2-core course machine).
 LAB_PROFILES = (
     DeviceClass("sensor gateway", 0.40, 1024, 0.35, 0.25, "none", "cellular", 250),
@@ -67,14 +68,11 @@ def lab_plan(latency_factor: float = SLOW_BUILD) -> RolloutConfig:
 
 
 def lab_rollout(latency_factor: float = SLOW_BUILD) -> RolloutResult:
-    """q2's rollout: the slow build, on the lab's fleet; the same result at every call."""
+    """q3's rollout: the slow build, on the lab's fleet; the same result at every call."""
     return simulate_rollout(build_fleet(lab_fleet_spec()), list(LAB_VARIANTS), lab_plan(latency_factor))
 
 
-# --- reading the learner's names -----------------------------------------------------------
-
-
-# --- q1 -----------------------------------------------------------------------------------
+# --- q2: the gate policy ------------------------------------------------------------------
 
 
 class Lab05Exercise(Exercise):
@@ -84,7 +82,7 @@ class Lab05Exercise(Exercise):
 
 
 class WritePolicy(Lab05Exercise):
-    name, title, tier, var = "q1", "A gate policy that ships A and refuses B and C", "core", "my_policy"
+    name, title, tier, var = "q2", "A gate policy that ships A and refuses B and C", "core", "my_policy"
     hint_text = (
         "Compare each candidate with PRODUCTION metric by metric: what does B make worse, and what does C? "
         "Then pick tolerances between what A needs and what B and C do: a `max_drop` on score larger "
@@ -119,7 +117,7 @@ class WritePolicy(Lab05Exercise):
         return None
 
 
-# --- q2 -----------------------------------------------------------------------------------
+# --- q3: the rollout report ---------------------------------------------------------------
 
 CAUSES = ("errors", "latency")
 
@@ -129,7 +127,7 @@ def _cause(stage: Any) -> str:
 
 
 class ReadRollout(Lab05Exercise):
-    name, title, tier, var = "q2", "Read a rollout report", "core", None
+    name, title, tier, var = "q3", "Read a rollout report", "core", None
     hint_text = (
         "The summary's first line says whether the rollout halted and why; the row marked HALT is the stage. "
         "`report.stages[-1]` is that stage: its `reason` names the budget it broke, and its `on_new` counts "
@@ -178,7 +176,7 @@ class ReadRollout(Lab05Exercise):
         return None
 
 
-# --- q3 -----------------------------------------------------------------------------------
+# --- q1: the feedback ---------------------------------------------------------------------
 
 
 def reference_feedback_by_class(report: RolloutResult) -> dict[str, int]:
@@ -186,7 +184,7 @@ def reference_feedback_by_class(report: RolloutResult) -> dict[str, int]:
 
 
 class FeedbackByClass(Lab05Exercise):
-    name, title, tier, var = "q3", "Where the feedback comes from", "warm-up", "feedback_by_class"
+    name, title, tier, var = "q1", "Where the feedback comes from", "warm-up", "feedback_by_class"
     hint_text = (
         "`report.feedback` is a list of dicts, one per flagged answer kept for labelling; each has a 'device_class' "
         "key. collections.Counter counts them: dict(Counter(r['device_class'] for r in report.feedback))."
@@ -221,4 +219,4 @@ class FeedbackByClass(Lab05Exercise):
         return None
 
 
-EXERCISES = [WritePolicy, ReadRollout, FeedbackByClass]
+EXERCISES = [FeedbackByClass, WritePolicy, ReadRollout, NextRound, Lineage, ToleratedFactor]

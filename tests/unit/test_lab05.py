@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from slmops_helpers.gate import evaluate_gate
-from slmops_helpers.labs import Outcome, Question, ____
+from slmops_helpers.labs import Outcome, Question, ____, lab05_next
 from slmops_helpers.labs.lab05 import (
     CANDIDATES,
     EXERCISES,
@@ -19,6 +19,7 @@ from slmops_helpers.labs.lab05 import (
     WritePolicy,
     lab_rollout,
 )
+from slmops_helpers.labs.lab05_next import FEEDBACK_SAMPLE, LATENCY_FACTORS, Lineage, NextRound, ToleratedFactor
 
 POLICY = {
     "score": {"max_drop": 2},
@@ -40,10 +41,13 @@ def report():
 
 
 def test_exercises_are_bound_in_order():
-    assert [e.name for e in EXERCISES] == ["q1", "q2", "q3"]
+    assert [e.name for e in EXERCISES] == [f"q{i}" for i in range(1, 7)]
+    tiers = [e.tier for e in EXERCISES]
+    assert tiers[0] == "warm-up" and tiers[-1] == "stretch" and tiers.count("core") >= 3
+    assert tiers == sorted(tiers, key=["warm-up", "core", "stretch"].index)
 
 
-# --- q1: the policy ----------------------------------------------------------------------
+# --- q2: the policy ----------------------------------------------------------------------
 
 
 def test_the_candidates_make_the_question_answerable():
@@ -93,7 +97,7 @@ def test_policy_mistakes_are_named(policy, says):
     assert verdict.outcome is Outcome.INCORRECT and says in verdict.message, verdict.message
 
 
-# --- q2: the rollout report -----------------------------------------------------------------
+# --- q3: the rollout report -----------------------------------------------------------------
 
 
 def test_lab_rollout_is_seeded_and_halts_on_latency_at_the_second_stage(report):
@@ -154,7 +158,7 @@ def test_rollout_counting_only_the_halted_stage_is_named(report):
     assert str(last.on_new) not in verdict.message
 
 
-# --- q3: the feedback set --------------------------------------------------------------------
+# --- q1: the feedback set --------------------------------------------------------------------
 
 
 def counts(report):
@@ -188,3 +192,90 @@ def test_feedback_mistakes_are_named(report):
     assert verdict.outcome is Outcome.INCORRECT and "not device classes" in verdict.message
     verdict = result(FeedbackByClass, list(right_counts.items()))
     assert verdict.outcome is Outcome.INCORRECT and "dict" in verdict.message
+
+
+# --- q4: the next round's prompts ----------------------------------------------------------
+
+
+def right_next_round(feedback, eval_prompts, limit):
+    return lab05_next.reference_next_round(feedback, eval_prompts, limit)
+
+
+def test_next_round_right_and_blank():
+    assert result(NextRound, right_next_round).outcome is Outcome.CORRECT
+    assert result(NextRound, ____).outcome is Outcome.NOT_ATTEMPTED
+    # 9 records of 7 distinct prompts, 2 of them held out
+    assert len(right_next_round(list(FEEDBACK_SAMPLE), lab05_next.EVAL_PROMPTS, 10)) == 5
+
+
+@pytest.mark.parametrize(
+    "fn, says",
+    [
+        (lambda f, e, n: list(dict.fromkeys(r["prompt"] for r in f))[:n], "held-out"),
+        (lambda f, e, n: [r["prompt"] for r in f if r["prompt"] not in e][:n], "twice"),
+        (lambda f, e, n: list(dict.fromkeys(r["prompt"] for r in f if r["prompt"] not in e))[:n], "order"),
+        (lambda f, e, n: right_next_round(f, e, n + 1), "limit"),
+        (lambda f, e, n: [r["prompt"] for r in f if r["kind"] == "failed" and r["prompt"] not in e][:0], "prompt(s)"),
+        (lambda f, e, n: ",".join(right_next_round(f, e, n)), "list of prompts"),
+    ],
+)
+def test_next_round_slips_are_named(fn, says):
+    verdict = result(NextRound, fn)
+    assert verdict.outcome is Outcome.INCORRECT and says in verdict.message, verdict.message
+
+
+# --- q5: lineage -----------------------------------------------------------------------------
+
+
+def right_lineage(entries, entry_id):
+    return lab05_next.reference_lineage(entries, entry_id)
+
+
+@pytest.mark.parametrize(
+    "fn, says",
+    [
+        (lambda e, i: right_lineage(e, i)[::-1], "from the root"),
+        (lambda e, i: right_lineage(e, i)[1:], "leaves out the entry"),
+        (lambda e, i: [i, e[i]["parent"]], "follow each entry"),
+        (lambda e, i: tuple(right_lineage(e, i)), "list of entry ids"),
+    ],
+)
+def test_lineage_slips_are_named(fn, says):
+    assert result(Lineage, right_lineage).outcome is Outcome.CORRECT
+    assert result(Lineage, ____).outcome is Outcome.NOT_ATTEMPTED
+    verdict = result(Lineage, fn)
+    assert verdict.outcome is Outcome.INCORRECT and says in verdict.message, verdict.message
+
+
+# --- q6: the tolerated latency factor ---------------------------------------------------------
+
+
+def test_tolerated_factor_needs_its_evidence_and_no_grid_value_passes_by_enumeration():
+    reports = {f: lab_rollout(f) for f in LATENCY_FACTORS}
+    tolerated = max(f for f, r in reports.items() if not r.halted)
+    assert LATENCY_FACTORS[0] <= tolerated < LATENCY_FACTORS[-1]  # an interior answer: the search matters
+    right = {"tolerated_factor": tolerated, "slow_share_there": reports[tolerated].stages[-1].slow_share}
+    assert result(ToleratedFactor, right).outcome is Outcome.CORRECT
+    assert result(ToleratedFactor, {**right, "slow_share_there": ____}).outcome is Outcome.NOT_ATTEMPTED
+    for factor, report in reports.items():
+        for evidence in (____, None, "0.04", float("nan"), 0.05, report.stages[-1].slow_share):
+            verdict = result(ToleratedFactor, {"tolerated_factor": factor, "slow_share_there": evidence})
+            honest = evidence is not ____ and evidence == report.stages[-1].slow_share
+            assert (verdict.outcome is Outcome.CORRECT) == (honest and factor == tolerated), (factor, evidence)
+            assert "raised" not in verdict.message
+    lower = {
+        "tolerated_factor": LATENCY_FACTORS[0],
+        "slow_share_there": reports[LATENCY_FACTORS[0]].stages[-1].slow_share,
+    }
+    assert "larger factor" in result(ToleratedFactor, lower).message
+    assert "LATENCY_FACTORS" in result(ToleratedFactor, {"tolerated_factor": 1.23, "slow_share_there": 0.1}).message
+
+
+def test_no_rollout_reading_passes_without_the_rolled_back_count(report):
+    """Every stage × cause, with the count blank, a guess or of the wrong type: none passes."""
+    for stage in ("canary", "wider", "all"):
+        for cause in ("errors", "latency"):
+            for rolled in (____, None, "500", float("nan"), 0, len(report.choice), report.stages[-1].on_new + 1):
+                verdict = result(ReadRollout, {"halted_stage": stage, "halt_cause": cause, "rolled_back": rolled})
+                assert verdict.outcome is not Outcome.CORRECT, (stage, cause, rolled)
+                assert "raised" not in verdict.message

@@ -1,0 +1,145 @@
+"""Lab 05's exercises on what comes after a rollout: the next round's training set from the
+feedback (section 5.8), an entry's lineage in the registry (5.5, 5.9), and how much slower
+than measured a release may run before the rollout halts (5.7). The rest is in ``lab05``."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from . import Exercise, PlaceholderError, Result, close, contains_blank, incorrect, is_number, learner_answer
+
+EVAL_PROMPTS = ("My hub shows E-104 after the update.", "How do I export my data?")  # q4: the held-out set
+# q4: feedback records as the fleet returns them (made up for the exercise, in the rollout's format).
+FEEDBACK_SAMPLE = (
+    {"prompt": "The hub will not join my Wi-Fi.", "kind": "low_confidence", "stage": "canary"},
+    {"prompt": "My hub shows E-104 after the update.", "kind": "failed", "stage": "canary"},
+    {"prompt": "Why was I charged twice?", "kind": "failed", "stage": "wider"},
+    {"prompt": "The hub will not join my Wi-Fi.", "kind": "failed", "stage": "wider"},
+    {"prompt": "Can the hub turn off the lights at night?", "kind": "low_confidence", "stage": "wider"},
+    {"prompt": "Why was I charged twice?", "kind": "failed", "stage": "all"},
+    {"prompt": "How do I export my data?", "kind": "low_confidence", "stage": "all"},
+    {"prompt": "The status light blinks red.", "kind": "low_confidence", "stage": "all"},
+    {"prompt": "Reset lost my scenes.", "kind": "failed", "stage": "all"},
+)
+LATENCY_FACTORS = tuple(round(1 + 0.05 * i, 2) for i in range(11))  # q6: 1.00, 1.05, …, 1.50
+
+
+class Lab05NextExercise(Exercise):
+    notebook = "05_slmops_pipeline.ipynb"  # in labs/source/
+
+
+def reference_next_round(feedback: list[dict[str, Any]], eval_prompts: tuple[str, ...], limit: int) -> list[str]:
+    """Prompts to label: held-out ones dropped, each once, failed before low confidence, at most ``limit``."""
+    order: list[str] = []
+    for kind in ("failed", "low_confidence"):
+        for record in feedback:
+            prompt = record["prompt"]
+            if record["kind"] == kind and prompt not in eval_prompts and prompt not in order:
+                order.append(prompt)
+    return order[:limit]
+
+
+class NextRound(Lab05NextExercise):
+    name, title, tier, var = "q4", "The next round's prompts to label", "core", "next_round"
+    hint_text = (
+        "Three rules: a prompt of the held-out evaluation set must stay unseen by training; a prompt flagged "
+        "twice is labelled once; the answers that failed matter more than the unsure ones."
+    )
+
+    def check_value(self, next_round: Any) -> Result | None:
+        feedback = [dict(r) for r in FEEDBACK_SAMPLE]
+        for limit in (10, 4, 1):
+            got = next_round([dict(r) for r in feedback], EVAL_PROMPTS, limit)
+            name = f"next_round(FEEDBACK_SAMPLE, EVAL_PROMPTS, limit={limit})"
+            if not isinstance(got, list) or not all(isinstance(p, str) for p in got):
+                return incorrect(f"`{name}` should be a list of prompts (str), got {type(got).__name__}.")
+            want = reference_next_round(feedback, EVAL_PROMPTS, limit)
+            if leaked := [p for p in got if p in EVAL_PROMPTS]:
+                return incorrect(f"`{name}` keeps {leaked[0]!r}, a held-out evaluation prompt: it must stay unseen.")
+            if len(set(got)) != len(got):
+                return incorrect(f"`{name}` lists a prompt twice; label each once.")
+            if len(got) > limit:
+                return incorrect(f"`{name}` has {len(got)} prompts; `limit` is {limit}.")
+            if sorted(got) == sorted(want) and got != want:
+                return incorrect(f"`{name}` has the right prompts in the wrong order: failed answers first.")
+            if got != want:
+                return incorrect(
+                    f"`{name}` is not the set to label: {len(got)} prompt(s) where {len(want)} are wanted, or the "
+                    "wrong ones. Failed first, then unsure, in the order they arrived."
+                )
+        return None
+
+
+def reference_lineage(entries: Mapping[str, Mapping[str, Any]], entry_id: str) -> list[str]:
+    chain = [entry_id]
+    while (parent := entries[chain[-1]].get("parent")) is not None:
+        chain.append(parent)
+    return chain
+
+
+REGISTRIES = (
+    {
+        "kestrel-v1": {"parent": None, "data": "references"},
+        "kestrel-v2": {"parent": "kestrel-v1", "data": "references + teacher"},
+        "kestrel-v3": {"parent": "kestrel-v2", "data": "feedback round 1"},
+        "kestrel-v2-int4-bad": {"parent": "kestrel-v2", "data": "references + teacher"},
+    },
+    {"base": {"parent": None}, "a": {"parent": "base"}, "b": {"parent": "a"}, "c": {"parent": "b"}},
+)
+
+
+class Lineage(Lab05NextExercise):
+    name, title, tier, var = "q5", "An entry's lineage", "core", "lineage"
+    hint_text = "Each entry names its parent; the first model has none. Follow the names until you reach it."
+
+    def check_value(self, lineage: Any) -> Result | None:
+        for entries in REGISTRIES:
+            for entry_id in entries:
+                got = lineage({k: dict(v) for k, v in entries.items()}, entry_id)
+                name = f"lineage(registry, {entry_id!r})"
+                want = reference_lineage(entries, entry_id)
+                if not isinstance(got, list):
+                    return incorrect(f"`{name}` should be a list of entry ids, got {type(got).__name__}.")
+                if got == want[::-1] and len(want) > 1:
+                    return incorrect(f"`{name}` runs from the root; start at the entry itself, then its parent.")
+                if got == want[1:]:
+                    return incorrect(f"`{name}` leaves out the entry itself; the lineage starts with it.")
+                if got != want:
+                    return incorrect(f"`{name}` is {got}: follow each entry's 'parent' until one has None.")
+        return None
+
+
+class ToleratedFactor(Lab05NextExercise):
+    name, title, tier, var = "q6", "How much slower may the release run?", "stretch", None
+    hint_text = (
+        "lab_rollout(latency_factor) replays the rollout with the release that much slower than measured. "
+        "Try every factor of LATENCY_FACTORS; the largest one whose rollout completes is the answer, and its "
+        "last stage's slow_share is your evidence."
+    )
+
+    def check_value(self, ns: Mapping[str, Any]) -> Result | None:
+        from .lab05 import lab_rollout  # noqa: PLC0415  # lab05 imports this module: a top-level import would cycle
+
+        factor = learner_answer(ns, "tolerated_factor")
+        if wrong := is_number(factor, name="tolerated_factor"):
+            return wrong
+        if factor not in LATENCY_FACTORS:
+            return incorrect("`tolerated_factor` should be one of the values in LATENCY_FACTORS.")
+        evidence = learner_answer(ns, "slow_share_there")  # the justification: the factor alone can be guessed
+        if contains_blank(evidence):
+            raise PlaceholderError("`slow_share_there` is still ____")
+        if wrong := is_number(evidence, name="slow_share_there"):
+            return wrong
+        report = lab_rollout(factor)
+        if not math.isfinite(evidence) or close(evidence, report.stages[-1].slow_share, rtol=1e-6, atol=1e-9):
+            return incorrect(
+                "`slow_share_there` should be the slow_share of the last stage of lab_rollout(tolerated_factor)."
+            )
+        if report.halted:
+            return incorrect(f"at {factor} the rollout halts: your evidence shows a stage over its latency budget.")
+        faster = [f for f in LATENCY_FACTORS if f > factor]
+        if faster and not lab_rollout(faster[0]).halted:
+            return incorrect(f"the rollout still completes at {faster[0]}: a larger factor of the grid is tolerated.")
+        return None
