@@ -102,8 +102,8 @@ class MajorityFloor(Lab01Exercise):
 class MagnitudePrune(Lab01Exercise):
     name, title, tier, var = "q4", "Magnitude pruning of one weight matrix", "core", "magnitude_prune"
     hint_text = (
-        "Count how many entries to zero: k = round(sparsity * w.numel()). The k smallest |w| go: "
-        "w.abs().flatten().argsort()[:k] gives their positions; zero them in a copy (w.clone())."
+        "How many entries does the sparsity ask you to zero? Then find which ones are smallest in absolute value "
+        "(sorting their magnitudes gives their positions), and zero them in a copy, not in w."
     )
 
     def check_value(self, magnitude_prune: Any) -> Result | None:

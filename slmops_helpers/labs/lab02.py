@@ -115,7 +115,7 @@ class Lab02Exercise(Exercise):
 
 class Soften(Lab02Exercise):
     name, title, tier, var = "q1", "Soften a distribution with temperature", "warm-up", "soften"
-    hint_text = "Divide the logits by T, then take a softmax over the last dimension: torch.softmax(x / T, dim=-1)."
+    hint_text = "A temperature scales the logits before the softmax; which dimension holds the vocabulary?"
 
     def check_value(self, soften_fn: Any) -> Result | None:
         cases = [(example_logits(), 1.0), (example_logits(), 4.0), (_random_case(0)[0], 0.5), (_random_case(1)[0], 2.0)]
@@ -135,9 +135,9 @@ class Soften(Lab02Exercise):
 class KDLoss(Lab02Exercise):
     name, title, tier, var = "q2", "The distillation loss", "core", "kd_loss"
     hint_text = (
-        "log_p_s = log_softmax(student_logits / T), log_p_t = log_softmax(teacher_logits / T); "
-        "KL(teacher‖student) = (p_t * (log_p_t − log_p_s)).sum(-1).mean(). "
-        "Loss = alpha · T² · KL + (1 − alpha) · F.cross_entropy(student_logits, labels) (the CE at T = 1)."
+        "Build it in three pieces: both distributions softened by T (log-probabilities are the stable way), the KL "
+        "from the teacher's side summed over the vocabulary and averaged over positions, and the plain "
+        "cross-entropy. Then weigh them as the formula above says; the T² belongs to the soft term."
     )
 
     def check_value(self, kd_loss_fn: Any) -> Result | None:
@@ -229,8 +229,8 @@ class KeepBlocks(Lab02Exercise):
 class PredictParams(Lab02Exercise):
     name, title, tier, var = "q4", "Predict the student's size before building it", "core", "predict_params"
     hint_text = (
-        "Use the same parts as in q3: embedding + n_blocks × (parameters of one block) + final norm. "
-        "The output head shares the embedding's weights, so it adds nothing."
+        "Which parts of the teacher keep their size whatever the depth, and which part repeats once per block? "
+        "Does the output head add parameters of its own?"
     )
 
     def check_value(self, predict_params: Any) -> Result | None:

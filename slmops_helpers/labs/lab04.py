@@ -116,9 +116,8 @@ class Lab04Exercise(Exercise):
 class ExpectedSizes(Lab04Exercise):
     name, title, tier, var = "q1", "Expected file size per precision", "warm-up", None
     hint_text = (
-        "Bits per weight: fp32 32, fp16 16, int8 8, int4 4. Size in MiB = N_PARAMS × bits / 8 / 2**20 "
-        "(MiB is 2^20 bytes, not 10^6). For int4_block_mib, each block of 32 weights also stores one "
-        "fp32 scale: 32 bits shared by 32 weights adds 1 bit per weight."
+        "Bits per weight over 8 gives bytes per weight; the course counts MiB, 2^20 bytes, not 10^6. For "
+        "int4_block_mib, spread each block's 32-bit scale over the weights of its block."
     )
 
     def check_value(self, ns: Mapping[str, Any]) -> Result | None:
@@ -156,9 +155,9 @@ class ExpectedSizes(Lab04Exercise):
 class QuantizeInt8(Lab04Exercise):
     name, title, tier, var = "q2", "int8 per-row quantization and its error", "core", None
     hint_text = (
-        "scale = w.abs().amax(dim=1, keepdim=True) / 127 gives one scale per row, shaped (rows, 1) so it "
-        "broadcasts. q = torch.round(w / scale).clamp(-127, 127).to(torch.int8); dequantize with "
-        "q.float() * scale. The error is torch.linalg.norm(W - W_hat) / torch.linalg.norm(W), as a float."
+        "One scale per row: the row's largest |w| must land on 127, and the scale must broadcast against the "
+        "(rows, columns) weight. Round, clamp to the int8 range, then convert the dtype. The error compares the "
+        "Frobenius norm of what was lost with that of W; return a Python float."
     )
 
     def check_value(self, ns: Mapping[str, Any]) -> Result | None:
@@ -229,10 +228,9 @@ def _first_difference(got: str, want: str) -> int:
 class InferenceModel(Lab04Exercise):
     name, title, tier, var = "q5", "Write inference_model.json", "core", "inference_model"
     hint_text = (
-        'The dict is {"Name": MODEL_NAME, "PromptTemplate": {"prompt": ...}}. The prompt is the chat template '
-        "rendered with the system message and a user message whose content is the literal text {Content}: "
-        'render_chat(CHAT_TEMPLATE, [{"role": "system", "content": SYSTEM}, {"role": "user", "content": '
-        '"{Content}"}]). Keep the generation prompt at the end: the model answers after it.'
+        "Do not type the prompt: render CHAT_TEMPLATE with render_chat, for a system message and a user message "
+        "whose content is the placeholder the runtime replaces. Keep everything the template adds after the "
+        "user's turn: the model answers after it."
     )
 
     def check_value(self, spec: Any) -> Result | None:
@@ -279,8 +277,8 @@ class InferenceModel(Lab04Exercise):
 class Int4Breakdown(Lab04Exercise):
     name, title, tier, var = "q6", "Where the int4 file's size goes", "stretch", "int4_mixed_mib"
     hint_text = (
-        "Split the parameters: EMBEDDING_PARAMS are stored in int8 blocks (8 + 1 bits each), "
-        "the other N_PARAMS − EMBEDDING_PARAMS in int4 blocks (4 + 1 bits each). Add the two sizes, in MiB."
+        "Two groups of weights, priced separately: the embedding in int8 blocks and everything else in int4 "
+        "blocks, each block with its fp32 scale. Is the embedding counted inside N_PARAMS?"
     )
 
     def check_value(self, int4_mixed_mib: Any) -> Result | None:

@@ -129,10 +129,9 @@ def _cause(stage: Any) -> str:
 class ReadRollout(Lab05Exercise):
     name, title, tier, var = "q3", "Read a rollout report", "core", None
     hint_text = (
-        "The summary's first line says whether the rollout halted and why; the row marked HALT is the stage. "
-        "`report.stages[-1]` is that stage: its `reason` names the budget it broke, and its `on_new` counts "
-        "the devices running the new version at that moment (every earlier stage's devices included): all "
-        "of them are rolled back."
+        "The summary's first line and the row marked HALT answer the first two. For the count, look at the "
+        "halted stage's fields in report.stages: which one counts the devices on the new version, and does a "
+        "rollback spare the earlier stages' devices?"
     )
 
     def check_value(self, ns: Mapping[str, Any]) -> Result | None:
@@ -186,8 +185,8 @@ def reference_feedback_by_class(report: RolloutResult) -> dict[str, int]:
 class FeedbackByClass(Lab05Exercise):
     name, title, tier, var = "q1", "Where the feedback comes from", "warm-up", "feedback_by_class"
     hint_text = (
-        "`report.feedback` is a list of dicts, one per flagged answer kept for labelling; each has a 'device_class' "
-        "key. collections.Counter counts them: dict(Counter(r['device_class'] for r in report.feedback))."
+        "`report.feedback` is a list of dicts, one per flagged answer kept; group them by one of their keys and "
+        "count (collections.Counter is imported)."
     )
 
     def check_value(self, counts: Any) -> Result | None:

@@ -1,0 +1,60 @@
+"""Every lab: six or more exercises, warm-up → core → stretch, an opening table naming the
+section each one practises, hints that do not contain the answer, and no measurement typed
+into the lab code under a MEASURED name."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from slmops_helpers.labs import TIERS
+from slmops_helpers.labs.solutions import solution_code, source_notebook
+
+LABS = {n: importlib.import_module(f"slmops_helpers.labs.lab0{n}") for n in range(1, 6)}
+EXERCISES = [cls for lab in LABS.values() for cls in lab.EXERCISES]
+
+
+def test_at_least_thirty_exercises_and_five_quizzes_of_five():
+    assert len(EXERCISES) >= 30
+    assert all(len(lab.QUIZ) >= 5 for lab in LABS.values())
+
+
+@pytest.mark.parametrize("n", sorted(LABS))
+def test_six_or_more_exercises_in_tier_order(n):
+    exercises = LABS[n].EXERCISES
+    tiers = [e.tier for e in exercises]
+    assert len(tiers) >= 6 and tiers.count("warm-up") >= 1 and tiers.count("core") >= 3 and "stretch" in tiers
+    assert tiers == sorted(tiers, key=TIERS.index), "warm-up, then core, then stretch"
+    assert [e.name for e in exercises] == [f"q{i}" for i in range(1, len(exercises) + 1)]
+
+
+@pytest.mark.parametrize("n", sorted(LABS))
+def test_the_opening_cell_names_each_exercise_its_tier_and_section(n):
+    exercises = LABS[n].EXERCISES
+    cells = json.loads(source_notebook(exercises[0].notebook).read_text())["cells"]
+    opening = "".join(cells[0]["source"])
+    assert "practises section" in opening
+    for e in exercises:
+        row = next((line for line in opening.split("\n") if line.startswith(f"| {e.name} |")), None)
+        assert row is not None, f"{e.name} is missing from the opening table"
+        assert f"| {e.tier} |" in row and re.search(rf"\b{n}\.\d+\b", row), row
+
+
+@pytest.mark.parametrize("cls", EXERCISES, ids=lambda c: f"{c.notebook[:2]}.{c.name}")
+def test_hints_point_rather_than_contain_the_answer(cls):
+    answer = solution_code(cls.notebook, cls.name)
+    hint = re.sub(r"\s+", "", cls.hint_text)
+    for line in answer.split("\n"):
+        code = re.sub(r"\s+", "", line.split("#")[0])
+        if len(code) >= 20 and not code.startswith(("def", "return{", "for", "print")):
+            assert code not in hint, f"{cls.name}'s hint contains its answer line {line.strip()!r}"
+
+
+def test_no_measurement_constants_named_measured_in_the_lab_code():
+    folder = Path(importlib.import_module("slmops_helpers.labs").__file__).parent
+    for path in folder.glob("*.py"):
+        assert not re.search(r"^MEASURED_\w+\s*=", path.read_text(), re.MULTILINE), path.name
