@@ -58,3 +58,38 @@ def test_no_measurement_constants_named_measured_in_the_lab_code():
     folder = Path(importlib.import_module("slmops_helpers.labs").__file__).parent
     for path in folder.glob("*.py"):
         assert not re.search(r"^MEASURED_\w+\s*=", path.read_text(), re.MULTILINE), path.name
+
+
+NAMES = {  # the names each whole-namespace exercise reads
+    ("01", "q6"): ("largest_on_tablet", "largest_need_mib"),
+    ("02", "q3"): ("keep", "initial_ce"),
+    ("02", "q6"): ("t_half", "p_top_at", "p_top_before"),
+    ("03", "q3"): ("my_targets", "targets_cost"),
+    ("04", "q1"): ("expected_mib", "int4_block_mib"),
+    ("04", "q2"): ("quantize_int8", "dequantize_int8", "int8_error"),
+    ("04", "q4"): ("percentiles_ms", "ships"),
+    ("05", "q3"): ("halted_stage", "halt_cause", "rolled_back"),
+    ("05", "q6"): ("tolerated_factor", "slow_share_there"),
+}
+
+
+def _names(cls) -> tuple[str, ...]:
+    return (cls.var,) if cls.var else NAMES[(cls.notebook[:2], cls.name)]
+
+
+@pytest.mark.parametrize("cls", EXERCISES, ids=lambda c: f"{c.notebook[:2]}.{c.name}")
+def test_blank_or_undefined_is_not_attempted(cls):
+    from slmops_helpers.labs import Outcome, Question, ____
+
+    assert Question(cls(), {}).result().outcome is Outcome.NOT_ATTEMPTED
+    assert Question(cls(), dict.fromkeys(_names(cls), ____)).result().outcome is Outcome.NOT_ATTEMPTED
+
+
+@pytest.mark.parametrize("cls", EXERCISES, ids=lambda c: f"{c.notebook[:2]}.{c.name}")
+@pytest.mark.parametrize("bad", [None, "12", [1, 2, 3], float("nan")], ids=["None", "str", "list", "nan"])
+def test_bad_input_is_incorrect_with_a_message_never_a_crash(cls, bad):
+    from slmops_helpers.labs import Outcome, Question
+
+    result = Question(cls(), dict.fromkeys(_names(cls), bad)).result()
+    assert result.outcome is Outcome.INCORRECT and len(result.message) > 20
+    assert "Traceback" not in result.message
