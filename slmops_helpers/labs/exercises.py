@@ -133,6 +133,18 @@ class Question:
             return self._blank()
         except _LearnerError as err:
             return incorrect(str(err))
+        except TypeError as exc:
+            if "not callable" not in str(exc):
+                return incorrect(
+                    f"checking `{var or self.name}` raised TypeError: {exc} — is it the right kind of value?"
+                )
+            what = (
+                f"`{var}` should be a function (define it with `def {var}(...)`)"
+                if var
+                else "a name it calls should be a function"
+            )
+            got = type(self._namespace[var]).__name__ if var else str(exc)
+            return incorrect(f"{what}, got {got}.")
         except Exception as exc:  # the value is not the kind the check expects
             return incorrect(
                 f"checking `{var or self.name}` raised {type(exc).__name__}: {exc} — is it the right kind of value?"

@@ -93,3 +93,18 @@ def test_bad_input_is_incorrect_with_a_message_never_a_crash(cls, bad):
     result = Question(cls(), dict.fromkeys(_names(cls), bad)).result()
     assert result.outcome is Outcome.INCORRECT and len(result.message) > 20
     assert "Traceback" not in result.message
+
+
+FUNCTIONS = [
+    c
+    for c in EXERCISES
+    if c.var and c.var not in ("keep", "my_policy", "feedback_by_class", "inference_model", "int4_mixed_mib")
+]
+
+
+@pytest.mark.parametrize("cls", FUNCTIONS, ids=lambda c: f"{c.notebook[:2]}.{c.name}")
+def test_a_value_where_a_function_is_expected_is_named_as_such(cls):
+    from slmops_helpers.labs import Outcome, Question
+
+    result = Question(cls(), {cls.var: 3.5}).result()
+    assert result.outcome is Outcome.INCORRECT and "should be a function" in result.message, result.message
