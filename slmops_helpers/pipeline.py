@@ -28,7 +28,6 @@ from .deploy.bench import flat_metrics, summarize
 from .deploy.package import PackageError, verify_package
 from .deploy.runtime import OnnxCausalLM
 from .distill import TeacherOutputs, entry_path, read_entry, teacher_cache_dir
-from .finetune import tuned_dir
 from .fleet import variants_from_metrics
 
 PACKAGE_NAME = "kestrel-k2-assistant"
@@ -54,7 +53,8 @@ def find_production(output_dir: str | Path | None = None, deploy_from: str | Pat
 
     The package (``artifacts/04_deployment/package``) counts only if it verifies and one of
     the course's model folders has the source fingerprint its manifest records; otherwise
-    the result names ``export.deploy_source``'s folder with ``package=None`` (build it).
+    the result names ``export.deploy_source``'s folder with ``package=None`` (build it). The
+    folders tried are ``export.deploy_candidates``: the same list section 4 chose from.
     """
 
     package = artifacts_dir(output_dir) / "04_deployment" / "package"
@@ -64,7 +64,7 @@ def find_production(output_dir: str | Path | None = None, deploy_from: str | Pat
         except PackageError:
             manifest = None
         wanted = (manifest or {}).get("lineage", {}).get("source_fingerprint")
-        for folder in (artifacts_dir(output_dir) / "03_fine_tuning" / "merged_lora", tuned_dir()):
+        for folder in (c.source for c in export.deploy_candidates(output_dir=output_dir)):
             try:
                 if wanted and export.source_fingerprint(folder) == wanted:
                     label = manifest["lineage"].get("deployed_from", str(folder))

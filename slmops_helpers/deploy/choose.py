@@ -15,35 +15,12 @@ from typing import Any
 
 import torch
 
-from ..config import artifacts_dir
 from ..evaluate import score_model
-from ..finetune import tuned_dir
-from ..models import DEFAULT_MODEL, is_prepared, load_model, prepare_model
+from ..models import DEFAULT_MODEL, load_model
 from ..uncertainty import TicketScores, difference_metrics, difference_sentence, interval_metrics
+from .export import MERGED, TUNED, UNTUNED, Candidate, deploy_candidates
 
-UNTUNED = "the untuned base model"
-MERGED = "notebook 03's merged LoRA model"
-TUNED = "the course's tuned model (notebook 03's recipe, trained at setup)"
-
-
-@dataclass(frozen=True)
-class Candidate:
-    label: str
-    source: Path
-
-
-def deploy_candidates(explicit: str | Path | None = None, model_name: str = DEFAULT_MODEL) -> list[Candidate]:
-    """The models that could be deployed, the untuned base last (it is the floor, always scored)."""
-    found = []
-    if explicit:
-        found.append(Candidate(f"the model folder {explicit}", Path(explicit)))
-    else:
-        merged = artifacts_dir() / "03_fine_tuning" / "merged_lora"
-        if (merged / "config.json").is_file():
-            found.append(Candidate(MERGED, merged))
-        if is_prepared(tuned_dir(model_name)):
-            found.append(Candidate(TUNED, tuned_dir(model_name)))
-    return [*found, Candidate(UNTUNED, Path(prepare_model(model_name)))]
+__all__ = ["MERGED", "TUNED", "UNTUNED", "Candidate", "DeployChoice", "choose_deploy_source", "deploy_candidates"]
 
 
 @dataclass

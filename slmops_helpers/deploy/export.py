@@ -102,22 +102,48 @@ def is_built(folder: Path) -> bool:
     return (folder / MARKER).is_file() and (folder / ONNX_FILE).is_file()
 
 
-def deploy_source(explicit: str | Path | None = None) -> tuple[Path, str]:
-    """The model folder section 4 deploys, and a label saying which one it is.
+UNTUNED = "the untuned base model"
+MERGED = "notebook 03's merged LoRA model"
+TUNED = "the course's tuned model (notebook 03's recipe, trained at setup)"
 
-    In order: an explicit folder; notebook 03's merged LoRA model; the course's tuned
-    model (same recipe, trained by ``slmops prepare --tuned``); the base model.
+
+@dataclass(frozen=True)
+class Candidate:
+    """A model folder that could be deployed, and which one it is in words."""
+
+    label: str
+    source: Path
+
+
+def deploy_candidates(
+    explicit: str | Path | None = None, model_name: str = DEFAULT_MODEL, output_dir: str | Path | None = None
+) -> list[Candidate]:
+    """The models that could be deployed, in this order: an explicit folder, or else notebook
+    03's merged LoRA model (when it has run) and the course's tuned model (``slmops prepare
+    --tuned``); the untuned base last, always (it is the floor a deployment must beat).
+
+    The one list every caller uses: section 4 scores them all (``choose``), section 5
+    recognises which one a package came from (``pipeline.find_production``).
     """
     from ..finetune import tuned_dir  # torch and peft: only this lookup needs them, not every export user
 
+    found = []
     if explicit:
-        return Path(explicit), f"the model folder {explicit}"
-    merged = artifacts_dir() / "03_fine_tuning" / "merged_lora"
-    if (merged / "config.json").is_file():
-        return merged, "notebook 03's merged LoRA model"
-    if is_prepared(tuned_dir()):
-        return tuned_dir(), "the course's tuned model (notebook 03's recipe, trained at setup)"
-    return Path(prepare_model(DEFAULT_MODEL)), "the base model (no fine-tuned model found: run notebook 03)"
+        found.append(Candidate(f"the model folder {explicit}", Path(explicit)))
+    else:
+        merged = artifacts_dir(output_dir) / "03_fine_tuning" / "merged_lora"
+        if (merged / "config.json").is_file():
+            found.append(Candidate(MERGED, merged))
+        if is_prepared(tuned_dir(model_name)):
+            found.append(Candidate(TUNED, tuned_dir(model_name)))
+    return [*found, Candidate(UNTUNED, Path(prepare_model(model_name)))]
+
+
+def deploy_source(explicit: str | Path | None = None) -> tuple[Path, str]:
+    """The first of ``deploy_candidates`` and its label, for commands that export without
+    scoring (``slmops bench``); section 4 itself deploys the best candidate by score."""
+    first = deploy_candidates(explicit)[0]
+    return first.source, first.label
 
 
 # --- building -----------------------------------------------------------------------------

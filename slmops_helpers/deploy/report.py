@@ -62,16 +62,16 @@ def gate_robustness(m: dict[str, Any], name: str, n_tickets: int, drop: float = 
     ci = difference_from_metrics(m, name, n_tickets)
     worst_drop, best_drop = -ci.low, -ci.high
     if worst_drop <= drop:
-        return "passes even at the far end of its interval"
+        return "the gate's pass holds across the whole interval"
     if best_drop > drop:
-        return "fails even at the near end of its interval"
-    return f"its interval spans the {drop:g}-point allowance, so its verdict was decided inside the noise"
+        return "the gate's refusal holds across the whole interval"
+    return f"the interval spans the {drop:g}-point allowance, so the gate's verdict was decided inside the noise"
 
 
 def quality_noise_reading(m: dict[str, Any], n_tickets: int) -> str:
     """Each smaller precision against fp32, paired on the same tickets, and how firm the gate's verdict is."""
     lines = [
-        f"- {difference_sentence(m, name, label, 'fp32', n_tickets)}; the gate {gate_robustness(m, name, n_tickets)}."
+        f"- {difference_sentence(m, name, label, 'fp32', n_tickets)}; {gate_robustness(m, name, n_tickets)}."
         for name, label, variant in PRECISIONS
         if f"{name}_score_diff" in m
     ]

@@ -7,6 +7,7 @@ import pytest
 
 from slmops_helpers import distill
 from slmops_helpers.config import artifacts_dir
+from slmops_helpers.distill import steps
 from slmops_helpers.labs.render import is_up_to_date, render_lab
 from slmops_helpers.metrics import read_metrics
 from slmops_helpers.runner import run_notebook
@@ -69,6 +70,13 @@ def test_training_learned_and_scores_are_consistent(metrics):
         parts = m[f"{who}_category_acc"] + m[f"{who}_error_code_acc"] + m[f"{who}_reply_rouge_l"]
         assert m[f"{who}_score"] == pytest.approx(100 * parts / 3)  # the recorded score is its parts' mean
     assert m["retention"] == pytest.approx(m["student_score"] / m["teacher_score"])
+    # every score with its interval; the comparisons the section draws, paired on the same tickets
+    for who in ("student", "seq_student", "undistilled", "teacher"):
+        assert m[f"{who}_score_ci_low"] <= m[f"{who}_score"] <= m[f"{who}_score_ci_high"]
+    for key, a, b in steps.PAIRED:
+        diff = m[f"{key}_score_diff"]
+        assert diff == pytest.approx(m[f"{steps.COMPARED[a]}_score"] - m[f"{steps.COMPARED[b]}_score"])
+        assert m[f"{key}_score_diff_ci_low"] <= diff <= m[f"{key}_score_diff_ci_high"]
     assert m["targets_met"] == sum(m[f"target_{i}_met"] for i in range(1, 5)) >= 1  # the parameter budget holds
 
 

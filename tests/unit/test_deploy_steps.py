@@ -4,7 +4,7 @@ import shutil
 
 import pytest
 
-from slmops_helpers import evaluate
+from slmops_helpers import evaluate, finetune
 from slmops_helpers.deploy import choose, export, report, steps
 from slmops_helpers.deploy.runtime import OnnxCausalLM, TorchCausalLM
 from slmops_helpers.uncertainty import TicketScores
@@ -100,9 +100,9 @@ def test_other_readings():
 def test_deploy_candidates_prefer_trained_models_and_end_with_the_untuned_base(tmp_path, monkeypatch, tiny_source):
     merged = tmp_path / "artifacts" / "03_fine_tuning" / "merged_lora"
     shutil.copytree(tiny_source, merged)
-    monkeypatch.setattr(choose, "artifacts_dir", lambda: tmp_path / "artifacts")
-    monkeypatch.setattr(choose, "tuned_dir", lambda name: tmp_path / "no_tuned_model")
-    monkeypatch.setattr(choose, "prepare_model", lambda name: str(tiny_source))
+    monkeypatch.setattr(export, "artifacts_dir", lambda output_dir=None: tmp_path / "artifacts")
+    monkeypatch.setattr(finetune, "tuned_dir", lambda name=None: tmp_path / "no_tuned_model")
+    monkeypatch.setattr(export, "prepare_model", lambda name: str(tiny_source))
     assert [c.label for c in choose.deploy_candidates()] == [choose.MERGED, choose.UNTUNED]
     assert [c.label for c in choose.deploy_candidates(explicit=tiny_source)][-1] == choose.UNTUNED
 
@@ -153,6 +153,9 @@ def test_quality_gate_adds_each_precisions_paired_difference_and_the_reading_say
     assert m["fp16_vs_fp32_score_diff"] == pytest.approx(-1.0) == m["fp16_vs_fp32_score_diff_ci_low"]
     assert m["int8_vs_fp32_score_diff_ci_low"] < -5 < m["int8_vs_fp32_score_diff_ci_high"]
     text = report.quality_noise_reading(m, 8)
-    assert "fp16 − fp32: **-1.0** points" in text and "fp16 is worse; the gate passes even at the far end" in text
+    assert (
+        "fp16 − fp32: **-1.0** points" in text
+        and "fp16 is worse; the gate's pass holds across the whole interval" in text
+    )
     assert "int8 − fp32" in text and "decided inside the noise" in text
-    assert "int4 is worse; the gate fails even at the near end of its interval" in text
+    assert "int4 is worse; the gate's refusal holds across the whole interval" in text
