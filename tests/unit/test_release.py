@@ -5,7 +5,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from slmops_helpers import pipeline, registry, release
+from slmops_helpers import gate, pipeline, registry, release
 from slmops_helpers import release_report as report
 from slmops_helpers.deploy import export, package
 from slmops_helpers.deploy.steps import lineage
@@ -79,6 +79,20 @@ def test_register_package_takes_the_lineage_its_manifest_records(two_packages, t
     assert cand.adapter == "LoRA r=8" and cand.parent == prod.id
     assert cand.hyperparameters == {"variant": "onnx_fp32", "recipe": export.RECIPES["onnx_fp32"].note, "steps": 8}
     assert [e.id for e in reg.lineage(cand.id)] == [cand.id, prod.id]
+
+
+def test_register_package_keeps_per_ticket_results_for_the_noise_aware_gate(two_packages, tmp_path):
+    reg = registry.Registry(tmp_path / "registry")
+    measured, _ = release.measured_metrics([_row("production", 50.0), _row("candidate", 49.0, spread=14.0),
+                                            _row("over_quantized", 30.0)], 24)  # fmt: skip
+    prod = release.register_package(reg, two_packages["production"], measured["production"], stage="production")
+    cand = release.register_package(reg, two_packages["candidate"], measured["candidate"], parent=prod.id)
+    assert "per_ticket" not in cand.metrics and cand.per_ticket["score"]["ids"] == list(IDS)
+    policy = {"score": {"max_drop": 0.5, "significance": 0.05}}
+    verdict = gate.evaluate_gate(cand.id, prod.id, policy, registry_root=reg.root)
+    assert verdict.passed and verdict.results[0].value == pytest.approx(1.0)  # a 1-point drop, inside the noise
+    assert not gate.evaluate_gate(cand.id, prod.id, gate.without_significance(gate.load_policy(policy)),
+                                  registry_root=reg.root).passed  # fmt: skip
 
 
 def test_register_package_refuses_a_changed_package(two_packages, tmp_path):
