@@ -156,4 +156,54 @@ class FleetBudget(Quiz01Numeric):
         }
 
 
-QUIZ = [MiBOfAModel, WhyMeasuredIsLarger, TwoSpeeds, P95Latency, WhyPruningDidNotShrink, FleetBudget]
+class RuntimesEP(Quiz01):
+    name, var, title = "quiz7", "quiz7_answer", "How one model file runs on many chips"
+    prompt = "ONNX Runtime runs the same model file on CPUs, GPUs and NPUs (section 1.9). Through what?"
+    options = {
+        "a": "A separate model file exported for each kind of chip.",
+        "b": "Execution providers: back ends that run the graph on each kind of hardware.",
+        "c": "Recompiling PyTorch on the device.",
+        "d": "The tokenizer, which picks the chip.",
+    }
+    answer = "b"
+    why_not = {
+        "a": "the point of section 1.9 is one file for every device; what runs it on each chip?",
+        "c": "devices run ONNX Runtime, not PyTorch; what inside ONNX Runtime targets each chip?",
+        "d": "the tokenizer turns text into ids; it runs nothing on a chip.",
+    }
+    hint_text = "Section 1.9 prints the list your machine offers."
+    explanation = "onnxruntime.get_available_providers() lists them; the same graph runs on each, chosen at load time."
+
+
+class RecordedMetrics(Quiz01):
+    name, var, title = "quiz8", "quiz8_answer", "Why every run records its setting"
+    prompt = "Each notebook writes its metrics with `profile`, `model`, `device` and the machine (section 1.10). Why?"
+    options = {
+        "a": "So that each number can be traced to where and how it was measured, and set beside the reference run.",
+        "b": "To make the JSON file larger.",
+        "c": "Because the gate needs the CPU model to pass.",
+        "d": "So that the notebook can skip cells.",
+    }
+    answer = "a"
+    why_not = {
+        "b": "size is not a goal; what would you need to know to trust or compare a number?",
+        "c": "the gate compares metrics, not machines; what do the extra fields let a reader do?",
+        "d": "no cell is skipped; what do the extra fields let a reader do?",
+    }
+    hint_text = "A smoke run and a full run give different numbers: what must a reader know to compare them?"
+    explanation = (
+        "A number without its profile and machine cannot be compared: the course shows this run "
+        "beside the full reference run, labelled."
+    )
+
+
+QUIZ = [
+    MiBOfAModel,
+    WhyMeasuredIsLarger,
+    TwoSpeeds,
+    P95Latency,
+    WhyPruningDidNotShrink,
+    FleetBudget,
+    RuntimesEP,
+    RecordedMetrics,
+]

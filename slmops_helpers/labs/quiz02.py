@@ -155,4 +155,57 @@ class CopiedMistakes(Quiz02):
     )
 
 
-QUIZ = [WhyTSquared, KLWeight, SoftenedTop, ForwardKL, EmbeddingDoesNotShrink, CopiedMistakes]
+class TeacherFirst(Quiz02):
+    name, var, title = "quiz7", "quiz7_answer", "Make the teacher good first"
+    prompt = "Section 2.1 checks the teacher against trivial baselines before distilling. Why?"
+    options = {
+        "a": "A student inherits its teacher's ceiling: a teacher no better than the baselines has nothing to teach.",
+        "b": "The baselines are used as the student's training data.",
+        "c": "It makes the teacher faster.",
+        "d": "The KD loss needs the baselines' logits.",
+    }
+    answer = "a"
+    why_not = {
+        "b": "the student trains on references and the teacher's outputs; what does a weak teacher pass on?",
+        "c": "checking a model does not change its speed; what does a weak teacher pass on?",
+        "d": "the KD loss uses the teacher's logits only; what does a weak teacher pass on?",
+    }
+    hint_text = (
+        "What can a student learn from a teacher that answers no better than always giving the most common label?"
+    )
+    explanation = (
+        "Distillation copies the teacher: prove it is worth copying first, against answers that need no model."
+    )
+
+
+class UndistilledTwin(Quiz02):
+    name, var, title = "quiz8", "quiz8_answer", "How to credit distillation"
+    prompt = (
+        "A distilled student scores well. What must it be compared with to credit distillation for it (section 2.6)?"
+    )
+    options = {
+        "a": "The teacher.",
+        "b": "An undistilled student: the same blocks, the same data and steps, no teacher.",
+        "c": "The untuned base model.",
+        "d": "Its own training loss.",
+    }
+    answer = "b"
+    why_not = {
+        "a": "the teacher is larger; beating or trailing it says nothing about what the teacher's signal added.",
+        "c": "the base differs from the student in size and training; which comparison isolates the teacher's signal?",
+        "d": "a lower loss is not a better answer; which comparison isolates the teacher's signal?",
+    }
+    hint_text = "Change one thing at a time: which model differs from the distilled student only by the teacher?"
+    explanation = "Only the twin isolates the teacher's contribution; the gap between them is what distillation bought."
+
+
+QUIZ = [
+    WhyTSquared,
+    KLWeight,
+    SoftenedTop,
+    ForwardKL,
+    EmbeddingDoesNotShrink,
+    CopiedMistakes,
+    TeacherFirst,
+    UndistilledTwin,
+]

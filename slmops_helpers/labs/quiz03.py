@@ -143,4 +143,44 @@ class Merge(Quiz03):
     explanation = "Same shapes, one matrix per layer, no extra path at inference; exact only up to float32 rounding."
 
 
-QUIZ = [QLoRABits, LoraParams, FullFineTuneMemory, EarlyStopping, Checkpointing, Merge]
+class UntunedFloor(Quiz03):
+    name, var, title = "quiz7", "quiz7_answer", "The floor before fine-tuning"
+    prompt = "Section 3.1 scores the untuned model on held-out tickets before any training. Why?"
+    options = {
+        "a": "It is the floor every method must clearly beat, on the same tickets.",
+        "b": "To warm up the CPU.",
+        "c": "To choose the LoRA rank.",
+        "d": "The untuned model's answers become the training data.",
+    }
+    answer = "a"
+    why_not = {
+        "b": "no measurement needs a warm-up this long; what does a score before training give you?",
+        "c": "the rank is chosen by the grid of 3.5; what does a score before training give you?",
+        "d": "the training data are the references; what does a score before training give you?",
+    }
+    hint_text = "Without it, how would you know that a fine-tuned score is an improvement?"
+    explanation = (
+        "A method that does not clearly beat the untuned model on the same held-out tickets has not earned its cost."
+    )
+
+
+class AdapterSwitching(Quiz03):
+    name, var, title = "quiz8", "quiz8_answer", "What adapters allow at run time"
+    prompt = "Section 3.6 switches adapters at run time before merging one. What do unmerged adapters allow?"
+    options = {
+        "a": "Many tasks or customers on one base model: load the base once, switch a few MiB of adapter per request.",
+        "b": "A faster forward pass than the merged model.",
+        "c": "Training without gradients.",
+        "d": "A smaller base model.",
+    }
+    answer = "a"
+    why_not = {
+        "b": "the adapter path adds work to each layer; merging is what removes it. What does keeping them apart buy?",
+        "c": "adapters are trained with gradients; what does keeping them apart from the base buy at run time?",
+        "d": "the base is unchanged; what does keeping adapters apart from it buy at run time?",
+    }
+    hint_text = "Compare the size of an adapter with the size of the base."
+    explanation = "One base in memory, one small adapter per customer: that is the economics section 3.9 names."
+
+
+QUIZ = [QLoRABits, LoraParams, FullFineTuneMemory, EarlyStopping, Checkpointing, Merge, UntunedFloor, AdapterSwitching]

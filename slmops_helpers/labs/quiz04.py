@@ -174,4 +174,46 @@ class Manifest(Quiz04):
     )
 
 
-QUIZ = [Parity, KVCachePerToken, Int8EveryMatMul, TiedHead, GateOverSpeed, Manifest]
+class OpenAIProtocol(Quiz04):
+    name, var, title = "quiz7", "quiz7_answer", "Why an OpenAI-compatible endpoint"
+    prompt = "The package is served behind an OpenAI-compatible API (section 4.8). Why that protocol?"
+    options = {
+        "a": "Every client that already speaks it (SDKs, tools) works unchanged against the local model.",
+        "b": "It makes the model answer better.",
+        "c": "It is the only protocol ONNX Runtime supports.",
+        "d": "It encrypts the model file.",
+    }
+    answer = "a"
+    why_not = {
+        "b": "the protocol carries requests; the answers come from the same model. What does a common protocol buy?",
+        "c": "ONNX Runtime has no protocol at all; the server adds one. Why this one?",
+        "d": "a protocol does not touch the file on disk; what does a common protocol buy?",
+    }
+    hint_text = "Who has to change their code when the model moves from a cloud API to the laptop?"
+    explanation = (
+        "Clients keep their code and point it at the local address; the server must also survive bad requests."
+    )
+
+
+class ChecklistOnPackage(Quiz04):
+    name, var, title = "quiz8", "quiz8_answer", "What the checklist runs on"
+    prompt = "The validation checklist (section 4.9) must run on which artifact?"
+    options = {
+        "a": "The training checkpoint in PyTorch.",
+        "b": "The package that ships, through the runtime that will serve it.",
+        "c": "The teacher model.",
+        "d": "The fp32 export only, whatever ships.",
+    }
+    answer = "b"
+    why_not = {
+        "a": "export and quantization change what runs; which artifact do users meet?",
+        "c": "the teacher is not deployed; which artifact do users meet?",
+        "d": "the variant that ships may be int4 or fp16; which artifact do users meet?",
+    }
+    hint_text = "Section 4.11: run the checklist on what you ship, not on what you trained."
+    explanation = (
+        "Only the shipped package, served as users will meet it, can show what export and quantization changed."
+    )
+
+
+QUIZ = [Parity, KVCachePerToken, Int8EveryMatMul, TiedHead, GateOverSpeed, Manifest, OpenAIProtocol, ChecklistOnPackage]

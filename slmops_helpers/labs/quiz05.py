@@ -143,4 +143,42 @@ class FeedbackNextRound(Quiz05):
     )
 
 
-QUIZ = [Canary, GateLimits, RelativeTolerance, RolledBack, Lineage, FeedbackNextRound]
+class OverQuantized(Quiz05):
+    name, var, title = "quiz7", "quiz7_answer", "The smaller, faster build"
+    prompt = "Notebook 05 also packages an over-quantized build: smaller and faster than the candidate. What stops it?"
+    options = {
+        "a": "The quality gate: its score drops more than the policy allows against production.",
+        "b": "The canary stage.",
+        "c": "The manifest's hashes.",
+        "d": "Nothing: smaller and faster always ship.",
+    }
+    answer = "a"
+    why_not = {
+        "b": "a build that the gate refuses never reaches the canary; which step compares its answers?",
+        "c": "its files are intact; which step compares its answers with production's?",
+        "d": "section 5.11: a smaller, faster build can still be the wrong one. Which step says so?",
+    }
+    hint_text = "Which step compares the candidate's task score with production's before any device sees it?"
+    explanation = "The gate refuses what answers worse, however small and fast; speed never buys back quality."
+
+
+class SideBySide(Quiz05):
+    name, var, title = "quiz8", "quiz8_answer", "Why measure every package in one run"
+    prompt = "Section 5.4 measures production, the candidate and the over-quantized build side by side. Why in one run?"
+    options = {
+        "a": "The same tickets and the same machine: the differences then come from the packages.",
+        "b": "It is faster than measuring each on its own.",
+        "c": "The registry accepts only one measurement.",
+        "d": "To average their scores.",
+    }
+    answer = "a"
+    why_not = {
+        "b": "speed is not the reason; what would differ between two separate runs?",
+        "c": "the registry stores each entry's metrics; what would differ between two separate runs?",
+        "d": "each package keeps its own score; what would differ between two separate runs?",
+    }
+    hint_text = "What else changes when two numbers come from different days, machines or tickets?"
+    explanation = "Holding tickets and machine fixed turns a comparison of numbers into a comparison of packages."
+
+
+QUIZ = [Canary, GateLimits, RelativeTolerance, RolledBack, Lineage, FeedbackNextRound, OverQuantized, SideBySide]
