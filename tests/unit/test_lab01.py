@@ -148,3 +148,16 @@ def test_int4_bytes_slips(wrong):
 def test_bad_answers_from_a_footprint_function_are_incorrect_not_a_crash(bad):
     got, message = outcome(lab01.FootprintMiB, lambda n, p: bad)
     assert got is Outcome.INCORRECT and ("number" in message or "NaN" in message), message
+
+
+@pytest.mark.parametrize(
+    "wrong",
+    [
+        lambda n, p: n * {"fp32": 4, "fp16": 2, "int8": 1, "int4": 0.5}[p] / 1e6,  # MB, not MiB
+        lambda n, p: n * {"fp32": 32, "fp16": 16, "int8": 8, "int4": 4}[p] / 2**20,  # bits, not bytes
+        lambda n, p: n * {"fp32": 4, "fp16": 2, "int8": 1, "int4": 1}[p] / 2**20,  # int4 as a byte
+    ],
+)
+def test_footprint_slips_are_incorrect_and_say_how_far_off(wrong):
+    got, message = outcome(lab01.FootprintMiB, wrong)
+    assert got is Outcome.INCORRECT and "footprint_mib(" in message and "off by" in message, message
