@@ -8,6 +8,7 @@ import pytest
 from slmops_helpers import distill
 from slmops_helpers.config import artifacts_dir
 from slmops_helpers.distill import steps
+from slmops_helpers.labs import lab02
 from slmops_helpers.labs.render import is_up_to_date, render_lab
 from slmops_helpers.metrics import read_metrics
 from slmops_helpers.runner import run_notebook
@@ -91,9 +92,10 @@ def test_lab_solution_passes_and_blank_exercise_runs(root):
     solution = out / f"{LAB}_solution.ipynb"
     render_lab(root / "labs" / "source" / f"{LAB}.ipynb", out / f"{LAB}_exercise_source.ipynb", solution)
     run_notebook(solution, out / f"{LAB}_solution.executed.ipynb", {"metrics_name": f"lab_{LAB}_solution"})
-    assert read_metrics(f"lab_{LAB}_solution")["correct"] == 5
+    n_questions = len(lab02.EXERCISES) + len(lab02.QUIZ)
+    assert read_metrics(f"lab_{LAB}_solution")["correct"] == n_questions
     run_notebook(
         root / "labs" / f"{LAB}.ipynb", out / f"{LAB}_exercise.executed.ipynb", {"metrics_name": f"lab_{LAB}_exercise"}
     )
     blank = read_metrics(f"lab_{LAB}_exercise")
-    assert (blank["not_attempted"], blank["correct"], blank["incorrect"]) == (5, 0, 0)
+    assert (blank["not_attempted"], blank["correct"], blank["incorrect"]) == (n_questions, 0, 0)
