@@ -258,7 +258,7 @@ def _tickets(metrics: dict[str, Any], metric: str, label: str, value: float) -> 
             "and pass its registry id, or drop `significance` from the rule."
         )
     tickets = TicketScores.from_json(record, f"{label}'s per-ticket {metric}")
-    if abs(tickets.mean - value) > 1e-6 * max(1.0, abs(value)):
+    if not tickets.matches(value):
         raise ValueError(
             f"{label}: its per-ticket {metric} average {tickets.mean:.4g}, but it records {metric} = {value:.4g}; "
             "they come from different runs. Fix: re-register it from one measurement."

@@ -101,7 +101,7 @@ def _check_per_ticket(per_ticket: dict[str, TicketScores], metrics: dict[str, An
                 f"per_ticket[{metric!r}] must be uncertainty.TicketScores, got {type(tickets).__name__}."
             )
         recorded = metrics.get(metric)
-        if not isinstance(recorded, int | float) or abs(tickets.mean - recorded) > 1e-6 * max(1.0, abs(recorded)):
+        if not tickets.matches(recorded):
             raise RegistryError(
                 f"per_ticket[{metric!r}] averages {tickets.mean:.4g}, but metrics record {metric} = {recorded!r}. "
                 "Fix: pass the metric and its per-ticket results from the same measurement."

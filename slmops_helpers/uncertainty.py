@@ -74,6 +74,12 @@ class TicketScores:
     def mean(self) -> float:
         return float(np.mean(self.values))
 
+    def matches(self, recorded: Any) -> bool:
+        """Whether ``recorded`` is these tickets' mean (to rounding): the check that a metric and
+        its per-ticket results come from the same measurement."""
+        number = isinstance(recorded, int | float) and not isinstance(recorded, bool)
+        return number and abs(self.mean - recorded) <= 1e-6 * max(1.0, abs(recorded))
+
 
 @dataclass(frozen=True)
 class Interval:
