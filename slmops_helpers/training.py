@@ -5,6 +5,10 @@ step and peak memory.
 
 The loss is pluggable: fine-tuning uses the model's own cross-entropy, distillation
 passes a function that mixes in the teacher's soft targets.
+
+The loop runs through Hugging Face ``accelerate``: the same code trains on one CPU, one
+GPU (optionally with bf16/fp16 autocast), or N processes started by ``torchrun`` /
+``accelerate launch``, where N processes reproduce one process's losses (``distributed``).
 """
 
 from __future__ import annotations
@@ -13,15 +17,17 @@ import math
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
 
+from . import distributed
 from .data import format_chat, format_target
 from .models import MIB, PeakMemory, tensor_bytes
 
-IGNORE = -100  # label value the cross-entropy skips: prompt tokens and padding
+IGNORE = distributed.IGNORE  # label value the cross-entropy skips: prompt tokens and padding
 
 
 @dataclass
@@ -38,15 +44,34 @@ class TrainConfig:
     weight_decay: float = 0.0
     gradient_checkpointing: bool = False
     seed: int = 0
+    # batch_size is the global batch one step learns from; it is cut into this many
+    # micro-batches (per process), which saves memory and changes nothing else
+    gradient_accumulation_steps: int = 1
+    mixed_precision: str | None = None  # "bf16" / "fp16": autocast on CUDA; None: the weights' own dtype
 
     def __post_init__(self) -> None:
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"TrainConfig.lr must be a positive number, got {self.lr}.")
-        for name in ("max_steps", "batch_size", "max_length", "eval_every"):
+        for name in ("max_steps", "batch_size", "max_length", "eval_every", "gradient_accumulation_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}.")
         if self.patience is not None and self.patience < 1:
             raise ValueError(f"TrainConfig.patience must be >= 1 or None, got {self.patience}.")
+        distributed.check_batch(self.batch_size, 1, self.gradient_accumulation_steps)
+        if self.mixed_precision not in (None, *distributed.MIXED_PRECISIONS):
+            raise ValueError(
+                f"TrainConfig.mixed_precision must be one of {list(distributed.MIXED_PRECISIONS)} or None, "
+                f"got {self.mixed_precision!r}."
+            )
+
+    def as_key(self) -> dict[str, Any]:
+        """The fields for a cache key: how a run executes (accumulation, mixed precision) is
+        left out at its default, so a model cached before those fields existed stays found."""
+        key = asdict(self)
+        for name in ("gradient_accumulation_steps", "mixed_precision"):
+            if key[name] == type(self).__dataclass_fields__[name].default:
+                del key[name]
+        return key
 
 
 @dataclass
@@ -229,6 +254,10 @@ def train(
     the score what the task rewards (notebook 02 measured them parting).
     With ``patience`` set, stops after that many evaluations without a new best, and
     restores the best trainable weights before returning.
+
+    Under ``torchrun`` / ``accelerate launch`` every process calls this with the same
+    arguments: each trains on its shard of every batch, the main process evaluates, and
+    every process returns the same result (``distributed``).
     """
     from tqdm.auto import tqdm
 
@@ -239,35 +268,54 @@ def train(
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("The model has no trainable parameters; unfreeze some (or add an adapter) first.")
-    device = next(model.parameters()).device
+    processes, accumulation = distributed.world_size(), config.gradient_accumulation_steps
+    distributed.check_batch(config.batch_size, processes, accumulation)
+    distributed.check_mixed_precision(config.mixed_precision, next(model.parameters()).device.type)
+    if len(train_examples) < processes * accumulation:
+        distributed.shard_batch(train_examples, 0, processes, accumulation)  # raises, naming the fix
     torch.manual_seed(config.seed)
-    rng = random.Random(config.seed)
+    rng = random.Random(config.seed)  # the same on every process: all draw the same global batches
     if config.gradient_checkpointing:
         _set_checkpointing(model, True)
+    accelerator = distributed.make_accelerator(next(model.parameters()).device.type, config.mixed_precision)
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     warmup = max(config.warmup_steps, 1)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min((s + 1) / warmup, max(0.0, (config.max_steps - s) / max(config.max_steps - warmup, 1)))
     )
+    # DDP-wrapped on several processes, autocast under mixed precision; the model itself is untouched
+    loss_module, optimizer, schedule = accelerator.prepare(distributed.LossModule(model, loss_fn), optimizer, schedule)
+    device = next(model.parameters()).device  # this process's device, once placed
     result, best_state, bad_evals = TrainResult(), None, 0
     model.train()
     batches = _batches(train_examples, config.batch_size, rng)
     start = time.perf_counter()
+    bar = tqdm(range(1, config.max_steps + 1), desc=desc, unit="step", disable=not accelerator.is_main_process)
     with PeakMemory(device.type) as memory:
-        for step in (bar := tqdm(range(1, config.max_steps + 1), desc=desc, unit="step")):
-            batch = {k: v.to(device) for k, v in collate(next(batches), pad_id).items()}
-            loss = loss_fn(model, batch)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"Loss became {float(loss)} at step {step}. Fix: lower lr (now {config.lr}).")
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
+        for step in bar:
+            micro_batches = distributed.shard_batch(next(batches), accelerator.process_index, processes, accumulation)
+            weighted = torch.zeros((), device=device)
+            for i, (examples, weight) in enumerate(micro_batches):
+                batch = {k: v.to(device) for k, v in collate(examples, pad_id).items()}
+                # gradients are exchanged once per step, after the last micro-batch
+                with accelerator.no_sync(loss_module) if i < len(micro_batches) - 1 else nullcontext():
+                    loss = loss_module(batch) * weight
+                    accelerator.backward(loss)
+                weighted += loss.detach()
+            train_loss = float(distributed.global_sum(accelerator, weighted)) / processes  # the batch's token mean
+            if not math.isfinite(train_loss):
+                raise FloatingPointError(f"Loss became {train_loss} at step {step}. Fix: lower lr (now {config.lr}).")
+            accelerator.clip_grad_norm_(params, 1.0)
             optimizer.step()
             schedule.step()
             optimizer.zero_grad(set_to_none=True)
-            record = {"step": step, "train_loss": float(loss.detach())}
+            record = {"step": step, "train_loss": train_loss}
             if step % config.eval_every == 0 or step == config.max_steps:
                 eval_start = time.perf_counter()
-                record.update(_evaluate(model, val_examples, pad_id, loss_fn, score_fn))
+                scores = (
+                    _evaluate(model, val_examples, pad_id, loss_fn, score_fn) if accelerator.is_main_process else None
+                )
+                record.update(distributed.from_main(accelerator, scores))  # one decision, taken by every process
                 result.eval_s += time.perf_counter() - eval_start
                 if _is_better(record, result):
                     result.best_val_loss, result.best_val_score = record["val_loss"], record.get("val_score")

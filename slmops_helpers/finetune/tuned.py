@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from .. import data, training
+from .. import data, distributed, training
 from .._io import atomic_directory, atomic_write_json
 from ..config import cache_dir
 from ..models import DEFAULT_MODEL, MARKER, is_prepared, load_model, pick_device
@@ -44,7 +44,7 @@ class TunedConfig:
             {
                 "model": model_name,
                 "spec": asdict(self.spec),
-                "config": asdict(self.config),
+                "config": self.config.as_key(),  # execution-only fields at their defaults leave the key as it was
                 "data": data.dataset_hash(),
             },
             sort_keys=True,
@@ -79,6 +79,8 @@ def prepare_tuned_model(
         desc="tuning the course model",
     )
     merged = peft_model.merge_and_unload()
+    if not distributed.is_main_process():  # launched on several processes: every one trained the same model
+        return folder
     with atomic_directory(folder) as tmp:
         merged.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)

@@ -10,7 +10,7 @@ from pathlib import Path
 LAYERS = (
     ("foundations", ("_io", "config", "decoding", "compress", "plots", "nbwatchdog", "deploy.client")),
     ("data and models", ("data", "metrics", "models", "reference", "uncertainty")),
-    ("running and training", ("inference", "training", "registry", "fleet")),
+    ("running and training", ("inference", "training", "distributed", "registry", "fleet")),
     ("evaluation", ("evaluate", "intro")),
     ("fine-tuning", ("finetune",)),
     ("distillation", ("distill",)),

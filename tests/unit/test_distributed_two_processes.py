@@ -1,0 +1,88 @@
+"""Two CPU processes (gloo, started by ``torchrun``) train exactly as one process does.
+
+The test runs this file as the worker script: ``torchrun --nproc_per_node 2 <this file>
+OUT``. Both runs use the same tiny random Llama and examples whose answers differ in
+length, so that the two shards of a batch hold different numbers of label tokens: the case
+where averaging the shards' mean losses would not give the batch's mean.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from slmops_helpers import training
+
+STEPS, GLOBAL_BATCH, TOLERANCE = 10, 8, 1e-4
+
+
+def tiny_setup() -> tuple[torch.nn.Module, list, list, training.TrainConfig]:
+    """A seeded tiny Llama, 24 training and 4 validation examples of varied lengths, and the config."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+        pad_token_id=0,
+    )
+    model = LlamaForCausalLM(config)
+    gen = torch.Generator().manual_seed(1)
+
+    def example(i: int) -> dict[str, list[int]]:
+        prompt, answer = 3 + i % 5, 1 + (7 * i) % 13  # answers of 1 to 13 tokens
+        ids = torch.randint(1, 64, (prompt + answer,), generator=gen).tolist()
+        return {"input_ids": ids, "labels": [training.IGNORE] * prompt + ids[prompt:]}
+
+    examples = [example(i) for i in range(28)]
+    config = training.TrainConfig(lr=1e-2, max_steps=STEPS, batch_size=GLOBAL_BATCH, eval_every=5, warmup_steps=2)
+    return model, examples[:24], examples[24:], config
+
+
+def run(out: Path) -> None:
+    """Train once; the main process writes the history and the final weights to ``out``."""
+    model, train, val, config = tiny_setup()
+    result = training.train(model, train, val, config, pad_id=0)
+    if int(os.environ.get("RANK", 0)) == 0:
+        torch.save({n: p.detach() for n, p in model.named_parameters()}, out.with_suffix(".pt"))
+        out.write_text(json.dumps({"history": result.history, "best_step": result.best_step}))
+
+
+def test_two_processes_give_the_losses_of_one(tmp_path):
+    one_out, two_out = tmp_path / "one.json", tmp_path / "two.json"
+    run(one_out)
+    torchrun = Path(sys.executable).with_name("torchrun")
+    env = os.environ | {"OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
+    # --standalone: a rendezvous on a free local port, so parallel test runs never collide
+    cmd = [str(torchrun), "--standalone", "--nproc_per_node", "2", __file__, str(two_out)]
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    one, two = json.loads(one_out.read_text()), json.loads(two_out.read_text())
+    assert [h["step"] for h in two["history"]] == list(range(1, STEPS + 1))
+    for a, b in zip(one["history"], two["history"], strict=True):
+        assert a.keys() == b.keys()
+        for key in a:
+            assert abs(a[key] - b[key]) < TOLERANCE, (a["step"], key, a[key], b[key])
+    assert one["best_step"] == two["best_step"]
+    weights_one, weights_two = torch.load(one_out.with_suffix(".pt")), torch.load(two_out.with_suffix(".pt"))
+    for name, weight in weights_one.items():
+        torch.testing.assert_close(weights_two[name], weight, rtol=0, atol=TOLERANCE, msg=name)
+    print(f"2 processes: {time.perf_counter() - start:.1f} s; max loss difference ", end="")
+    print(max(abs(a["train_loss"] - b["train_loss"]) for a, b in zip(one["history"], two["history"], strict=True)))
+
+
+if __name__ == "__main__":  # the worker, one per process under torchrun
+    torch.set_num_threads(1)
+    run(Path(sys.argv[1]))
