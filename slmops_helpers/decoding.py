@@ -6,6 +6,10 @@ position's logits. ``greedy_stream`` turns steps into streamed tokens and times 
 one, so time to first token and per-token latency come out of the same loop whether the
 model is PyTorch (``torch_step``), plain onnxruntime (``deploy.runtime.OnnxCausalLM``)
 or a test's scripted function.
+
+A ``Decoder`` exposes the KV cache itself (feed several tokens, cut the cache back): what
+speculative decoding needs (``speculative``). A ``constraint`` (``constrained``) may pick
+each token among those that keep the answer inside a format.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import statistics
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -28,28 +32,55 @@ class StreamedToken:
     seconds: float
 
 
+class Decoder(Protocol):
+    """A model whose KV cache the caller controls: ``feed`` runs new tokens after the cache
+    and returns their logits ``(len(ids), vocab)``; ``crop`` cuts the cache back to its
+    first ``length`` tokens; ``length`` is how many tokens the cache holds."""
+
+    length: int
+
+    def feed(self, ids: list[int]) -> np.ndarray: ...
+
+    def crop(self, length: int) -> None: ...
+
+
+class Constraint(Protocol):
+    """Chooses each token among those a format allows (see ``constrained.TicketFormat``).
+
+    ``choose(logits)`` returns the best allowed token, ``advance(token)`` moves past it."""
+
+    def choose(self, logits: np.ndarray) -> int: ...
+
+    def advance(self, token: int) -> None: ...
+
+
 def greedy_stream(
     step: Callable[[list[int]], np.ndarray],
     ids: list[int],
     max_new_tokens: int,
     eos_ids: set[int],
     decode: Callable[[list[int]], str],
+    constraint: Constraint | None = None,
 ) -> Iterator[StreamedToken]:
     """The decoding loop every runtime shares: ``step(new_ids)`` runs the model on the new
     tokens (the prompt first, then one token at a time) and returns the last logits.
 
     The first token's time includes processing the whole prompt (time to first token);
-    each later one is one cached forward pass. Stops early at a token in ``eos_ids``.
+    each later one is one cached forward pass (and the constraint's choice, when there is
+    one). Stops early at a token in ``eos_ids``.
     """
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}.")
     new, generated, text = list(ids), [], ""
     for _ in range(max_new_tokens):
         start = time.perf_counter()
-        token = int(np.argmax(step(new)))
+        logits = step(new)
+        token = int(np.argmax(logits)) if constraint is None else constraint.choose(logits)
         seconds = time.perf_counter() - start
         if token in eos_ids:
             return
+        if constraint is not None:
+            constraint.advance(token)
         generated.append(token)
         full = decode(generated)  # decode the whole answer, so multi-byte tokens join correctly
         yield StreamedToken(token, full[len(text) :], seconds)
@@ -94,17 +125,33 @@ def speed_summary(runs: list[TimedGeneration]) -> dict[str, float]:
     }
 
 
+class TorchDecoder:
+    """A ``Decoder`` over a PyTorch causal LM (transformers' ``DynamicCache``)."""
+
+    def __init__(self, model: Any, device: Any) -> None:
+        self.model, self.device = model, device
+        self.past: Any = None
+        self.length = 0
+
+    def feed(self, ids: list[int]) -> np.ndarray:
+        import torch  # heavy, and a deployed ONNX process must not need it
+
+        with torch.inference_mode():
+            out = self.model(
+                input_ids=torch.tensor([ids], device=self.device), past_key_values=self.past, use_cache=True
+            )
+        self.past, self.length = out.past_key_values, self.length + len(ids)
+        return out.logits[0].float().cpu().numpy()  # .cpu() waits for the GPU, so the timing is whole
+
+    def crop(self, length: int) -> None:
+        if not 0 <= length <= self.length:
+            raise ValueError(f"Cannot crop a cache of {self.length} tokens to {length}.")
+        if length < self.length:
+            self.past.crop(length - self.length)  # transformers 5: a negative count removes that many
+            self.length = length
+
+
 def torch_step(model: Any, device: Any) -> Callable[[list[int]], np.ndarray]:
     """A ``greedy_stream`` step over a PyTorch causal LM that keeps its KV cache between calls."""
-    import torch  # heavy, and a deployed ONNX process must not need it
-
-    past = None
-
-    @torch.inference_mode()
-    def step(new: list[int]) -> np.ndarray:
-        nonlocal past
-        out = model(input_ids=torch.tensor([new], device=device), past_key_values=past, use_cache=True)
-        past = out.past_key_values
-        return out.logits[0, -1].float().cpu().numpy()  # .cpu() waits for the GPU, so the timing is whole
-
-    return step
+    decoder = TorchDecoder(model, device)
+    return lambda new: decoder.feed(new)[-1]

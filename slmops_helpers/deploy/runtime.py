@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ..decoding import StreamedToken, greedy_stream, torch_step
+from ..decoding import Constraint, StreamedToken, TorchDecoder, greedy_stream
 
 GENAI_CONFIG = "genai_config.json"
 
@@ -111,6 +111,15 @@ class OnnxCausalLM:
     def decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True)
 
+    def vocab(self) -> dict[str, int]:
+        """Token string -> id, special tokens included: two models can share a draft only if equal."""
+        return self.tokenizer.get_vocab(with_added_tokens=True)
+
+    def token_texts(self) -> list[str]:
+        """The text each token id decodes to on its own (special tokens: empty)."""
+        size = self.tokenizer.get_vocab_size(with_added_tokens=True)
+        return self.tokenizer.decode_batch([[i] for i in range(size)], skip_special_tokens=True)
+
     # --- forward passes -----------------------------------------------------------------
 
     def _empty_cache(self) -> dict[str, np.ndarray]:
@@ -151,22 +160,42 @@ class OnnxCausalLM:
                 f"{self.context_length}. Fix: shorten the prompt or lower max_new_tokens."
             )
 
-    def stream(self, ids: list[int], max_new_tokens: int, stop_at_eos: bool = True) -> Iterator[StreamedToken]:
-        """Greedy decoding of prompt ``ids``, yielding each token as soon as it exists."""
+    def decoder(self) -> OnnxDecoder:
+        """A fresh ``decoding.Decoder`` over this model (its own, empty KV cache)."""
+        return OnnxDecoder(self)
+
+    def stream(
+        self, ids: list[int], max_new_tokens: int, stop_at_eos: bool = True, constraint: Constraint | None = None
+    ) -> Iterator[StreamedToken]:
+        """Greedy decoding of prompt ``ids``, yielding each token as soon as it exists;
+        ``constraint`` keeps the answer inside a format (``constrained.TicketFormat``)."""
         self.check_length(len(ids), max_new_tokens)
-        cache, past_len = self._empty_cache(), 0
-
-        def step(new: list[int]) -> np.ndarray:
-            nonlocal cache, past_len
-            logits, cache = self._forward(new, cache, past_len + len(new))
-            past_len += len(new)
-            return logits[-1]
-
-        return greedy_stream(step, ids, max_new_tokens, self.eos_ids if stop_at_eos else set(), self.decode)
+        decoder = self.decoder()
+        eos = self.eos_ids if stop_at_eos else set()
+        return greedy_stream(lambda new: decoder.feed(new)[-1], ids, max_new_tokens, eos, self.decode, constraint)
 
     def generate(self, prompt: str, max_new_tokens: int) -> str:
         """The whole greedy answer to ``prompt`` (a string already in chat format)."""
         return "".join(t.text for t in self.stream(self.encode(prompt), max_new_tokens))
+
+
+class OnnxDecoder:
+    """A ``decoding.Decoder`` over an ``OnnxCausalLM``: the KV cache as numpy arrays, so
+    cutting it back is a slice along the sequence axis."""
+
+    def __init__(self, lm: OnnxCausalLM) -> None:
+        self.lm, self.cache, self.length = lm, lm._empty_cache(), 0
+
+    def feed(self, ids: list[int]) -> np.ndarray:
+        logits, self.cache = self.lm._forward(ids, self.cache, self.length + len(ids))
+        self.length += len(ids)
+        return logits
+
+    def crop(self, length: int) -> None:
+        if not 0 <= length <= self.length:
+            raise ValueError(f"Cannot crop a cache of {self.length} tokens to {length}.")
+        self.cache = {name: value[:, :, :length] for name, value in self.cache.items()}
+        self.length = length
 
 
 class TorchCausalLM:
@@ -197,6 +226,18 @@ class TorchCausalLM:
         with torch.inference_mode():
             return self.model(torch.tensor([ids], device=self.device)).logits[0].float().cpu().numpy()
 
-    def stream(self, ids: list[int], max_new_tokens: int, stop_at_eos: bool = True) -> Iterator[StreamedToken]:
-        step = torch_step(self.model, self.device)
-        return greedy_stream(step, ids, max_new_tokens, self.eos_ids if stop_at_eos else set(), self.decode)
+    def vocab(self) -> dict[str, int]:
+        return self.hf_tokenizer.get_vocab()
+
+    def token_texts(self) -> list[str]:
+        return self.hf_tokenizer.batch_decode([[i] for i in range(len(self.hf_tokenizer))], skip_special_tokens=True)
+
+    def decoder(self) -> TorchDecoder:
+        return TorchDecoder(self.model, self.device)
+
+    def stream(
+        self, ids: list[int], max_new_tokens: int, stop_at_eos: bool = True, constraint: Constraint | None = None
+    ) -> Iterator[StreamedToken]:
+        decoder = self.decoder()
+        eos = self.eos_ids if stop_at_eos else set()
+        return greedy_stream(lambda new: decoder.feed(new)[-1], ids, max_new_tokens, eos, self.decode, constraint)
