@@ -19,6 +19,8 @@ from typing import Any
 
 import torch
 
+from . import models
+
 IGNORE = -100  # the label the cross-entropy skips (training.IGNORE; defined here too, training imports us)
 MIXED_PRECISIONS = ("bf16", "fp16")
 
@@ -52,8 +54,14 @@ def is_main_process() -> bool:
 # --- checks, before any long work ---------------------------------------------------------
 
 
-def check_batch(batch_size: int, processes: int, accumulation: int = 1) -> None:
-    """The global batch must split evenly into processes x accumulation micro-batches."""
+def check_batch(batch_size: int, processes: int, accumulation: int = 1, examples: int | None = None) -> None:
+    """The global batch must split evenly into processes x accumulation micro-batches, and
+    the training set (``examples``, when given) hold at least one example for each."""
+    if examples is not None and examples < processes * accumulation:
+        raise ValueError(
+            f"{examples} training examples cannot feed {processes} processes x {accumulation} micro-batches. "
+            "Fix: add training examples, or use fewer processes / accumulation steps."
+        )
     if batch_size % (processes * accumulation):
         good = [n for n in range(1, batch_size + 1) if batch_size % (n * accumulation) == 0]
         raise ValueError(
@@ -99,6 +107,22 @@ def check_devices(use_gpu: bool) -> None:
         )
 
 
+# fp32 AdamW holds ~16 bytes per trainable parameter (weights, gradient, two moments) plus
+# activations: above this many million parameters, tens of GiB and minutes per step on a CPU
+CPU_TRAINING_MAX_M = 600
+
+
+def check_trainable_on(name: str, device: str) -> None:
+    """Refuse, before loading anything, to train a preset sized for a GPU anywhere but on CUDA."""
+    preset = models.resolve_preset(name)
+    if device != "cuda" and preset.params_millions > CPU_TRAINING_MAX_M:
+        small = [p.name for p in models.PRESETS.values() if p.params_millions <= CPU_TRAINING_MAX_M]
+        raise ValueError(
+            f"{preset.name} ({preset.params_millions:.0f} M parameters) is sized for a GPU; training it on {device} "
+            f"would take minutes per step and tens of GiB. Fix: run on a machine with CUDA, or pick one of {small}."
+        )
+
+
 # --- one global batch, split ---------------------------------------------------------------
 
 
@@ -116,13 +140,12 @@ def shard_batch(batch: list, process: int, processes: int, accumulation: int = 1
     the DDP average (sum over processes / processes) exactly the token mean over the whole
     batch: N processes take the step one process would. One process, one micro-batch: the
     weight is exactly 1.0, the loop unchanged.
+
+    Exactly so for a model without dropout. With dropout (LoRA's default 0.05) each process
+    draws the masks for its own shard, so the steps agree in distribution, not to the digit.
     """
     parts = processes * accumulation
-    if len(batch) < parts:
-        raise ValueError(
-            f"A batch of {len(batch)} examples cannot feed {processes} processes x {accumulation} micro-batches. "
-            "Fix: add training examples, or use fewer processes / accumulation steps."
-        )
+    check_batch(parts, processes, accumulation, examples=len(batch))  # a training set smaller than the batch
     total = sum(label_tokens(e) for e in batch)
     mine = [batch[k::parts] for k in range(process * accumulation, (process + 1) * accumulation)]
     return [(shard, processes * sum(label_tokens(e) for e in shard) / total) for shard in mine]

@@ -91,6 +91,31 @@ def resolve_preset(name: str) -> ModelPreset:
     )
 
 
+class ModelUnavailableError(FileNotFoundError):
+    """A hub model neither in the Hugging Face cache nor reachable: the course's one-line message."""
+
+    def __init__(self, preset: ModelPreset) -> None:
+        from huggingface_hub import constants
+
+        offline = [p.name for p in PRESETS.values() if p.gguf is not None]
+        super().__init__(
+            f"Model {preset.name!r} ({preset.hub_id}) is not available offline: it is not in the Hugging Face "
+            f"cache ({constants.HF_HUB_CACHE}) and no hub is reachable. Offline presets: {offline}. Fix: use one "
+            f"of those, or where a network is available run `hf download {preset.hub_id}` and copy that cache "
+            "here (or unset HF_HUB_OFFLINE there), or pass a local model folder."
+        )
+
+
+def missing_offline(hub_id: str) -> bool:
+    """HF_HUB_OFFLINE is set (read now: tests and notebooks set it late) and the cache lacks ``hub_id``."""
+    from huggingface_hub import try_to_load_from_cache
+
+    flags = (os.environ.get(v, "").upper() for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+    if not any(f in {"1", "ON", "YES", "TRUE"} for f in flags) or Path(hub_id).is_dir():
+        return False
+    return not isinstance(try_to_load_from_cache(hub_id, "config.json"), str)
+
+
 # --- offline preparation -------------------------------------------------------------
 
 
@@ -146,6 +171,8 @@ def prepare_model(name: str = DEFAULT_MODEL, root: Path | None = None, force: bo
     """
     preset = resolve_preset(name)
     if preset.gguf is None:
+        if missing_offline(preset.hub_id):
+            raise ModelUnavailableError(preset)  # before transformers' traceback about connecting to huggingface.co
         return preset.hub_id
     folder = prepared_dir(preset, root)
     if is_prepared(folder) and not force:
@@ -217,10 +244,17 @@ def load_model(name: str = DEFAULT_MODEL, device: str | None = None, dtype: Any 
 
     source = prepare_model(name)
     device = pick_device(device)
-    tokenizer = AutoTokenizer.from_pretrained(source)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype or pick_dtype(device))
+    except OSError as err:
+        if "couldn't connect" not in str(err) and "offline mode" not in str(err):
+            raise
+        raise ModelUnavailableError(
+            resolve_preset(name)
+        ) from None  # the hub was unreachable: one line, not a traceback
     if tokenizer.pad_token is None:  # batching needs one; eos is the usual stand-in
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype or pick_dtype(device))
     return model.to(device).eval(), tokenizer
 
 

@@ -269,10 +269,8 @@ def train(
     if not params:
         raise ValueError("The model has no trainable parameters; unfreeze some (or add an adapter) first.")
     processes, accumulation = distributed.world_size(), config.gradient_accumulation_steps
-    distributed.check_batch(config.batch_size, processes, accumulation)
+    distributed.check_batch(config.batch_size, processes, accumulation, examples=len(train_examples))
     distributed.check_mixed_precision(config.mixed_precision, next(model.parameters()).device.type)
-    if len(train_examples) < processes * accumulation:
-        distributed.shard_batch(train_examples, 0, processes, accumulation)  # raises, naming the fix
     torch.manual_seed(config.seed)
     rng = random.Random(config.seed)  # the same on every process: all draw the same global batches
     if config.gradient_checkpointing:

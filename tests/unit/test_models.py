@@ -133,7 +133,9 @@ def test_prepare_model_unwritable_cache_fails_before_work(tmp_path, offline_pres
         models.prepare_model("fake-offline", root=blocker)
 
 
-def test_prepare_model_hub_preset_returns_its_id():
+def test_prepare_model_hub_preset_returns_its_id(monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # where a hub is reachable: transformers caches it
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
     assert models.prepare_model("qwen2.5-0.5b-instruct") == "Qwen/Qwen2.5-0.5B-Instruct"
 
 
@@ -149,3 +151,45 @@ def test_peak_memory_sees_a_large_allocation():
     with models.PeakMemory("cpu") as idle:
         pass
     assert idle.peak_mib < 40
+
+
+def test_a_hub_preset_missing_offline_raises_the_courses_one_line_message(monkeypatch, tmp_path):
+    """Notebook 01's first model cell with a hub preset, offline: the course's message, naming
+    the model, the presets that work offline and how to make it available; no traceback
+    from transformers about connecting to huggingface.co."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path))  # an empty cache
+    for call in (models.prepare_model, models.load_model):
+        with pytest.raises(models.ModelUnavailableError) as err:
+            call("smollm2-360m-instruct")
+        message = str(err.value)
+        assert "\n" not in message and err.value.__cause__ is None
+        assert "'smollm2-360m-instruct' (HuggingFaceTB/SmolLM2-360M-Instruct) is not available offline" in message
+        assert "Offline presets: ['smollm2-135m-instruct']" in message
+        assert "hf download HuggingFaceTB/SmolLM2-360M-Instruct" in message
+
+
+def test_a_hub_id_in_the_cache_or_a_folder_is_not_refused_offline(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr("huggingface_hub.try_to_load_from_cache", lambda repo, name: f"/cache/{repo}/{name}")
+    assert models.prepare_model("org/cached") == "org/cached"
+    monkeypatch.setattr("huggingface_hub.try_to_load_from_cache", lambda repo, name: None)
+    assert models.prepare_model(str(tmp_path)) == str(tmp_path.resolve())
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    assert models.prepare_model("org/uncached") == "org/uncached"  # online: transformers downloads it
+
+
+def test_an_unreachable_hub_gives_the_same_message(monkeypatch):
+    """Online mode, but no network: transformers' connection error becomes the course's."""
+    from transformers import AutoTokenizer
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+
+    def no_network(*args, **kwargs):
+        raise OSError("We couldn't connect to 'https://huggingface.co' to load the files, and couldn't find them.")
+
+    monkeypatch.setattr(AutoTokenizer, "from_pretrained", no_network)
+    with pytest.raises(models.ModelUnavailableError, match="'qwen2.5-0.5b-instruct'.*not available offline"):
+        models.load_model("qwen2.5-0.5b-instruct")
