@@ -15,6 +15,10 @@ slmops registry list|show ID|verify ID|promote ID --stage S
                               the local model registry (artifacts/registry/): lineage, stages, sha256 checks
 slmops gate --candidate A --reference B --policy P
                               quality gate on recorded metrics: exit 0 pass, 1 fail (says which metric, by how much)
+slmops train tuned|method [--method lora] [--profile P] [--accumulation K] [--mixed-precision bf16]
+                              one training step of the course, on one process or launched on N:
+                              torchrun --nproc_per_node N -m slmops_helpers.cli train ...  (CPU or GPUs)
+                              accelerate launch --num_processes N -m slmops_helpers.cli train ...  (GPUs)
 """
 
 from __future__ import annotations
@@ -23,9 +27,13 @@ import argparse
 import platform
 import sys
 from importlib import metadata
+from typing import TYPE_CHECKING, Any
 
 from . import models
-from .config import PROFILES, artifacts_dir, cache_dir, project_root
+from .config import PROFILES, artifacts_dir, cache_dir, get_profile, project_root
+
+if TYPE_CHECKING:  # torch: only `slmops train` needs it
+    from .training import TrainConfig
 
 
 def _doctor(args: argparse.Namespace) -> int:
@@ -152,6 +160,95 @@ def _gate(args: argparse.Namespace) -> int:
     return run_command(args.candidate, args.reference, args.policy, registry_root=args.registry)
 
 
+def _train(args: argparse.Namespace) -> int:
+    import dataclasses
+    import json
+    import os
+
+    import torch
+
+    from . import distributed, training  # torch
+
+    # every check before any model is loaded: a launch that cannot work fails in seconds
+    device = models.pick_device(args.device)
+    distributed.check_devices(use_gpu=device == "cuda")
+    if device == "cuda":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))  # one GPU per process; "cuda" now means it
+    distributed.check_trainable_on(args.model, device)
+    if args.step == "tuned":
+        from .finetune import tuned  # torch and peft
+
+        base = tuned.TUNED_CONFIG.config
+    else:
+        from .finetune import steps  # torch and peft
+
+        sizes = steps.SIZES[args.profile]
+        base = training.TrainConfig(
+            lr=steps.LR[args.method],
+            max_steps=sizes["steps"],
+            batch_size=sizes["batch"],
+            eval_every=sizes["eval_every"],
+        )
+    mixed = args.mixed_precision or os.environ.get("ACCELERATE_MIXED_PRECISION")  # accelerate launch's flag too
+    config = dataclasses.replace(
+        base,
+        **{k: v for k, v in {"max_steps": args.steps, "batch_size": args.batch_size}.items() if v is not None},
+        gradient_accumulation_steps=args.accumulation,
+        mixed_precision=None if mixed in (None, "no") else mixed,
+    )
+    distributed.check_batch(config.batch_size, distributed.world_size(), config.gradient_accumulation_steps)
+    distributed.check_mixed_precision(config.mixed_precision, device)
+    summary = (_train_tuned if args.step == "tuned" else _train_method)(args, config, device)
+    if distributed.is_main_process():
+        print(json.dumps({"step": args.step, "processes": distributed.world_size(), "device": device, **summary}))
+    return 0
+
+
+def _train_tuned(args: argparse.Namespace, config: TrainConfig, device: str) -> dict[str, Any]:
+    import dataclasses
+
+    from .finetune import tuned  # torch and peft
+
+    recipe = dataclasses.replace(tuned.TUNED_CONFIG, config=config)
+    return {"folder": str(tuned.prepare_tuned_model(args.model, recipe, device=device, force=args.force))}
+
+
+def _train_method(args: argparse.Namespace, config: TrainConfig, device: str) -> dict[str, Any]:
+    import tempfile
+    from pathlib import Path
+
+    import torch
+
+    from . import data, distributed  # torch
+    from .finetune import steps  # torch and peft
+
+    sizes = steps.SIZES[args.profile]
+    if args.method == "qlora":
+        model, tokenizer, _ = steps.load_qlora_base(args.model, device=device)
+    else:
+        model, tokenizer = models.load_model(args.model, device=device, dtype=torch.float32)
+    splits = {name: list(rows) for name, rows in data.load_splits().items()}
+    split = {
+        "train": steps.encode_rows(tokenizer, splits["train"]),
+        "validation": steps.encode_rows(tokenizer, splits["validation"][: sizes["val_rows"]]),
+        "test": splits["test"][: sizes["eval_rows"]],
+    }
+    # run_method saves the adapter on every process: only the main one writes where asked
+    main = distributed.is_main_process()
+    out = Path(args.out or artifacts_dir() / "train") if main else Path(tempfile.mkdtemp(prefix="slmops-rank-"))
+    spec, max_new = steps.METHOD_SPECS[args.method], get_profile(args.profile).max_new_tokens
+    _, run = steps.run_method(args.method, model, tokenizer, spec, config, split, max_new, out)
+    return {
+        "method": args.method,
+        "artifact": str(out / args.method),
+        "train_loss": [h["train_loss"] for h in run.training.history],
+        "best_step": run.training.best_step,
+        "best_val_loss": run.training.best_val_loss,
+        "s_per_step": run.training.s_per_step,
+        "score": run.scores["score"],
+    }
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="slmops", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=metadata.version("slmops-course"))
@@ -204,6 +301,19 @@ def build_parser() -> argparse.ArgumentParser:
     gate.add_argument("--policy", required=True, help="policy YAML, e.g. notebooks/configs/gate.yaml")
     gate.add_argument("--registry", help="registry folder for entry ids (default artifacts/registry)")
     gate.set_defaults(func=_gate)
+    train = sub.add_parser("train", help="run one training step of the course (launchable on N processes)")
+    train.add_argument("step", choices=["tuned", "method"], help="tuned: the course's tuned model; method: section 3")
+    train.add_argument("--method", choices=["full", "lora", "qlora", "ia3"], default="lora")
+    train.add_argument("--profile", choices=sorted(PROFILES), default="smoke", help="method: notebook 03's sizes")
+    train.add_argument("--model", default=models.DEFAULT_MODEL)
+    train.add_argument("--device", help="cpu or cuda (default: the best available)")
+    train.add_argument("--steps", type=int, help="override the step's max_steps")
+    train.add_argument("--batch-size", type=int, help="override the global batch (split across processes)")
+    train.add_argument("--accumulation", type=int, default=1, help="micro-batches per step and process")
+    train.add_argument("--mixed-precision", choices=["bf16", "fp16"], help="autocast on CUDA")
+    train.add_argument("--force", action="store_true", help="tuned: train again even if cached")
+    train.add_argument("--out", help="method: where the adapter goes (default artifacts/train)")
+    train.set_defaults(func=_train)
     return parser
 
 

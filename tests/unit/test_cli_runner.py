@@ -60,3 +60,54 @@ def test_cell_times_reads_papermill_metadata(tmp_path):
     path = tmp_path / "nb.ipynb"
     path.write_text(json.dumps(nb))
     assert runner.cell_times(path) == [(0, 2.5, "x = 1")]
+
+
+@pytest.fixture
+def no_training(monkeypatch):
+    """`slmops train` must refuse bad input before loading a model or training anything."""
+    from slmops_helpers import models, training
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("long work started before the input was checked")
+
+    monkeypatch.setattr(training, "train", forbidden)
+    monkeypatch.setattr(models, "_convert_gguf", forbidden)
+    monkeypatch.setattr("transformers.AutoModelForCausalLM.from_pretrained", forbidden)
+
+
+@pytest.mark.parametrize(
+    "argv, env, message",
+    [
+        (["method", "--device", "cpu", "--batch-size", "4"], {"WORLD_SIZE": "3"}, "make batch_size a multiple of 3"),
+        (["method", "--device", "cpu", "--accumulation", "3"], {}, "accumulation"),
+        (["tuned", "--device", "cpu", "--model", "smollm2-1.7b-instruct"], {}, "sized for a GPU.*Fix: run on a"),
+        (["method", "--device", "cpu", "--mixed-precision", "bf16"], {}, "needs the model on a CUDA GPU"),
+        (["method", "--device", "cpu", "--model", "smollm2-360m-instruct"], {"HF_HUB_OFFLINE": "1"}, "not available"),
+    ],
+)
+def test_cli_train_refuses_bad_input_before_any_work(no_training, monkeypatch, capsys, argv, env, message):
+    import re
+    import warnings
+
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", "/nonexistent-hub-cache")
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # 3 CPU processes on 2 cores warn; that is not the point here
+        assert cli.main(["train", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and re.search(message, err), err
+
+
+def test_cli_train_refuses_more_gpu_processes_than_gpus(no_training, monkeypatch, capsys):
+    import torch
+
+    from slmops_helpers import models
+
+    monkeypatch.setattr(models, "pick_device", lambda preferred=None: "cuda")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda index: pytest.fail("set_device before the check"))
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    assert cli.main(["train", "tuned"]) == 2
+    assert "2 processes on this machine, but it has 1 GPU(s)" in capsys.readouterr().err
