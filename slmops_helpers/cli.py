@@ -233,11 +233,11 @@ def _train_method(args: argparse.Namespace, config: TrainConfig, device: str) ->
         "validation": steps.encode_rows(tokenizer, splits["validation"][: sizes["val_rows"]]),
         "test": splits["test"][: sizes["eval_rows"]],
     }
-    # run_method saves the adapter on every process: only the main one writes where asked
-    main = distributed.is_main_process()
-    out = Path(args.out or artifacts_dir() / "train") if main else Path(tempfile.mkdtemp(prefix="slmops-rank-"))
     spec, max_new = steps.METHOD_SPECS[args.method], get_profile(args.profile).max_new_tokens
-    _, run = steps.run_method(args.method, model, tokenizer, spec, config, split, max_new, out)
+    # run_method saves the adapter on every process: only the main one writes where asked
+    with tempfile.TemporaryDirectory(prefix="slmops-rank-") as scratch:
+        out = Path(args.out or artifacts_dir() / "train") if distributed.is_main_process() else Path(scratch)
+        _, run = steps.run_method(args.method, model, tokenizer, spec, config, split, max_new, out)
     return {
         "method": args.method,
         "artifact": str(out / args.method),
