@@ -8,6 +8,7 @@ where averaging the shards' mean losses would not give the batch's mean.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -51,12 +52,24 @@ def tiny_setup() -> tuple[torch.nn.Module, list, list, training.TrainConfig]:
 
 
 def run(out: Path) -> None:
-    """Train once; the main process writes the history and the final weights to ``out``."""
+    """Train twice; the main process writes the histories and the final weights to ``out``.
+
+    The second run stops early on a scripted validation score: only the main process
+    evaluates, so every other process must learn the decision from it, or hang.
+    """
     model, train, val, config = tiny_setup()
     result = training.train(model, train, val, config, pad_id=0)
-    if int(os.environ.get("RANK", 0)) == 0:
+    scores = iter([1.0, 5.0, 2.0, 3.0, 9.0])
+    stopping = dataclasses.replace(config, eval_every=2, patience=2)
+    early = training.train(tiny_setup()[0], train, val, stopping, pad_id=0, score_fn=lambda model: next(scores))
+    record = {"history": result.history, "best_step": result.best_step}
+    record["early"] = {"steps": early.steps, "best_step": early.best_step, "stopped": early.stopped_early}
+    record["rank"] = int(os.environ.get("RANK", 0))
+    if record["rank"] == 0:
         torch.save({n: p.detach() for n, p in model.named_parameters()}, out.with_suffix(".pt"))
-        out.write_text(json.dumps({"history": result.history, "best_step": result.best_step}))
+        out.write_text(json.dumps(record))
+    else:  # what the other process decided, for the test to compare
+        out.with_suffix(".rank1.json").write_text(json.dumps(record["early"]))
 
 
 def test_two_processes_give_the_losses_of_one(tmp_path):
@@ -76,6 +89,9 @@ def test_two_processes_give_the_losses_of_one(tmp_path):
         for key in a:
             assert abs(a[key] - b[key]) < TOLERANCE, (a["step"], key, a[key], b[key])
     assert one["best_step"] == two["best_step"]
+    # scores 1, 5, 2, 3: the best at step 4, two evaluations without a better one, stop at step 8
+    assert one["early"] == two["early"] == {"steps": 8, "best_step": 4, "stopped": True}
+    assert json.loads(two_out.with_suffix(".rank1.json").read_text()) == two["early"]
     weights_one, weights_two = torch.load(one_out.with_suffix(".pt")), torch.load(two_out.with_suffix(".pt"))
     for name, weight in weights_one.items():
         torch.testing.assert_close(weights_two[name], weight, rtol=0, atol=TOLERANCE, msg=name)
