@@ -7,8 +7,8 @@ batch's label tokens, so N processes learn, and record, what one process would (
 ``shard_batch``). Checks here run before any model is loaded: a launch that cannot work
 fails in a second, with the fix, instead of after minutes.
 
->>> shard_batch(batch, process=0, processes=2, accumulation=1)   # doctest: +SKIP
-[(first_half_of_batch, weight)]
+>>> shard_batch(batch, process=0, processes=2)   # doctest: +SKIP
+[(batch[0::2], 2 * its label tokens / the batch's)]
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import torch
 
 from . import models
 
-IGNORE = -100  # the label the cross-entropy skips (training.IGNORE; defined here too, training imports us)
+IGNORE = -100  # the label the cross-entropy skips: prompt tokens and padding (training.IGNORE is this one)
 MIXED_PRECISIONS = ("bf16", "fp16")
 
 

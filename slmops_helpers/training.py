@@ -297,6 +297,8 @@ def train(
                 batch = {k: v.to(device) for k, v in collate(examples, pad_id).items()}
                 # gradients are exchanged once per step, after the last micro-batch
                 with accelerator.no_sync(loss_module) if i < len(micro_batches) - 1 else nullcontext():
+                    # a shard's mean loss, weighted by its share of the batch's label tokens: the mean of
+                    # shard means is not the batch's token mean when shards differ (see shard_batch)
                     loss = loss_module(batch) * weight
                     accelerator.backward(loss)
                 weighted += loss.detach()
