@@ -15,7 +15,7 @@ slmops registry list|show ID|verify ID|promote ID --stage S
                               the local model registry (artifacts/registry/): lineage, stages, sha256 checks
 slmops gate --candidate A --reference B --policy P
                               quality gate on recorded metrics: exit 0 pass, 1 fail (says which metric, by how much)
-slmops train tuned|method [--method lora] [--profile P] [--accumulation K] [--mixed-precision bf16]
+slmops train tuned|student|method [--method lora] [--profile P] [--accumulation K] [--mixed-precision bf16]
                               one training step of the course, on one process or launched on N:
                               torchrun --nproc_per_node N -m slmops_helpers.cli train ...  (CPU or GPUs)
                               accelerate launch --num_processes N -m slmops_helpers.cli train ...  (GPUs)
@@ -179,6 +179,10 @@ def _train(args: argparse.Namespace) -> int:
         from .finetune import tuned  # torch and peft
 
         base = tuned.TUNED_CONFIG.config
+    elif args.step == "student":
+        from .distill import get_config, steps  # torch and peft
+
+        base = steps.StudentSetup(None, None, [], [], [], get_config(args.profile)).train_config()  # sizes only
     else:
         from .finetune import steps  # torch and peft
 
@@ -198,7 +202,9 @@ def _train(args: argparse.Namespace) -> int:
     )
     distributed.check_batch(config.batch_size, distributed.world_size(), config.gradient_accumulation_steps)
     distributed.check_mixed_precision(config.mixed_precision, device)
-    summary = (_train_tuned if args.step == "tuned" else _train_method)(args, config, device)
+    summary = {"tuned": _train_tuned, "student": _train_student, "method": _train_method}[args.step](
+        args, config, device
+    )
     if distributed.is_main_process():
         print(json.dumps({"step": args.step, "processes": distributed.world_size(), "device": device, **summary}))
     return 0
@@ -211,6 +217,40 @@ def _train_tuned(args: argparse.Namespace, config: TrainConfig, device: str) -> 
 
     recipe = dataclasses.replace(tuned.TUNED_CONFIG, config=config)
     return {"folder": str(tuned.prepare_tuned_model(args.model, recipe, device=device, force=args.force))}
+
+
+def _train_student(args: argparse.Namespace, config: TrainConfig, device: str) -> dict[str, Any]:
+    """Notebook 02's distilled student: logit KD from the tuned model on the human references."""
+    from . import data, distill, distributed, training  # torch
+    from .distill import KDConfig, steps  # torch and peft
+    from .finetune import load_tuned_model  # torch and peft
+
+    sizes = distill.get_config(args.profile)
+    teacher, tokenizer = load_tuned_model(args.model, device=device)
+    splits = steps.course_splits(sizes.n_val, get_profile(args.profile).n_eval)
+    teacher_rows = distill.balanced_subset(splits.train, sizes.n_teacher_prompts)
+    prompts = [data.format_chat(tokenizer, r) for r in teacher_rows]
+    for main_turn in (True, False):  # the main process fills the teacher-answer cache, then the others read it
+        if distributed.is_main_process() == main_turn:
+            outputs = distill.generate_teacher_outputs(teacher, tokenizer, prompts, sizes.teacher_max_new_tokens)
+        distributed.barrier(device)
+    sets = steps.training_sets(tokenizer, teacher_rows, distill.validate_outputs(teacher_rows, outputs))
+    val_examples = distill.encode_distillation_set(tokenizer, splits.val, None, max_length=256)
+    keep = steps.choose_blocks(teacher, val_examples, tokenizer.pad_token_id, sizes.param_budget).keep
+    setup = steps.StudentSetup(teacher, tokenizer, keep, splits.val, val_examples, sizes)
+    student, kd = distill.build_student(teacher, keep), KDConfig(temperature=2.0, alpha=0.5)  # notebook 02's
+    loss_fn = distill.make_loss_fn(student, teacher, kd, tokenizer, tokenizer, keep=keep, cache_teacher=True)
+    result = training.train(
+        student, sets["references"], val_examples, config, tokenizer.pad_token_id, loss_fn, "distilled",
+        score_fn=setup.validation_score,
+    )  # fmt: skip
+    return {
+        "keep": keep,
+        "train_loss": [h["train_loss"] for h in result.history],
+        "best_step": result.best_step,
+        "best_val_score": result.best_val_score,
+        "s_per_step": result.s_per_step,
+    }
 
 
 def _train_method(args: argparse.Namespace, config: TrainConfig, device: str) -> dict[str, Any]:
@@ -302,9 +342,11 @@ def build_parser() -> argparse.ArgumentParser:
     gate.add_argument("--registry", help="registry folder for entry ids (default artifacts/registry)")
     gate.set_defaults(func=_gate)
     train = sub.add_parser("train", help="run one training step of the course (launchable on N processes)")
-    train.add_argument("step", choices=["tuned", "method"], help="tuned: the course's tuned model; method: section 3")
+    train.add_argument(
+        "step", choices=["tuned", "student", "method"], help="the tuned model; section 2's student; a section-3 method"
+    )
     train.add_argument("--method", choices=["full", "lora", "qlora", "ia3"], default="lora")
-    train.add_argument("--profile", choices=sorted(PROFILES), default="smoke", help="method: notebook 03's sizes")
+    train.add_argument("--profile", choices=sorted(PROFILES), default="smoke", help="notebook 02's / 03's sizes")
     train.add_argument("--model", default=models.DEFAULT_MODEL)
     train.add_argument("--device", help="cpu or cuda (default: the best available)")
     train.add_argument("--steps", type=int, help="override the step's max_steps")

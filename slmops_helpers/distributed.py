@@ -192,6 +192,18 @@ def make_accelerator(device_type: str, mixed_precision: str | None) -> Any:
     )
 
 
+def barrier(device_type: str) -> None:
+    """Wait until every process gets here (returns at once on one), e.g. while the main one fills a cache."""
+    if world_size() > 1:
+        from datetime import timedelta
+
+        from accelerate import PartialState
+
+        # the first call sets up the process group training.train then reuses; a cache filled on
+        # a CPU can take longer than torch's 30-minute default
+        PartialState(cpu=device_type == "cpu", timeout=timedelta(hours=3)).wait_for_everyone()
+
+
 def global_sum(accelerator: Any, value: torch.Tensor) -> torch.Tensor:
     """``value`` summed over all processes (itself on one)."""
     return accelerator.reduce(value, reduction="sum") if accelerator.num_processes > 1 else value

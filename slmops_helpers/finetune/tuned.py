@@ -79,10 +79,15 @@ def prepare_tuned_model(
         desc="tuning the course model",
     )
     merged = peft_model.merge_and_unload()
-    if not distributed.is_main_process():  # launched on several processes: every one trained the same model
-        return folder
+    if distributed.is_main_process():  # launched on several processes, every one trained the same model
+        _save(merged, tokenizer, folder, model_name, recipe, result.best_val_loss)
+    distributed.barrier(next(merged.parameters()).device.type)  # the others wait until the cache is complete
+    return folder
+
+
+def _save(model: Any, tokenizer: Any, folder: Path, model_name: str, recipe: TunedConfig, val_loss: float) -> None:
     with atomic_directory(folder) as tmp:
-        merged.save_pretrained(tmp)
+        model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         files = {p.name: p.stat().st_size for p in tmp.iterdir()}
         atomic_write_json(
@@ -90,11 +95,10 @@ def prepare_tuned_model(
             {
                 "base": model_name,
                 "recipe": {"spec": asdict(recipe.spec), "config": asdict(recipe.config)},
-                "best_val_loss": result.best_val_loss,
+                "best_val_loss": val_loss,
                 "files": files,
             },
         )
-    return folder
 
 
 def load_tuned_model(model_name: str = DEFAULT_MODEL, device: str | None = None) -> tuple[Any, Any]:

@@ -80,6 +80,7 @@ def no_training(monkeypatch):
     [
         (["method", "--device", "cpu", "--batch-size", "4"], {"WORLD_SIZE": "3"}, "make batch_size a multiple of 3"),
         (["method", "--device", "cpu", "--accumulation", "3"], {}, "accumulation"),
+        (["student", "--device", "cpu", "--batch-size", "6"], {"WORLD_SIZE": "4"}, "multiple of 4"),
         (["tuned", "--device", "cpu", "--model", "smollm2-1.7b-instruct"], {}, "sized for a GPU.*Fix: run on a"),
         (["method", "--device", "cpu", "--mixed-precision", "bf16"], {}, "needs the model on a CUDA GPU"),
         (["method", "--device", "cpu", "--model", "smollm2-360m-instruct"], {"HF_HUB_OFFLINE": "1"}, "not available"),

@@ -131,3 +131,18 @@ def test_one_process_is_the_main_one(monkeypatch):
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("WORLD_SIZE", "2")
     assert distributed.world_size() == 2 and not distributed.is_main_process()
+
+
+@pytest.mark.parametrize("rank", ["0", "1"])
+def test_only_the_main_process_writes_the_tuned_model(monkeypatch, tmp_path, tiny_source, rank):
+    """Every process trains the tuned model; only rank 0 writes the cache (others would race it)."""
+    from slmops_helpers import finetune
+    from slmops_helpers.models import is_prepared
+
+    monkeypatch.setattr(finetune.tuned.data, "load_splits", lambda: {"train": [ROW] * 4, "validation": [ROW] * 2})
+    monkeypatch.setenv("SLMOPS_CACHE", str(tmp_path))
+    monkeypatch.setenv("RANK", rank)  # as torchrun sets it; one process here, so the barrier returns at once
+    config = TrainConfig(lr=1e-3, max_steps=1, batch_size=2, eval_every=1, max_length=128)
+    recipe = dataclasses.replace(finetune.TUNED_CONFIG, config=config)
+    folder = finetune.prepare_tuned_model(str(tiny_source), recipe, device="cpu")
+    assert folder.parent == tmp_path / "tuned" and is_prepared(folder) == (rank == "0")
