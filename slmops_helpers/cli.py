@@ -55,6 +55,9 @@ def _doctor(args: argparse.Namespace) -> int:
     preset = models.resolve_preset(args.model)
     folder = models.prepared_dir(preset)
     if preset.gguf is None:
+        if models.missing_offline(preset.hub_id):
+            print(f"model         NOT ready. {models.ModelUnavailableError(preset)}")
+            return 1
         print(f"model         {preset.name}: loads from the hub ({preset.hub_id}); needs network once")
         return 0
     if models.is_prepared(folder):

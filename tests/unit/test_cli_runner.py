@@ -17,6 +17,15 @@ def test_cli_doctor_reports_model_state(capsys):
     assert (code == 0) == ("ready at" in out)
 
 
+def test_cli_doctor_says_a_hub_model_is_missing_offline(monkeypatch, capsys):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", "/nonexistent-hub-cache")
+    assert cli.main(["doctor", "--model", "qwen2.5-0.5b-instruct"]) == 1
+    assert "NOT ready. Model 'qwen2.5-0.5b-instruct' (Qwen/Qwen2.5-0.5B-Instruct) is not available offline" in (
+        capsys.readouterr().out
+    )
+
+
 def test_cli_bad_profile_is_rejected():
     with pytest.raises(SystemExit):
         cli.main(["run", "--profile", "fast"])
