@@ -17,6 +17,10 @@ llama.cpp's grammars instead test candidate tokens against a grammar at each ste
 and onnxruntime-genai's guidance runs the llguidance engine. A finite header needs
 neither a regex compiler nor a grammar engine: a trie is the whole automaton, and stays
 readable.
+
+It assumes each token's own text is what the token adds to the decoded answer: true for
+byte-level BPE tokenizers (SmolLM2, Llama 3, Qwen 2.5). A SentencePiece tokenizer drops
+the leading "▁" when a token is decoded alone, so its texts would need that space put back.
 """
 
 from __future__ import annotations

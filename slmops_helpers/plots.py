@@ -341,3 +341,25 @@ def plot_tickets_needed(sd: float, n_scored: int, needed: Callable[[float], int]
     ax.legend()
     fig.tight_layout()
     return fig
+
+
+def plot_speculative(rows: list[dict[str, Any]]) -> Figure:
+    """Left: measured decode speedup against draft tokens per round (gamma), over the target
+    alone with the same thread setting, and the cost model's prediction dashed. Right: how
+    many guesses the target accepted."""
+    fig, (speed, accepted) = plt.subplots(1, 2, figsize=(11, 3.8))
+    for i, draft in enumerate(dict.fromkeys(r["draft"] for r in rows if r["gamma"])):
+        mine = [r for r in rows if r["draft"] == draft]
+        gammas, color = [r["gamma"] for r in mine], f"C{i}"
+        speed.plot(gammas, [r["speedup_same_threads"] for r in mine], "o-", color=color, label=f"{draft}, measured")
+        if all("expected_speedup" in r for r in mine):
+            speed.plot(gammas, [r["expected_speedup"] for r in mine], "--", color=color, label=f"{draft}, cost model")
+        accepted.plot(gammas, [100 * r["acceptance"] for r in mine], "o-", color=color, label=draft)
+    speed.axhline(1, color="black", linewidth=0.8)
+    speed.set(xlabel="draft tokens per round (gamma)", ylabel="decode speedup (same threads)")
+    speed.set_title("above 1: the draft pays for itself")
+    speed.legend(fontsize=8)
+    accepted.set(xlabel="draft tokens per round (gamma)", ylabel="guesses accepted (%)", ylim=(0, 100))
+    accepted.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -80,10 +80,10 @@ def speculative_stream(
 ) -> Iterator[StreamedToken]:
     """Greedy decoding of ``ids`` by ``target``, sped up by ``draft`` (both fresh decoders).
 
-    Yields the same tokens as greedy decoding with the target alone. Tokens come a round
-    at a time; a round's time is shared evenly among its tokens, and the first round's
-    includes both prompt passes. ``stats`` (when given) accumulates proposals and
-    acceptances.
+    Yields the same tokens as greedy decoding with the target alone. The first token's
+    time covers both prompt passes (time to first token); later tokens come a round at a
+    time, the round's time shared evenly among them. ``stats`` (when given) accumulates
+    proposals and acceptances.
     """
     if not isinstance(gamma, int) or gamma < 1:
         raise ValueError(f"gamma (draft tokens per round) must be an integer >= 1, got {gamma!r}.")
@@ -92,38 +92,44 @@ def speculative_stream(
     if target.length or draft.length:
         raise ValueError("speculative_stream needs fresh decoders (empty KV caches); make new ones per answer.")
     stats = stats if stats is not None else SpeculativeStats()
-    start = time.perf_counter()
-    pending = int(np.argmax(target.feed(ids)[-1]))  # the target's next token: always right
-    draft_todo, generated, text = list(ids), [], ""  # draft_todo: accepted tokens the draft has not seen
-    while True:
-        room = max_new_tokens - len(generated) - 1  # tokens allowed after ``pending``
-        if pending in eos_ids or room < 1:
-            kept = [pending]  # the last token: nothing to guess
-        else:
-            proposals = _propose(draft, draft_todo + [pending], min(gamma, room), eos_ids)
-            base = target.length
-            predicted = np.argmax(target.feed([pending, *proposals]), axis=-1)  # one pass verifies all
-            n = 0
-            while n < len(proposals) and proposals[n] == predicted[n]:
-                n += 1
-            target.crop(base + 1 + n)  # pending and the accepted guesses; the correction is fed next round
-            seen = min(draft.length, base + 1 + n)  # the draft never feeds its last guess
-            draft.crop(seen)
-            kept = [pending, *proposals[:n], int(predicted[n])]
-            draft_todo = kept[seen - base : -1]
-            stats.rounds += 1
-            stats.proposed, stats.accepted = stats.proposed + len(proposals), stats.accepted + n
-        seconds = (time.perf_counter() - start) / len(kept)
-        for token in kept if len(kept) == 1 else kept[:-1]:
-            if token in eos_ids:
+    generated: list[int] = []
+    text, done = "", False
+
+    def emit(tokens: list[int], seconds: float) -> Iterator[StreamedToken]:
+        nonlocal text, done
+        for token in tokens:
+            done = token in eos_ids or len(generated) == max_new_tokens
+            if done:
                 return
             generated.append(token)
             full = decode(generated)  # the whole answer, so multi-byte tokens join correctly
-            yield StreamedToken(token, full[len(text) :], seconds)
+            yield StreamedToken(token, full[len(text) :], seconds / len(tokens))
             text = full
-            if len(generated) == max_new_tokens:
-                return
-        pending, start = kept[-1], time.perf_counter()
+
+    start = time.perf_counter()
+    pending = int(np.argmax(target.feed(ids)[-1]))  # the target's next token: always right
+    draft.feed(ids)  # both prompt passes count in the time to the first token
+    yield from emit([pending], time.perf_counter() - start)
+    draft_todo: list[int] = []  # accepted tokens the draft has not been fed yet
+    while not done and len(generated) < max_new_tokens:
+        start = time.perf_counter()
+        room = max_new_tokens - len(generated)  # tokens this round may still add
+        proposals = _propose(draft, draft_todo + [pending], min(gamma, room - 1), eos_ids)
+        base, first = target.length, target.length - len(draft_todo)  # first: where draft_todo starts
+        predicted = np.argmax(target.feed([pending, *proposals]), axis=-1)  # one pass verifies all
+        n = 0
+        while n < len(proposals) and proposals[n] == predicted[n]:
+            n += 1
+        target.crop(base + 1 + n)  # pending and the accepted guesses; the correction is fed next round
+        seen = min(draft.length, base + 1 + n)  # the draft never feeds its last guess
+        draft.crop(seen)
+        kept = [pending, *proposals[:n], int(predicted[n])]
+        draft_todo = (draft_todo + kept[:-1])[seen - first :]
+        if proposals:
+            stats.rounds += 1
+            stats.proposed, stats.accepted = stats.proposed + len(proposals), stats.accepted + n
+        pending = kept[-1]
+        yield from emit(kept[1:], time.perf_counter() - start)
 
 
 class PromptLookupDraft:

@@ -107,7 +107,9 @@ def server_reading(m: dict[str, Any]) -> str:
         f"{m['server_ok']}/20 concurrent requests answered in {m['server_wall_s']:.1f} s (p50 "
         f"{m['server_p50_s']:.1f} s, p95 {m['server_p95_s']:.1f} s: one model, so answers take turns and the p95 "
         f"grows with the queue); {m['server_malformed_4xx']}/50 malformed requests got a 4xx naming the problem; "
-        f"healthy afterwards: {m['server_healthy_after']}."
+        f"healthy afterwards: {m['server_healthy_after']}. A request with `response_format` "
+        f'`{{"type": "ticket_format"}}` came back '
+        + ("in the three-line format." if m["server_ticket_format_ok"] else "**out of the format**: a bug.")
     )
 
 
@@ -117,6 +119,64 @@ def checklist_reading(m: dict[str, Any]) -> str:
         f"; failing: {', '.join(failed)}. A failed check blocks the release until it is fixed or consciously waived."
         if failed
         else ": the package is ready for the pipeline of section 5."
+    )
+
+
+def _pace(speedup: float) -> str:
+    return f"×{speedup:.2f}, " + ("faster" if speedup > 1 else "slower") + " than the target alone"
+
+
+def speculative_reading(m: dict[str, Any], n_tickets: int) -> str:
+    """What the drafts bought, why (the cost model's terms), and what the first token paid."""
+    verdict = (
+        "Every answer was the fp32 model's own, token for token"
+        if m["speculative_identical"]
+        else "**Some answers differed from the fp32 model's own**: speculative decoding must never change a "
+        "greedy answer, so this is a bug to find (or a near-tie between two logits, see section 4.2)"
+    )
+    ratio = m["speculative_int4_pass_ms"] / m["speculative_int4_target_pass_ms"]
+    verify = m["speculative_int4_target_verify_ms"] / m["speculative_int4_target_pass_ms"]
+    same, model = m["speculative_int4_speedup_same_threads"], m["speculative_int4_expected_speedup"]
+    return (
+        f"{verdict}, on {n_tickets} tickets. The fp32 export alone decodes at "
+        f"{m['speculative_target_ms_per_token']:.1f} ms per token as deployed.\n\n"
+        f"- **int4 drafting for fp32**, at its best gamma ({m['speculative_int4_gamma']}): the target kept "
+        f"{m['speculative_int4_acceptance']:.0%} of the guesses; {m['speculative_int4_ms_per_token']:.1f} ms per "
+        f"token, {_pace(m['speculative_int4_speedup'])} as deployed, and ×{same:.2f} against it with the same "
+        f"sleeping threads (the cost model says ×{model:.2f}). "
+        f"One int4 pass costs {ratio:.0%} of an fp32 pass on this CPU, while verifying "
+        f"{m['speculative_int4_gamma'] + 1} tokens at once costs ×{verify:.2f} of one: the verification is nearly "
+        "free, the draft is not. A draft pays when it is many times cheaper than the target *and* agrees with it: "
+        "the method's authors drafted with far smaller models (T5-small, 77 M parameters, for T5-XXL's 11 B in "
+        "Leviathan et al., 2023; a 4 B model for the 70 B Chinchilla in Chen et al., 2023).\n"
+        f"- **Prompt lookup** (no model: it copies what followed the last occurrence of the recent tokens): "
+        f"{m['speculative_lookup_acceptance']:.0%} of its guesses kept at gamma {m['speculative_lookup_gamma']}, "
+        f"{m['speculative_lookup_ms_per_token']:.1f} ms per token, {_pace(m['speculative_lookup_speedup'])}. "
+        "Its guesses are often wrong, but a wrong guess costs almost nothing."
+        + (
+            f" It beats the cost model's ×{m['speculative_lookup_expected_speedup']:.2f}: its guesses hold or fail in "
+            "runs (a copied phrase continues or it does not), not one by one as the model assumes.\n"
+            if m["speculative_lookup_speedup"] > 1.2 * m["speculative_lookup_expected_speedup"]
+            else "\n"
+        )
+        + f"- **The first token** waits for the draft's prompt pass too: {m['speculative_int4_ttft_ms']:.0f} ms with "
+        f"the int4 draft against {m['speculative_target_ttft_ms']:.0f} ms alone."
+    )
+
+
+def constrained_reading(m: dict[str, Any], n_tickets: int) -> str:
+    """The mask's effect on the format and the fields, the paired score difference, and its cost."""
+    return (
+        f"In the format: **{m['constrained_format_ok']:.0%}** of constrained answers against "
+        f"{m['unconstrained_format_ok']:.0%} without; category right {m['constrained_category_acc']:.0%} against "
+        f"{m['unconstrained_category_acc']:.0%}, error code {m['constrained_error_code_acc']:.0%} against "
+        f"{m['unconstrained_error_code_acc']:.0%}. "
+        + difference_sentence(m, "constrained_vs_unconstrained", "constrained", "unconstrained", n_tickets)
+        + f". The mask cost {m['constrained_mask_overhead_pct']:+.0f} % in ms per token "
+        f"({m['constrained_ms_per_token']:.1f} against {m['unconstrained_ms_per_token']:.1f}; a few percent either "
+        "way is timing noise): it is a lookup for the header's tokens and nothing at all in the reply. The mask "
+        "guarantees the *form*; it cannot make a wrong category right, only pick the model's best-scoring "
+        "allowed one."
     )
 
 
@@ -131,4 +191,7 @@ LESSON_ROWS = (
     ("torch fp32 tokens/s", "torch_fp32_tok_s", "{:.0f}".format),
     ("int4 size (MiB)", "onnx_int4_size_mib", "{:.0f}".format),
     ("tickets scored", "deploy_choice_tickets", "{:d}".format),
+    ("speculative, int4 draft: decode speedup", "speculative_int4_speedup", "×{:.2f}".format),
+    ("speculative, prompt lookup: decode speedup", "speculative_lookup_speedup", "×{:.2f}".format),
+    ("int4 format_ok, constrained", "constrained_format_ok", "{:.2f}".format),
 )

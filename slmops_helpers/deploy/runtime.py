@@ -72,7 +72,7 @@ def read_genai_config(folder: Path) -> dict[str, Any]:
 class OnnxCausalLM:
     """An exported decoder plus its tokenizer and chat template, run on the CPU."""
 
-    def __init__(self, folder: str | Path, threads: int | None = None) -> None:
+    def __init__(self, folder: str | Path, threads: int | None = None, spin: bool = True) -> None:
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
@@ -87,6 +87,9 @@ class OnnxCausalLM:
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
+        if not spin:  # idle threads sleep instead of spinning: two sessions taking turns (a draft and
+            # its target) would otherwise each burn the cores the other needs
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(
             str(self.folder / decoder["filename"]), options, providers=["CPUExecutionProvider"]
         )

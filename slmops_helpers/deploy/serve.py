@@ -12,9 +12,13 @@ device gains nothing from running two at once); other requests wait their turn, 
 OpenAI parameters: ``max_tokens`` / ``max_completion_tokens``, ``stream``, ``stop`` (the
 answer ends before the first stop string, ``finish_reason: "stop"``) and ``n=1`` are
 served; ``seed`` is accepted because greedy decoding gives the same answer for every seed.
-Sampling and scoring options (``temperature``, ``top_p``, ``logprobs``, penalties,
-``response_format``) are accepted only at their greedy, plain-text defaults; any other value,
-and any unknown field, is refused with a 400 naming it, never silently ignored. Standard
+``response_format`` is ``{"type": "text"}`` (the default) or this server's own
+``{"type": "ticket_format"}``: the answer is decoded under the ticket format's token mask
+(``constrained``), so its category and error code are always well-formed; JSON formats are
+refused, since the answer is three lines, not JSON. Sampling and scoring options
+(``temperature``, ``top_p``, ``logprobs``, penalties) are accepted only at their greedy
+defaults; any other value, and any unknown field, is refused with a 400 naming it, never
+silently ignored. Standard
 library only (``http.server``): a device package should not need a web framework to answer.
 
     curl -s 127.0.0.1:8000/v1/chat/completions -H 'Content-Type: application/json' \\
@@ -34,6 +38,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from ..constrained import TicketFormat
 from .package import fill_prompt, load_package
 
 ROLES = ("system", "user", "assistant")
@@ -73,6 +78,7 @@ GREEDY_ONLY = {  # accepted at the value that means greedy decoding, refused oth
     "presence_penalty": 0,
 }
 MAX_STOP = 4  # OpenAI's own limit on stop sequences
+RESPONSE_FORMATS = {"text": {"type": "text"}, "ticket_format": {"type": "ticket_format"}}
 
 
 def _refuse(name: str, why: str) -> RequestError:
@@ -86,8 +92,12 @@ def _check_options(request: dict[str, Any]) -> None:
             if value is not None and (isinstance(value, bool) != isinstance(neutral, bool) or value != neutral):
                 raise _refuse(name, f"this server decodes greedily; send {neutral!r} or leave '{name}' out.")
         elif name == "response_format":
-            if value not in (None, {"type": "text"}):
-                raise _refuse(name, 'only {"type": "text"} is served; the answer is the three-line ticket format.')
+            if value not in (None, *RESPONSE_FORMATS.values()):
+                raise _refuse(
+                    name,
+                    f"send one of {list(RESPONSE_FORMATS.values())}; the answer is the three-line ticket format, "
+                    "not JSON.",
+                )
         elif name not in SUPPORTED:
             raise RequestError(
                 400,
@@ -145,7 +155,13 @@ def parse_chat_request(body: bytes, model_name: str, limits: ServeConfig) -> dic
     if not isinstance(stream, bool):
         raise RequestError(400, "'stream' must be true or false.", "invalid_stream")
     _check_options(request)
-    return {"messages": messages, "max_tokens": max_tokens, "stream": stream, "stop": _stop_list(request.get("stop"))}
+    return {
+        "messages": messages,
+        "max_tokens": max_tokens,
+        "stream": stream,
+        "stop": _stop_list(request.get("stop")),
+        "constrained": request.get("response_format") == RESPONSE_FORMATS["ticket_format"],
+    }
 
 
 def cut_at_stop(pieces: Any, stops: list[str]) -> Any:
@@ -180,6 +196,19 @@ class ChatService:
         self.name, self.limits = self.spec["Name"], limits
         self._turn = threading.Lock()
         self._slots = threading.BoundedSemaphore(limits.max_waiting + 1)
+        self._format: TicketFormat | None = None  # built on first use (a fraction of a second)
+
+    def ticket_format(self) -> TicketFormat:
+        if self._format is None:
+            try:
+                self._format = TicketFormat.for_model(self.lm)
+            except ValueError as err:  # a tokenizer that cannot write the format: the request cannot be served
+                raise RequestError(
+                    400,
+                    f"response_format 'ticket_format' is not available for this model: {err}",
+                    "unsupported_parameter",
+                ) from err
+        return self._format
 
     def prompt_ids(self, messages: list[dict[str, str]]) -> list[int]:
         # One user message: the package's own template (with its system prompt), as Foundry
@@ -198,11 +227,16 @@ class ChatService:
             )
         return ids
 
-    def answer(self, messages: list[dict[str, str]], max_tokens: int, stop: list[str] | None = None):
+    def answer(
+        self, messages: list[dict[str, str]], max_tokens: int, stop: list[str] | None = None, constrained: bool = False
+    ):
         """Yield the answer's text pieces; the last item is (finish_reason, prompt_tokens, completion_tokens).
 
-        ``stop`` strings end the answer before them, with finish_reason "stop" (OpenAI's rule)."""
+        ``stop`` strings end the answer before them, with finish_reason "stop" (OpenAI's rule);
+        ``constrained`` decodes under the ticket format's mask (an answer cut by ``max_tokens``
+        is still a prefix of the format)."""
         ids = self.prompt_ids(messages)
+        cursor = self.ticket_format().cursor() if constrained else None
         if len(ids) + max_tokens > self.lm.context_length:
             raise RequestError(
                 400,
@@ -218,7 +252,7 @@ class ChatService:
 
                 def texts():
                     nonlocal count
-                    for token in self.lm.stream(ids, max_tokens):
+                    for token in self.lm.stream(ids, max_tokens, constraint=cursor):
                         count += 1
                         yield token.text
 
@@ -280,7 +314,9 @@ def make_handler(service: ChatService) -> type[BaseHTTPRequestHandler]:
                         413, f"Body must be 1..{service.limits.max_body_bytes} bytes; got {length}.", "bad_body_size"
                     )
                 request = parse_chat_request(self.rfile.read(length), service.name, service.limits)
-                pieces = service.answer(request["messages"], request["max_tokens"], request["stop"])
+                pieces = service.answer(
+                    request["messages"], request["max_tokens"], request["stop"], request["constrained"]
+                )
                 first = next(pieces)  # runs validation and waits for our turn before any header is sent
                 self._reply(request["stream"], first, pieces)
             except RequestError as err:

@@ -174,13 +174,17 @@ def tamper_check(package_dir: Path, work: Path) -> tuple[bool, str]:
 def server_trial(
     package_dir: Path, rows: list[dict[str, str]], first_message: str
 ) -> tuple[dict[str, Any], list[str], Any]:
-    """Start ``slmops serve`` on the package: one streamed answer, 20 concurrent requests, 50 malformed ones."""
+    """Start ``slmops serve`` on the package: one streamed answer, one under the ticket format's
+    mask, 20 concurrent requests, 50 malformed ones."""
 
     def chat(content: str, max_tokens: int) -> dict[str, Any]:
         return {"model": PACKAGE_NAME, "messages": [{"role": "user", "content": content}], "max_tokens": max_tokens}
 
     with client.ServerProcess(package_dir) as url:
         streamed = client.stream_chat(url, chat(first_message, 24))
+        masked = client.request(
+            f"{url}/chat/completions", chat(first_message, 48) | {"response_format": {"type": "ticket_format"}}
+        )
         start = time.perf_counter()
         replies = client.load_test(url, [chat(r["message"], 16) for r in (rows * 3)[:20]], concurrency=20)
         wall = time.perf_counter() - start
@@ -196,6 +200,8 @@ def server_trial(
         "server_p95_s": float(np.percentile(latencies, 95)),
         "server_malformed_4xx": sum(400 <= r.status < 500 for r in bad),
         "server_healthy_after": healthy,
+        "server_ticket_format_ok": masked.status == 200
+        and data.follows_format(masked.body["choices"][0]["message"]["content"]),
     }
     return out, streamed, bad[0].body
 

@@ -11,7 +11,7 @@ import pytest
 
 from slmops_helpers import gate, models, rollout
 from slmops_helpers.config import artifacts_dir
-from slmops_helpers.deploy import checklist, choose, export, steps
+from slmops_helpers.deploy import checklist, choose, decoding_study, export, steps
 from slmops_helpers.finetune import steps as ft_steps
 from slmops_helpers.labs.render import is_up_to_date, render_lab
 from slmops_helpers.metrics import read_metrics
@@ -125,6 +125,19 @@ def test_04_deployment(root):
     )  # the smallest that passes the gate
     assert m["server_ok"] == 20 and m["server_p95_s"] >= m["server_p50_s"] > 0
     assert m["server_malformed_4xx"] == 50 and m["server_healthy_after"] is True
+    assert m["server_ticket_format_ok"] is True
+    # speculative decoding never changes a greedy answer: identical, or parted at a near-tie that the
+    # wider verification pass tipped (float32 sums in another order, as in the genai check below)
+    assert m["speculative_identical"] is True or m["speculative_divergence_margin"] < 1e-3
+    for draft in ("int4", "lookup"):
+        assert 0 <= m[f"speculative_{draft}_acceptance"] <= 1 and m[f"speculative_{draft}_speedup"] > 0
+        assert m[f"speculative_{draft}_gamma"] in decoding_study.GAMMAS["smoke"]
+    # the cost model's inputs: verifying several tokens in one pass costs less than that many passes
+    verify_tokens = m["speculative_int4_gamma"] + 1
+    assert m["speculative_int4_target_verify_ms"] < verify_tokens * m["speculative_int4_target_pass_ms"]
+    # the mask makes every answer well-formed (a cut one stays a prefix of the format)
+    assert m["constrained_format_ok"] == 1.0 and m["constrained_answers_in_format"] is True
+    assert m["constrained_format_ok"] >= m["unconstrained_format_ok"]
     # the validation checklist, item by item: the runtime's own properties must hold on any model;
     # the domain check is the quality gate of the packaged variant, and the tuned model keeps the format
     assert m["checklist_total"] == len(checklist.CHECKS) == 5

@@ -39,9 +39,10 @@ def _parse(request, limits=LIMITS):
 
 
 def test_parse_a_good_request_with_defaults():
-    assert _parse({"messages": [USER]}) == {"messages": [USER], "max_tokens": 16, "stream": False, "stop": []}
+    defaults = {"messages": [USER], "max_tokens": 16, "stream": False, "stop": [], "constrained": False}
+    assert _parse({"messages": [USER]}) == defaults
     parsed = _parse({"model": MODEL, "messages": [USER], "max_tokens": 3, "stream": True, "stop": "\n"})
-    assert parsed == {"messages": [USER], "max_tokens": 3, "stream": True, "stop": ["\n"]}
+    assert parsed == defaults | {"max_tokens": 3, "stream": True, "stop": ["\n"]}
     assert _parse({"messages": [USER], "max_completion_tokens": 5})["max_tokens"] == 5  # the newer OpenAI name
     roles = [{"role": r, "content": "x"} for r in ("system", "user", "assistant")]
     assert _parse({"messages": roles})["messages"] == roles
@@ -346,8 +347,10 @@ class ScriptedLM:
     def chat_prompt(self, messages):
         return self.real.chat_prompt(messages)
 
-    def stream(self, ids, max_tokens):
+    def stream(self, ids, max_tokens, constraint=None):
         from slmops_helpers.decoding import StreamedToken
+
+        assert constraint is None  # these tests do not ask for response_format
 
         for i, text in enumerate(self.texts[:max_tokens]):
             if i == self.fail_after:
@@ -444,6 +447,7 @@ SERVED = [
     {"frequency_penalty": 0},
     {"presence_penalty": 0},
     {"response_format": {"type": "text"}},
+    {"response_format": {"type": "ticket_format"}},
     {"temperature": None},
 ]
 REFUSED = [
@@ -456,6 +460,7 @@ REFUSED = [
     ({"frequency_penalty": 0.5}, "frequency_penalty"),
     ({"presence_penalty": -1}, "presence_penalty"),
     ({"response_format": {"type": "json_object"}}, "response_format"),
+    ({"response_format": {"type": "json_schema", "json_schema": {"name": "ticket"}}}, "response_format"),
     ({"tools": [{"type": "function"}]}, "tools"),
     ({"logit_bias": {"1": 5}}, "logit_bias"),
     ({"user": "alice"}, "user"),
@@ -585,3 +590,40 @@ def test_the_openai_client_gets_a_400_naming_a_refused_parameter(openai_client, 
     with pytest.raises(openai.BadRequestError) as info:
         openai_client.chat.completions.create(model=MODEL, messages=[USER], max_tokens=4, **extra)
     assert f"'{name}'" in str(info.value)
+
+
+# --- response_format "ticket_format": the answer decoded under the format's mask -----------
+
+
+def test_ticket_format_is_parsed_as_a_constraint():
+    assert _parse({"messages": [USER], "response_format": {"type": "ticket_format"}})["constrained"] is True
+    assert _parse({"messages": [USER]})["constrained"] is False
+
+
+def test_ticket_format_on_a_model_that_cannot_write_it_is_a_400(url):
+    # The tiny test tokenizer has no token with a space, so "category: " cannot be written.
+    reply = _chat(url, {"messages": [USER], "max_tokens": 4, "response_format": {"type": "ticket_format"}})
+    assert reply.status == 400 and reply.body["error"]["code"] == "unsupported_parameter"
+    assert "ticket_format" in reply.body["error"]["message"] and "category" in reply.body["error"]["message"]
+    assert client.request(f"{url}/health").status == 200
+
+
+def test_ticket_format_constrains_every_answer_and_a_cut_one_stays_a_prefix(tiny_package):
+    from slmops_helpers.constrained import TicketFormat, _chain
+
+    service = ChatService(tiny_package, LIMITS)
+    texts = service.lm.token_texts()
+    # A format this vocabulary can write: the answer must open with one of two words, then ":" .
+    service._format = TicketFormat(texts, service.lm.eos_ids, _chain([["billing", "setup"], [":"]]))
+    free = "".join(p for p in service.answer([USER], 6) if isinstance(p, str))
+    with running(service) as base:
+        for max_tokens in (1, 2, 6):
+            payload = {"messages": [USER], "max_tokens": max_tokens, "response_format": {"type": "ticket_format"}}
+            reply = _chat(base, payload)
+            assert reply.status == 200, reply.body
+            content = reply.body["choices"][0]["message"]["content"]
+            assert content.startswith(("billing", "setup")), (content, free)
+            # The word-level test tokenizer decodes with spaces between words; its token texts have none.
+            service._format.follow(content.replace(" ", ""))  # raises unless the text stays inside the format
+            if max_tokens == 1:
+                assert reply.body["choices"][0]["finish_reason"] == "length"

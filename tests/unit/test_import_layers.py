@@ -10,7 +10,7 @@ from pathlib import Path
 LAYERS = (
     ("foundations", ("_io", "config", "decoding", "compress", "plots", "nbwatchdog", "deploy.client")),
     ("data and models", ("data", "metrics", "models", "reference", "uncertainty", "speculative", "constrained")),
-    ("running and training", ("inference", "training", "distributed", "registry", "fleet")),
+    ("running and training", ("inference", "training", "distributed", "registry", "fleet", "speculative_bench")),
     ("evaluation", ("evaluate", "intro")),
     ("fine-tuning", ("finetune",)),
     ("distillation", ("distill",)),
