@@ -1,6 +1,7 @@
 """Checks for lab 04 (deployment): expected file sizes per precision, int8 quantization of
 one weight matrix and its error, parity and the benchmark's gate (in ``lab04_bench``), an
-``inference_model.json`` for a chat template, and where the int4 file's bytes go."""
+``inference_model.json`` for a chat template, speculative decoding's cost model and one
+field's token mask (in ``lab04_decoding``), and where the int4 file's bytes go."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from . import (
     learner_answer,
 )
 from .lab04_bench import BenchAndGate, CountFlips
+from .lab04_decoding import DraftPays, FieldMask
 from .quiz04 import QUIZ as QUIZ  # the lab's quiz, rendered at its end
 
 N_PARAMS = 134_515_008  # SmolLM2-135M, the tied embedding / LM head counted once
@@ -275,7 +277,7 @@ class InferenceModel(Lab04Exercise):
 
 
 class Int4Breakdown(Lab04Exercise):
-    name, title, tier, var = "q6", "Where the int4 file's size goes", "stretch", "int4_mixed_mib"
+    name, title, tier, var = "q8", "Where the int4 file's size goes", "stretch", "int4_mixed_mib"
     hint_text = (
         "Two groups of weights, priced separately: the embedding in int8 blocks and everything else in int4 "
         "blocks, each block with its fp32 scale. Is the embedding counted inside N_PARAMS?"
@@ -297,4 +299,4 @@ class Int4Breakdown(Lab04Exercise):
         return None
 
 
-EXERCISES = [ExpectedSizes, QuantizeInt8, CountFlips, BenchAndGate, InferenceModel, Int4Breakdown]
+EXERCISES = [ExpectedSizes, QuantizeInt8, CountFlips, BenchAndGate, InferenceModel, DraftPays, FieldMask, Int4Breakdown]

@@ -154,7 +154,7 @@ class GateOverSpeed(Quiz04):
 
 class Manifest(Quiz04):
     name, var, title = "quiz6", "quiz6_answer", "What the hashed manifest protects"
-    prompt = "The package lists a SHA-256 hash for every file (section 4.7). What does it let a device detect?"
+    prompt = "The package lists a SHA-256 hash for every file (section 4.8). What does it let a device detect?"
     options = {
         "a": "That the model answers well.",
         "b": "That a file was changed or truncated on the way.",
@@ -176,7 +176,7 @@ class Manifest(Quiz04):
 
 class OpenAIProtocol(Quiz04):
     name, var, title = "quiz7", "quiz7_answer", "Why an OpenAI-compatible endpoint"
-    prompt = "The package is served behind an OpenAI-compatible API (section 4.8). Why that protocol?"
+    prompt = "The package is served behind an OpenAI-compatible API (section 4.9). Why that protocol?"
     options = {
         "a": "Every client that already speaks it (SDKs, tools) works unchanged against the local model.",
         "b": "It makes the model answer better.",
@@ -197,7 +197,7 @@ class OpenAIProtocol(Quiz04):
 
 class ChecklistOnPackage(Quiz04):
     name, var, title = "quiz8", "quiz8_answer", "What the checklist runs on"
-    prompt = "The validation checklist (section 4.9) must run on which artifact?"
+    prompt = "The validation checklist (section 4.10) must run on which artifact?"
     options = {
         "a": "The training checkpoint in PyTorch.",
         "b": "The package that ships, through the runtime that will serve it.",
@@ -210,7 +210,7 @@ class ChecklistOnPackage(Quiz04):
         "c": "the teacher is not deployed; which artifact do users meet?",
         "d": "the variant that ships may be int4 or fp16; which artifact do users meet?",
     }
-    hint_text = "Section 4.11: run the checklist on what you ship, not on what you trained."
+    hint_text = "Section 4.10: run the checklist on what you ship, not on what you trained."
     explanation = (
         "Only the shipped package, served as users will meet it, can show what export and quantization changed."
     )

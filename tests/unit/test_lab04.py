@@ -275,7 +275,7 @@ def test_inference_model_mistakes_are_named(value, says):
     assert says in verdict.message, verdict.message
 
 
-# --- q6: int4 breakdown -----------------------------------------------------------------
+# --- q8: int4 breakdown -----------------------------------------------------------------
 
 RIGHT_MIXED = ((N_PARAMS - EMBEDDING_PARAMS) * 5 + EMBEDDING_PARAMS * 9) / 8 / 2**20
 
