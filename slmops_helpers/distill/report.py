@@ -199,3 +199,25 @@ def targets_reading(m: dict[str, Any], profile: str) -> str:
         f"The course's targets for the full profile, checked on this `{profile}` run:\n\n{checks}"
         + ("" if profile == "full" else "\n\nA smoke run trains too few steps for the quality targets.")
     )
+
+
+def drafting_reading(m: dict[str, Any], n_tickets: int) -> str:
+    """The two students as the teacher's drafts: agreement, not speed, tells them apart."""
+    same = (
+        "every answer was the teacher's own, token for token"
+        if m["speculative_identical"]
+        else ("**some answers differed from the teacher's own**, which speculative decoding must never do")
+    )
+    ratio = m["speculative_distilled_pass_ms"] / m["speculative_distilled_target_pass_ms"]
+    return (
+        f"On {n_tickets} tickets {same}. The teacher kept **{m['speculative_distilled_acceptance']:.0%}** of the "
+        f"distilled student's guesses (gamma {m['speculative_distilled_gamma']}) and "
+        f"**{m['speculative_undistilled_acceptance']:.0%}** of its undistilled twin's "
+        f"(gamma {m['speculative_undistilled_gamma']}); decoding ran ×{m['speculative_distilled_speedup']:.2f} and "
+        f"×{m['speculative_undistilled_speedup']:.2f} against the teacher alone. Both students cost the same per "
+        f"pass ({ratio:.0%} of a teacher pass here), so whatever separates them as drafts is how often the teacher "
+        "agrees with them. To pay at all, a draft must also cost far less than its teacher (notebook 04 works the "
+        "cost model through). transformers' assisted generation with the distilled student gave "
+        + ("the same" if m["hf_assisted_identical"] else "**different**")
+        + f" tokens as plain greedy generation and ran ×{m['hf_assisted_speedup']:.2f} on whole answers."
+    )

@@ -79,6 +79,12 @@ def test_training_learned_and_scores_are_consistent(metrics):
         assert diff == pytest.approx(m[f"{steps.COMPARED[a]}_score"] - m[f"{steps.COMPARED[b]}_score"])
         assert m[f"{key}_score_diff_ci_low"] <= diff <= m[f"{key}_score_diff_ci_high"]
     assert m["targets_met"] == sum(m[f"target_{i}_met"] for i in range(1, 5)) >= 1  # the parameter budget holds
+    # both students drafted for the teacher without changing its greedy answer (or parted at a near-tie
+    # that the wider verification pass tipped); the students are equal in size, so equal in pass cost
+    assert m["speculative_identical"] is True or m["speculative_divergence_margin"] < 1e-3
+    for draft in ("distilled", "undistilled"):
+        assert 0 <= m[f"speculative_{draft}_acceptance"] <= 1 and m[f"speculative_{draft}_speedup"] > 0
+    assert m["hf_assisted_speedup"] > 0 and m["hf_assisted_gamma"] == m["speculative_distilled_gamma"]
 
 
 def test_lab_exercise_is_rendered_from_its_source(root):
