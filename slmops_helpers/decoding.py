@@ -151,6 +151,18 @@ class TorchDecoder:
             self.length = length
 
 
+def decoder_stream(
+    decoder: Decoder,
+    ids: list[int],
+    max_new_tokens: int,
+    eos_ids: set[int],
+    decode: Callable[[list[int]], str],
+    constraint: Constraint | None = None,
+) -> Iterator[StreamedToken]:
+    """``greedy_stream`` on a fresh ``decoder``: each step feeds the new tokens and keeps the last logits."""
+    return greedy_stream(lambda new: decoder.feed(new)[-1], ids, max_new_tokens, eos_ids, decode, constraint)
+
+
 def torch_step(model: Any, device: Any) -> Callable[[list[int]], np.ndarray]:
     """A ``greedy_stream`` step over a PyTorch causal LM that keeps its KV cache between calls."""
     decoder = TorchDecoder(model, device)

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from .decoding import Decoder, greedy_stream
+from .decoding import Decoder, decoder_stream
 from .speculative import SpeculativeStats, expected_speedup, speculative_stream
 
 
@@ -108,8 +108,7 @@ def speculative_study(
     for ids in tqdm(prompts, desc="speculative decoding", unit="ticket"):
         reference = {}
         for key, make in targets.items():
-            plain = make()
-            stream = greedy_stream(lambda new, d=plain: d.feed(new)[-1], ids, max_new_tokens, eos_ids, decode)
+            stream = decoder_stream(make(), ids, max_new_tokens, eos_ids, decode)
             reference[key] = _timed(stream, alone[key])
         for (name, gamma), run in runs.items():
             target = targets[drafts[name].target]

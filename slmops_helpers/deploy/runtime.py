@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ..decoding import Constraint, StreamedToken, TorchDecoder, greedy_stream
+from ..decoding import Constraint, StreamedToken, TorchDecoder, decoder_stream
 
 GENAI_CONFIG = "genai_config.json"
 
@@ -173,9 +173,8 @@ class OnnxCausalLM:
         """Greedy decoding of prompt ``ids``, yielding each token as soon as it exists;
         ``constraint`` keeps the answer inside a format (``constrained.TicketFormat``)."""
         self.check_length(len(ids), max_new_tokens)
-        decoder = self.decoder()
         eos = self.eos_ids if stop_at_eos else set()
-        return greedy_stream(lambda new: decoder.feed(new)[-1], ids, max_new_tokens, eos, self.decode, constraint)
+        return decoder_stream(self.decoder(), ids, max_new_tokens, eos, self.decode, constraint)
 
     def generate(self, prompt: str, max_new_tokens: int) -> str:
         """The whole greedy answer to ``prompt`` (a string already in chat format)."""
@@ -241,6 +240,5 @@ class TorchCausalLM:
     def stream(
         self, ids: list[int], max_new_tokens: int, stop_at_eos: bool = True, constraint: Constraint | None = None
     ) -> Iterator[StreamedToken]:
-        decoder = self.decoder()
         eos = self.eos_ids if stop_at_eos else set()
-        return greedy_stream(lambda new: decoder.feed(new)[-1], ids, max_new_tokens, eos, self.decode, constraint)
+        return decoder_stream(self.decoder(), ids, max_new_tokens, eos, self.decode, constraint)
