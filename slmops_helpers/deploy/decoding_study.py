@@ -75,8 +75,7 @@ def constrained_study(lm: Any, fmt: TicketFormat, rows: list[dict[str, str]], ma
     scores = {}
     for kind, texts in answers.items():
         scored = data.score_predictions(texts, rows)
-        out |= {f"{kind}_{k}": v for k, v in scored.items() if k != "score"}
-        out[f"{kind}_score"] = scored["score"]
+        out |= {f"{kind}_{k}": v for k, v in scored.items()}
         scores[kind] = TicketScores.from_answers(texts, rows)
         out |= interval_metrics(kind, scores[kind])
         out[f"{kind}_ms_per_token"] = statistics.median(times[kind])

@@ -18,8 +18,8 @@ served; ``seed`` is accepted because greedy decoding gives the same answer for e
 refused, since the answer is three lines, not JSON. Sampling and scoring options
 (``temperature``, ``top_p``, ``logprobs``, penalties) are accepted only at their greedy
 defaults; any other value, and any unknown field, is refused with a 400 naming it, never
-silently ignored. Standard
-library only (``http.server``): a device package should not need a web framework to answer.
+silently ignored. Standard library only (``http.server``): a device package should not
+need a web framework to answer.
 
     curl -s 127.0.0.1:8000/v1/chat/completions -H 'Content-Type: application/json' \\
       -d '{"model": "kestrel-k2-assistant", "messages": [{"role": "user", "content": "E-104 again"}]}'
