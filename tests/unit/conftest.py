@@ -70,3 +70,19 @@ def rows():
         {"id": f"r{i}", "split": "train", "message": m, "category": c, "error_code": "none", "reply": "reset the hub."}
         for i, (m, c) in enumerate(zip(words * 2, ["billing", "setup"] * 4, strict=True))
     ]
+
+
+@pytest.fixture(scope="module")
+def onnx_lm(tiny_onnx):
+    """The tiny export under the course's own onnxruntime loop."""
+    from slmops_helpers.deploy.runtime import OnnxCausalLM
+
+    return OnnxCausalLM(tiny_onnx, threads=1)
+
+
+@pytest.fixture(scope="module")
+def torch_lm(tiny_source):
+    """The same tiny model in PyTorch, behind the same interface."""
+    from slmops_helpers.deploy.runtime import TorchCausalLM
+
+    return TorchCausalLM(tiny_source)

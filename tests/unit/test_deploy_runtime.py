@@ -11,19 +11,9 @@ import numpy as np
 import pytest
 
 from slmops_helpers.decoding import StreamedToken, greedy_stream
-from slmops_helpers.deploy.runtime import OnnxCausalLM, TorchCausalLM, render_chat, special_tokens
+from slmops_helpers.deploy.runtime import OnnxCausalLM, render_chat, special_tokens
 
 PROMPTS = ["the hub is offline", "my wifi app is not setup , help", "error code : billing"]
-
-
-@pytest.fixture(scope="module")
-def onnx_lm(tiny_onnx):
-    return OnnxCausalLM(tiny_onnx, threads=1)
-
-
-@pytest.fixture(scope="module")
-def torch_lm(tiny_source):
-    return TorchCausalLM(tiny_source)
 
 
 def _chat(text: str) -> list[dict[str, str]]:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from slmops_helpers.decoding import TorchDecoder
-from slmops_helpers.deploy.runtime import OnnxCausalLM, TorchCausalLM
+from slmops_helpers.deploy.runtime import OnnxCausalLM
 from slmops_helpers.speculative import (
     PromptLookupDraft,
     SpeculativeStats,
@@ -22,18 +22,8 @@ PROMPTS = ["the hub is offline", "my wifi app is not setup , help", "error code 
 
 
 @pytest.fixture(scope="module")
-def onnx_lm(tiny_onnx):
-    return OnnxCausalLM(tiny_onnx, threads=1)
-
-
-@pytest.fixture(scope="module")
 def int8_lm(tiny_int8):
     return OnnxCausalLM(tiny_int8, threads=1)
-
-
-@pytest.fixture(scope="module")
-def torch_lm(tiny_source):
-    return TorchCausalLM(tiny_source)
 
 
 def _ids(lm, text):
