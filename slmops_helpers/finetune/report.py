@@ -95,6 +95,8 @@ LESSON_ROWS = (
     ("IA3", "ia3_score", "{:.1f}".format),
     ("LoRA − base, paired (points)", "lora_vs_base_score_diff", "{:+.1f}".format),
     ("LoRA − full, paired (points)", "lora_vs_full_score_diff", "{:+.1f}".format),
+    ("training steps per method", "train_steps", "{:d}".format),
+    ("tickets per step", "train_batch", "{:d}".format),
     ("held-out tickets", "n_eval", "{:d}".format),
     ("LoRA trainable %", "lora_trainable_pct", "{:.2f}".format),
     ("full fine-tuning training memory (MiB)", "full_peak_mib", "{:.0f}".format),
