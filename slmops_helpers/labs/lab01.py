@@ -1,5 +1,5 @@
 """Checks for lab 01 (introduction): footprint, the two speeds, the floor, pruning, sparse
-storage, fleet fit and the real bytes of int4."""
+storage, fleet fit, the real bytes of int4, and a model's parameters from its config."""
 
 from __future__ import annotations
 
@@ -182,6 +182,74 @@ class Int4BytesPerWeight(Lab01Exercise):
         return None
 
 
+# q8: shapes to count, each a different corner of the Llama architecture (tied or not, grouped or full
+# key/value heads); the check builds each on PyTorch's meta device, so the truth is PyTorch's own count
+CONFIG_SHAPES = (
+    dict(vocab_size=1000, hidden_size=64, intermediate_size=160, num_hidden_layers=3, num_attention_heads=8,
+         num_key_value_heads=2, tie_word_embeddings=True),
+    dict(vocab_size=500, hidden_size=48, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+         num_key_value_heads=4, tie_word_embeddings=False),
+    dict(vocab_size=320, hidden_size=96, intermediate_size=256, num_hidden_layers=4, num_attention_heads=6,
+         num_key_value_heads=3, tie_word_embeddings=False),
+)  # fmt: skip
+
+
+def llama_parameter_count(config: Any) -> int:
+    """PyTorch's count of a Llama built from ``config`` (on the meta device: no memory, no time)."""
+    from transformers import LlamaForCausalLM
+
+    with torch.device("meta"):
+        model = LlamaForCausalLM(config)
+    return sum(p.numel() for p in model.parameters())  # a tied head is one tensor, counted once
+
+
+class ParametersFromConfig(Lab01Exercise):
+    name, title, tier, var = "q8", "A model's parameters from its config", "stretch", "count_parameters"
+    hint_text = (
+        "Walk one block: the attention's four projections (how wide are keys and values when several query "
+        "heads share them?), the MLP's matrices, the norms. Then what sits outside the blocks, and whether "
+        "the output layer has weights of its own."
+    )
+
+    def check_value(self, count_parameters: Any) -> Result | None:
+        from transformers import LlamaConfig
+
+        for shape in CONFIG_SHAPES:
+            config = LlamaConfig(**shape)
+            got, want = count_parameters(config), llama_parameter_count(config)
+            name = f"count_parameters({_describe(shape)})"
+            if wrong := is_number(got, name=name):
+                return wrong
+            if got == want:
+                continue
+            h, layers, vocab = shape["hidden_size"], shape["num_hidden_layers"], shape["vocab_size"]
+            kv_width = shape["num_key_value_heads"] * config.head_dim
+            if shape["tie_word_embeddings"]:
+                head = (want + vocab * h, "counts the output layer twice: tied, it is the embedding")
+            else:
+                head = (want - vocab * h, "has no output layer: untied, it is a matrix of its own")
+            slips = {
+                want - layers * h * shape["intermediate_size"]: "gives the MLP two matrices; Llama's has three "
+                "(gate, up, down)",
+                want - (2 * layers + 1) * h: "leaves out the RMSNorm weights: two per block and one at the end",
+                head[0]: head[1],
+            }
+            if kv_width < h:
+                slips[want + 2 * layers * h * (h - kv_width)] = (
+                    "gives keys and values one head per query head: read num_key_value_heads (grouped-query "
+                    "attention shares them)"
+                )
+            if got in slips:
+                return incorrect(f"`{name}` {slips[got]}.")
+            return incorrect(f"`{name}` returned {got:,}; PyTorch counts {want:,}. Which part did you miss?")
+        return None
+
+
+def _describe(shape: dict) -> str:
+    tied = "tied" if shape["tie_word_embeddings"] else "untied"
+    return f"{shape['num_hidden_layers']} blocks, {shape['num_key_value_heads']} kv heads, {tied}"
+
+
 EXERCISES = [
     FootprintMiB,
     SpeedSummary,
@@ -190,4 +258,5 @@ EXERCISES = [
     CsrBreakEven,
     LargestOnTablet,
     Int4BytesPerWeight,
+    ParametersFromConfig,
 ]

@@ -1,5 +1,6 @@
 """Checks for lab 02 (distillation): temperature, the KD loss, which blocks to keep (measured),
-the student's size, validating the teacher's answers, and how temperature flattens a distribution."""
+the student's size, validating the teacher's answers, how temperature flattens a distribution,
+and the module's claims computed from a run's raw measurements."""
 
 from __future__ import annotations
 
@@ -305,4 +306,71 @@ class HalfTemperature(Lab02Exercise):
         return None
 
 
-EXERCISES = [Soften, KDLoss, KeepBlocks, PredictParams, FitToTrain, HalfTemperature]
+# q7: raw measurements of made-up runs (notebook 02's metric names); the last student is slower than its teacher
+CLAIM_RUNS = (
+    dict(teacher_ms_per_token=24.0, student_ms_per_token=9.0, teacher_peak_mib=610.0, student_peak_mib=180.0,
+         teacher_score=52.0, student_score=40.0, undistilled_score=37.5),
+    dict(teacher_ms_per_token=30.0, student_ms_per_token=6.0, teacher_peak_mib=900.0, student_peak_mib=45.0,
+         teacher_score=60.0, student_score=57.0, undistilled_score=58.2),
+    dict(teacher_ms_per_token=10.0, student_ms_per_token=12.5, teacher_peak_mib=300.0, student_peak_mib=250.0,
+         teacher_score=40.0, student_score=10.0, undistilled_score=4.0),
+)  # fmt: skip
+CLAIM_KEYS = ("inference_time_saved_pct", "memory_saved_pct", "retention_pct", "credit_points")
+
+
+def reference_claims(m: Mapping[str, float]) -> dict[str, float]:
+    teacher = m["teacher_score"]
+    return {
+        "inference_time_saved_pct": 100 * (1 - m["student_ms_per_token"] / m["teacher_ms_per_token"]),
+        "memory_saved_pct": 100 * (1 - m["student_peak_mib"] / m["teacher_peak_mib"]),
+        "retention_pct": 100 * m["student_score"] / teacher,
+        "credit_points": 100 * (m["student_score"] - m["undistilled_score"]) / teacher,
+    }
+
+
+class ClaimsFromMeasurements(Lab02Exercise):
+    name, title, tier, var = "q7", "The module's claims, computed from a run", "stretch", "claims"
+    hint_text = (
+        "Each claim is a saving or a share against the teacher, in percent. The last key asks what distillation "
+        "itself added: against which model of section 2.6 is the student credited?"
+    )
+    SLIPS = {
+        "inference_time_saved_pct": (
+            lambda m: 100 * m["student_ms_per_token"] / m["teacher_ms_per_token"],
+            "is the student's time as a share of the teacher's; the claim is the time *saved*",
+        ),
+        "memory_saved_pct": (
+            lambda m: 100 * m["student_peak_mib"] / m["teacher_peak_mib"],
+            "is the student's memory as a share of the teacher's; the claim is the memory *saved*",
+        ),
+        "retention_pct": (
+            lambda m: m["student_score"] / m["teacher_score"],
+            "is a share (0 to 1); the key asks for percent",
+        ),
+        "credit_points": (
+            lambda m: 100 * (m["student_score"] - m["teacher_score"]) / m["teacher_score"],
+            "compares the student with its teacher; distillation is credited against the undistilled twin",
+        ),
+    }
+
+    def check_value(self, claims: Any) -> Result | None:
+        for i, run in enumerate(CLAIM_RUNS, start=1):
+            got = claims(dict(run))
+            name = f"claims(run {i})"
+            if not isinstance(got, Mapping):
+                return incorrect(f"`claims` should return a dict with keys {list(CLAIM_KEYS)}, got {got!r}.")
+            if missing := [k for k in CLAIM_KEYS if k not in got]:
+                return incorrect(f"`{name}` is missing {missing}.")
+            want = reference_claims(run)
+            for key in CLAIM_KEYS:
+                if wrong := is_number(got[key], name=f"{name}[{key!r}]"):
+                    return wrong
+                slip, says = self.SLIPS[key]
+                if close(got[key], slip(run), rtol=1e-6) is None:
+                    return incorrect(f"`{name}[{key!r}]` {says}.")
+                if wrong := close(got[key], want[key], rtol=1e-6, name=f"{name}[{key!r}]"):
+                    return incorrect(wrong.message + ". Which two measurements does this claim compare?")
+        return None
+
+
+EXERCISES = [Soften, KDLoss, KeepBlocks, PredictParams, FitToTrain, HalfTemperature, ClaimsFromMeasurements]

@@ -1,6 +1,6 @@
 """Checks for lab 03 (fine-tuning): LoRA's trainable parameters, its forward pass checked
 against peft, target modules under a budget, early stopping on a real (tiny) training curve,
-QLoRA's base memory, a hyperparameter grid, and merging."""
+QLoRA's base memory, a hyperparameter grid, merging, and a paired bootstrap."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from ..uncertainty import bootstrap_interval
 from . import Exercise, Result, close, incorrect, is_number, learner_answer
 from .quiz03 import QUIZ as QUIZ  # the lab's quiz, rendered at its end
 
@@ -257,7 +258,65 @@ class MergeLora(Lab03Exercise):
         return None
 
 
-EXERCISES = [CountLoraParams, LoraForward, PickTargets, EarlyStop, QLoRABaseMemory, ExpandGrid, MergeLora]
+def _paired_case(n: int, seed: int) -> tuple[list[float], list[float]]:
+    """Two models' per-ticket scores that move together (as two models on the same tickets do)."""
+    g = torch.Generator().manual_seed(seed)
+    a = (100 * torch.rand(n, generator=g)).round()
+    b = (a - 3 + 6 * torch.randn(n, generator=g)).clamp(0, 100).round()
+    return a.tolist(), b.tolist()
+
+
+class PairedBootstrap(Lab03Exercise):
+    name, title, tier, var = "q8", "Is a difference inside the noise? A paired bootstrap", "stretch", "paired_interval"
+    hint_text = (
+        "Both models answered the same tickets, so resample tickets, not scores: draw ticket indices with "
+        "replacement, and take the mean of a − b over each draw. Which quantiles of those means bound 95 %?"
+    )
+    RESAMPLES = 10_000
+    TOLERANCE = 0.05  # of the interval's width: 10,000 resamples move a bound by about 1 % of it
+
+    def check_value(self, paired_interval: Any) -> Result | None:
+        for n, seed in ((40, 1), (24, 2), (60, 3)):
+            a, b = _paired_case(n, seed)
+            got = paired_interval(list(a), list(b), resamples=self.RESAMPLES, seed=0)
+            name = f"paired_interval(a, b) on {n} tickets"
+            if not (isinstance(got, tuple | list) and len(got) == 3):
+                return incorrect(f"`paired_interval` should return (estimate, low, high), got {got!r}.")
+            for label, value in zip(("estimate", "low", "high"), got, strict=True):
+                if wrong := is_number(value, name=f"{name}'s {label}"):
+                    return wrong
+            estimate, low, high = (float(v) for v in got)
+            want = bootstrap_interval([x - y for x, y in zip(a, b, strict=True)], resamples=self.RESAMPLES)
+            if close(estimate, -want.estimate, rtol=1e-6) is None and want.estimate != 0:
+                return incorrect(f"`{name}`: the estimate has the wrong sign; the question is a − b.")
+            if close(estimate, want.estimate, rtol=1e-6) is not None:
+                return incorrect(f"`{name}`: the estimate {estimate:.2f} is not the mean of a − b over the tickets.")
+            width = want.high - want.low
+            if high - low > 2 * width:
+                return incorrect(
+                    f"`{name}`: the interval is {high - low:.1f} points wide, more than twice a paired one. Did you "
+                    "resample the two models' tickets separately? Pairing draws the same tickets for both."
+                )
+            if high - low < (1 - 4 * self.TOLERANCE) * width:
+                return incorrect(f"`{name}`: the interval is too narrow for 95 %: which quantiles did you take?")
+            if abs(low - want.low) > self.TOLERANCE * width or abs(high - want.high) > self.TOLERANCE * width:
+                return incorrect(
+                    f"`{name}`: ({low:.2f}, {high:.2f}) is off the paired bootstrap's 95 % interval by more than "
+                    "its resampling noise. Are you taking the 2.5 % and 97.5 % quantiles of the resampled means?"
+                )
+        return None
+
+
+EXERCISES = [
+    CountLoraParams,
+    LoraForward,
+    PickTargets,
+    EarlyStop,
+    QLoRABaseMemory,
+    ExpandGrid,
+    MergeLora,
+    PairedBootstrap,
+]
 
 
 def _pattern_sequences(n: int, length: int, g: torch.Generator, vocab: int, noise: float) -> torch.Tensor:

@@ -26,7 +26,7 @@ from . import (
     is_number,
     learner_answer,
 )
-from .lab04_bench import BenchAndGate, CountFlips
+from .lab04_bench import BenchAndGate, CountFlips, StreamReport
 from .lab04_decoding import DraftPays, FieldMask
 from .quiz04 import QUIZ as QUIZ  # the lab's quiz, rendered at its end
 
@@ -299,4 +299,14 @@ class Int4Breakdown(Lab04Exercise):
         return None
 
 
-EXERCISES = [ExpectedSizes, QuantizeInt8, CountFlips, BenchAndGate, InferenceModel, DraftPays, FieldMask, Int4Breakdown]
+EXERCISES = [
+    ExpectedSizes,
+    QuantizeInt8,
+    CountFlips,
+    BenchAndGate,
+    InferenceModel,
+    DraftPays,
+    FieldMask,
+    Int4Breakdown,
+    StreamReport,
+]

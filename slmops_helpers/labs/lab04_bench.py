@@ -1,6 +1,7 @@
 """Lab 04's exercises on parity and the benchmark: count the argmax flips that are not
-near-ties (section 4.2), and turn per-token timings into percentiles beside the quality
-gate's decision (section 4.5). The rest of lab 04 is in ``lab04``."""
+near-ties (section 4.2), turn per-token timings into percentiles beside the quality gate's
+decision (section 4.5), and tell a stream from a buffered reply by its arrival times
+(section 4.6). The rest of lab 04 is in ``lab04``."""
 
 from __future__ import annotations
 
@@ -108,4 +109,69 @@ class BenchAndGate(Lab04BenchExercise):
                     f"`ships({score}, {fp32})` {verdict} it: a variant ships when its score is at most "
                     f"MAX_DROP = {MAX_DROP} points below fp32's."
                 )
+        return None
+
+
+STREAMS_BEFORE = 1 / 3  # q9: a reply streams when its first chunk arrives before a third of its last's time
+
+
+def stream_cases() -> dict[str, list[float]]:
+    """Arrival times (seconds after the request) of each chunk of a reply, by how it was sent."""
+    decode = [0.3 + 0.02 * i for i in range(40)]  # prefill 0.3 s, then 20 ms per token
+    return {
+        "streamed": decode,
+        "buffered": [decode[-1]] * len(decode),  # every chunk written after the whole generation
+        "a stall": decode[:20] + [t + 1.5 for t in decode[20:]],  # one 1.5 s pause in the middle
+        "two chunks": [0.25, 0.9],
+    }
+
+
+def reference_stream_report(arrivals_s: list[float]) -> dict[str, Any]:
+    gaps = [b - a for a, b in zip(arrivals_s, arrivals_s[1:], strict=False)] or [0.0]
+    return {
+        "ttft_ms": 1000 * arrivals_s[0],
+        "total_ms": 1000 * arrivals_s[-1],
+        "gap_p95_ms": 1000 * percentile(gaps, 95),
+        "streams": arrivals_s[0] < STREAMS_BEFORE * arrivals_s[-1],
+    }
+
+
+class StreamReport(Lab04BenchExercise):
+    name, title, tier, var = "q9", "Did it stream? A reply's arrival times", "stretch", "stream_report"
+    hint_text = (
+        "Everything a user feels is in the arrival times: when the first words appear, when the answer is "
+        "complete, and the pauses between consecutive chunks. The pauses are differences, not arrival times."
+    )
+    KEYS = ("ttft_ms", "total_ms", "gap_p95_ms", "streams")
+
+    def check_value(self, stream_report: Any) -> Result | None:
+        for label, arrivals in stream_cases().items():
+            got = stream_report(list(arrivals))
+            name = f"stream_report(<{label}>)"
+            if not isinstance(got, Mapping):
+                return incorrect(f"`stream_report` should return a dict with keys {list(self.KEYS)}, got {got!r}.")
+            if missing := [k for k in self.KEYS if k not in got]:
+                return incorrect(f"`{name}` is missing {missing}.")
+            want = reference_stream_report(list(arrivals))
+            for key in self.KEYS[:3]:
+                if wrong := is_number(got[key], name=f"{name}[{key!r}]"):
+                    return wrong
+                if close(got[key], want[key] / 1000, rtol=1e-3) is None and want[key]:
+                    return incorrect(f"`{name}[{key!r}]` is in seconds; the key says milliseconds.")
+            if key_wrong := self._gap_slip(got, list(arrivals), name):
+                return key_wrong
+            for key in self.KEYS[:3]:
+                if wrong := close(got[key], want[key], rtol=1e-3, name=f"{name}[{key!r}]"):
+                    return wrong
+            if not isinstance(got["streams"], bool | np.bool_) or bool(got["streams"]) != want["streams"]:
+                return incorrect(
+                    f"`{name}['streams']` is {got['streams']!r}: a reply streams when its first chunk arrives "
+                    f"before {STREAMS_BEFORE:.2f} of the time of its last (True or False)."
+                )
+        return None
+
+    @staticmethod
+    def _gap_slip(got: Mapping[str, Any], arrivals: list[float], name: str) -> Result | None:
+        if len(arrivals) > 2 and close(got["gap_p95_ms"], 1000 * percentile(arrivals, 95), rtol=1e-3) is None:
+            return incorrect(f"`{name}['gap_p95_ms']` is a percentile of arrival times; take the gaps between them.")
         return None

@@ -17,7 +17,7 @@ from ..fleet import DeviceClass, FleetConfig, Variant, build_fleet
 from ..gate import evaluate_gate
 from ..rollout import RolloutConfig, RolloutResult, Stage, simulate_rollout
 from . import Exercise, PlaceholderError, Result, contains_blank, incorrect, is_number, learner_answer
-from .lab05_next import Lineage, NextRound, ToleratedFactor
+from .lab05_next import Lineage, NextRound, TicketsNeeded, ToleratedFactor
 from .measured import measured
 from .quiz05 import QUIZ as QUIZ  # the lab's quiz, rendered at its end
 
@@ -241,4 +241,4 @@ class FeedbackByClass(Lab05Exercise):
         return None
 
 
-EXERCISES = [FeedbackByClass, WritePolicy, ReadRollout, NextRound, Lineage, ToleratedFactor]
+EXERCISES = [FeedbackByClass, WritePolicy, ReadRollout, NextRound, Lineage, ToleratedFactor, TicketsNeeded]

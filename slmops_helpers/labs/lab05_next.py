@@ -1,13 +1,16 @@
 """Lab 05's exercises on what comes after a rollout: the next round's training set from the
-feedback (section 5.8), an entry's lineage in the registry (5.5, 5.9), and how much slower
-than measured a release may run before the rollout halts (5.7). The rest is in ``lab05``."""
+feedback (section 5.8), an entry's lineage in the registry (5.5, 5.9), how much slower than
+measured a release may run before the rollout halts (5.7), and how many tickets a gate needs
+to see a drop through the noise (5.6, 5.10). The rest is in ``lab05``."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from statistics import NormalDist
 from typing import Any
 
+from ..uncertainty import tickets_needed
 from . import Exercise, PlaceholderError, Result, close, contains_blank, incorrect, is_number, learner_answer
 
 EVAL_PROMPTS = ("My hub shows E-104 after the update.", "How do I export my data?")  # q4: the held-out set
@@ -142,4 +145,43 @@ class ToleratedFactor(Lab05NextExercise):
         faster = [f for f in LATENCY_FACTORS if f > factor]
         if faster and not lab_rollout(faster[0]).halted:
             return incorrect(f"the rollout still completes at {faster[0]}: a larger factor of the grid is tolerated.")
+        return None
+
+
+class TicketsNeeded(Lab05NextExercise):
+    name, title, tier, var = "q7", "How many tickets does the gate need?", "stretch", "tickets_for"
+    hint_text = (
+        "The test is paired and one-sided: the mean drop must clear z[1 − significance] standard errors, and "
+        "with probability `power` it must do so for a real drop. A standard error is sd / √n: solve for n, "
+        "and a number of tickets is a whole number."
+    )
+    CASES = ((11.6, 2.0, 0.8, 0.05), (11.6, 5.0, 0.8, 0.05), (20.0, 3.0, 0.9, 0.05), (8.0, 1.0, 0.8, 0.01))
+
+    def check_value(self, tickets_for: Any) -> Result | None:
+        z = NormalDist().inv_cdf
+        for sd, drop, power, significance in self.CASES:
+            got = tickets_for(sd, drop, power=power, significance=significance)
+            name = f"tickets_for(sd={sd}, drop={drop}, power={power}, significance={significance})"
+            if wrong := is_number(got, name=name):
+                return wrong
+            want = tickets_needed(sd, drop, power=power, significance=significance)
+            raw = ((z(1 - significance) + z(power)) * sd / drop) ** 2
+            slips = {
+                "tests both sides; the gate only asks whether the candidate is worse (one-sided)": math.ceil(
+                    ((z(1 - significance / 2) + z(power)) * sd / drop) ** 2
+                ),
+                "leaves out the power: with z[1 − significance] alone a real drop is caught only half the time": (
+                    math.ceil((z(1 - significance) * sd / drop) ** 2)
+                ),
+                "is not squared: the standard error shrinks with √n, not n": math.ceil(
+                    (z(1 - significance) + z(power)) * sd / drop
+                ),
+            }
+            for says, value in slips.items():
+                if got == value != want:
+                    return incorrect(f"`{name}` {says}.")
+            if got != want and close(got, raw, rtol=1e-6) is None:
+                return incorrect(f"`{name}` is {got:.2f}: a number of tickets is whole; round up, never down.")
+            if got != want:
+                return incorrect(f"`{name}` is {got}: which two z values add up, and what is squared?")
         return None

@@ -1,4 +1,4 @@
-"""Lab 01's quiz: footprint, the two speeds, pruning, the floor and the fleet."""
+"""Lab 01's quiz: the life cycle, footprint, the two speeds, pruning, the fleet, runtimes and records."""
 
 from __future__ import annotations
 
@@ -18,27 +18,29 @@ class Quiz01Numeric(Numeric):
     notebook = "01_introduction.ipynb"
 
 
-class MiBOfAModel(Quiz01Numeric):
-    name, var, title = "quiz1", "quiz1_answer", "A 360M model at fp16"
+class GateInTheLoop(Quiz01):
+    name, var, title = "quiz1", "quiz1_answer", "Where the quality gate stands in the loop"
     prompt = (
-        "A model has 360,000,000 parameters stored in fp16. How many MiB do its weights take (section 1.4)? "
-        "Give the number of MiB."
+        "In section 1.1's life cycle, the loop comes round: a model has been retrained on the field's "
+        "feedback. Where does the quality gate stand?"
     )
-    hint_text = "Bytes per weight for fp16, times the parameters; then the unit the course uses."
+    options = {
+        "a": "Before compression: it chooses the base model.",
+        "b": "After the rollout has reached every device: it grades what the field saw.",
+        "c": "Between the retrained version and its rollout: devices get it only after it passed.",
+        "d": "Nowhere: a small model is checked by its size alone.",
+    }
+    answer = "c"
+    why_not = {
+        "a": "choosing the base is selection, at the start; the gate judges a candidate against what runs now.",
+        "b": "by then every device runs it; a gate is only worth having while it can still say no.",
+        "d": "size is one of its checks; the task score and the latency are others, measured before shipping.",
+    }
+    hint_text = "A gate that can refuse must stand before something. Before what?"
     explanation = (
-        "360e6 × 2 bytes / 2²⁰ ≈ 686.6 MiB; in decimal megabytes it would read 720, which is why units matter."
+        "The gate compares the candidate with production before any device gets it; the staged rollout "
+        "after it then limits what a bad build that passed can still reach."
     )
-    look_at = "Section 1.4: parameters × bytes per weight, then divide by 2**20."
-
-    def expected(self) -> float:
-        return 360e6 * 2 / 2**20
-
-    def slips(self) -> dict[str, float]:
-        return {
-            "that is in MB (10^6 bytes); the course counts MiB, 2^20 bytes.": 360e6 * 2 / 1e6,
-            "that counts 4 bytes per weight: fp16 is 16 bits.": 360e6 * 4 / 2**20,
-            "that counts bits, not bytes.": 360e6 * 16 / 2**20,
-        }
 
 
 class WhyMeasuredIsLarger(Quiz01):
@@ -198,7 +200,7 @@ class RecordedMetrics(Quiz01):
 
 
 QUIZ = [
-    MiBOfAModel,
+    GateInTheLoop,
     WhyMeasuredIsLarger,
     TwoSpeeds,
     P95Latency,

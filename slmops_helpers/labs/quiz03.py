@@ -1,4 +1,4 @@
-"""Lab 03's quiz: what QLoRA quantizes, LoRA's parameters, full fine-tuning's memory,
+"""Lab 03's quiz: what QLoRA quantizes, what Olive's run changes, full fine-tuning's memory,
 early stopping, checkpointing and merging."""
 
 from __future__ import annotations
@@ -38,21 +38,30 @@ class QLoRABits(Quiz03):
     )
 
 
-class LoraParams(Quiz03Numeric):
-    name, var, title = "quiz2", "quiz2_answer", "LoRA's parameters on one layer"
-    prompt = "LoRA with rank r = 8 on one 576 × 576 projection: how many trainable parameters does it add?"
-    hint_text = "LoRA adds two matrices, A and B: what are their shapes?"
-    explanation = "A is 8 × 576 and B is 576 × 8: 8 × (576 + 576) = 9,216, against 331,776 in the full matrix."
-    look_at = "A is r × in, B is out × r."
-
-    def expected(self) -> float:
-        return 8 * (576 + 576)
-
-    def slips(self) -> dict[str, float]:
-        return {
-            "that counts only one of A and B; LoRA trains both.": 8 * 576,
-            "that is the full matrix: LoRA trains only the low-rank pair.": 576 * 576,
-        }
+class OliveAndThePrompt(Quiz03):
+    name, var, title = "quiz2", "quiz2_answer", "What changes when Olive runs the same fine-tuning"
+    prompt = (
+        "Section 3.7 prints the `olive finetune` command for the notebook's LoRA run. Run as printed, which "
+        "difference from the notebook's own training changes what the model learns?"
+    )
+    options = {
+        "a": "Olive trains with another optimizer, so LoRA's rank means something else.",
+        "b": "Olive's text template trains on the whole formatted text, prompt included, unless configured "
+        "otherwise; the notebook masks the prompt and learns only the answer.",
+        "c": "Olive cannot train adapters, only full models.",
+        "d": "Olive needs a GPU, so the run would not happen on this machine.",
+    }
+    answer = "b"
+    why_not = {
+        "a": "the rank is the adapter's shape, whatever optimizer trains it; look at which tokens carry the loss.",
+        "c": "the command asks for --method lora; look at which tokens the loss is computed on.",
+        "d": "that changes where it runs, not what it learns; look at the text the loss sees.",
+    }
+    hint_text = "Compare what each run computes its loss on: which tokens of a training example?"
+    explanation = (
+        "A loss on the prompt spends capacity on predicting tickets the model is given anyway; masking it "
+        "(labels −100 on the prompt) trains only what the model must write."
+    )
 
 
 class FullFineTuneMemory(Quiz03Numeric):
@@ -183,4 +192,13 @@ class AdapterSwitching(Quiz03):
     explanation = "One base in memory, one small adapter per customer: that is the economics section 3.9 names."
 
 
-QUIZ = [QLoRABits, LoraParams, FullFineTuneMemory, EarlyStopping, Checkpointing, Merge, UntunedFloor, AdapterSwitching]
+QUIZ = [
+    QLoRABits,
+    OliveAndThePrompt,
+    FullFineTuneMemory,
+    EarlyStopping,
+    Checkpointing,
+    Merge,
+    UntunedFloor,
+    AdapterSwitching,
+]

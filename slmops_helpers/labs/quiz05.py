@@ -1,5 +1,5 @@
-"""Lab 05's quiz: the gate as decisions, relative tolerances, the canary, rollback counts,
-lineage and feedback."""
+"""Lab 05's quiz: the canary, the gate's limits, pseudo-labels, production as the reference,
+lineage, feedback, the over-quantized build and measuring side by side."""
 
 from __future__ import annotations
 
@@ -60,45 +60,55 @@ class GateLimits(Quiz05):
     )
 
 
-class RelativeTolerance(Quiz05Numeric):
-    name, var, title = "quiz3", "quiz3_answer", "A latency rule in percent"
+class PseudoLabels(Quiz05):
+    name, var, title = "quiz3", "quiz3_answer", "What training on the teacher's answers is here"
     prompt = (
-        "A gate rule allows `max_increase_pct: 10` on `ms_per_token_p50`. Suppose production measured 20.0 ms. "
-        "What is the largest candidate p50, in ms, that still passes?"
+        "Section 5.2 trains the candidate on section 2's teacher answers, and the model trained is the same size "
+        "as that teacher. What is this, and why not distillation?"
     )
-    hint_text = "A percentage of production's value, added to it."
-    explanation = "20.0 × 1.10 = 22.0 ms: a relative tolerance scales with the reference."
-    look_at = "The rule is relative: production × (1 + 10/100)."
+    options = {
+        "a": "Distillation: any training on a teacher's answers is distillation.",
+        "b": "Pseudo-labelling (self-training): another model's answers serve as extra targets; nothing gets "
+        "smaller, so a gain can only come from the extra targets.",
+        "c": "Pruning: the teacher's answers decide which weights to remove.",
+        "d": "Quantization: the teacher's answers calibrate the int4 scales.",
+    }
+    answer = "b"
+    why_not = {
+        "a": "section 2 distilled into a *smaller* student; what does this candidate's size say about what it gains?",
+        "c": "no weight is removed in section 5.2; look at what the answers are used as.",
+        "d": "quantization happens when the candidate is packaged; look at what the answers are used as in training.",
+    }
+    hint_text = "Compare the sizes of the model that answered and the model that learns."
+    explanation = (
+        "Distillation buys a smaller model; with no size to gain, the teacher's answers are just more "
+        "targets, and the gate decides whether they helped."
+    )
 
-    def expected(self) -> float:
-        return 20.0 * 1.10
 
-    def slips(self) -> dict[str, float]:
-        return {
-            "that adds 10 ms; the rule is a percentage.": 30.0,
-            "that is the allowed increase alone; add it to production's value.": 2.0,
-        }
-
-
-class RolledBack(Quiz05Numeric):
-    name, var, title = "quiz4", "quiz4_answer", "How many devices roll back"
+class AgainstProduction(Quiz05):
+    name, var, title = "quiz4", "quiz4_answer", "Why the candidate is judged against production"
     prompt = (
-        "A 10,000-device fleet, stages at cumulative shares 1% → 20% → 100%, every device served. The second "
-        "stage breaks its error budget and halts. How many devices are rolled back?"
+        "Section 5.1 makes production, not the untuned base, the reference every candidate is measured against. Why?"
     )
-    hint_text = "Which devices run the new version when the second stage halts?"
-    explanation = "The shares are cumulative: 20% of 10,000 = 2,000 devices, the canary's included, go back."
-    look_at = "Stage shares are cumulative: count every device on the new version at the halt."
-
-    def expected(self) -> float:
-        return 2000
-
-    def slips(self) -> dict[str, float]:
-        return {
-            "that is the second stage's new devices only; the canary's devices run the new version too.": 1900,
-            "that is the canary alone; the halt comes after the second stage began.": 100,
-            "that is the whole fleet; only devices on the new version roll back.": 10000,
-        }
+    options = {
+        "a": "Production is by definition the best model that can be trained.",
+        "b": "The untuned base cannot be scored on the held-out tickets.",
+        "c": "The decision is whether to replace what devices run now: a candidate that beats the base but not "
+        "production is still a regression for every user.",
+        "d": "Measuring against production makes every candidate look better.",
+    }
+    answer = "c"
+    why_not = {
+        "a": "production is only what ships today; a candidate can beat it. What decision does the gate take?",
+        "b": "sections 3 and 4 score it on the same tickets; what decision does the gate take?",
+        "d": "production is usually the harder bar; what decision does the gate take?",
+    }
+    hint_text = "What does a release change for a device that already runs the assistant?"
+    explanation = (
+        "A release replaces production, so production is the bar; the base is only the floor a first "
+        "release must clear."
+    )
 
 
 class Lineage(Quiz05):
@@ -181,4 +191,4 @@ class SideBySide(Quiz05):
     explanation = "Holding tickets and machine fixed turns a comparison of numbers into a comparison of packages."
 
 
-QUIZ = [Canary, GateLimits, RelativeTolerance, RolledBack, Lineage, FeedbackNextRound, OverQuantized, SideBySide]
+QUIZ = [Canary, GateLimits, PseudoLabels, AgainstProduction, Lineage, FeedbackNextRound, OverQuantized, SideBySide]

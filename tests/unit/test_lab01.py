@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from transformers import LlamaConfig
 
 from slmops_helpers import fleet, models
 from slmops_helpers.labs import Outcome, Question, ____, lab01
@@ -161,3 +162,35 @@ def test_bad_answers_from_a_footprint_function_are_incorrect_not_a_crash(bad):
 def test_footprint_slips_are_incorrect_and_say_how_far_off(wrong):
     got, message = outcome(lab01.FootprintMiB, wrong)
     assert got is Outcome.INCORRECT and "footprint_mib(" in message and "off by" in message, message
+
+
+def _count(config, *, kv_heads=None, tied=None, norms=True, mlp_matrices=3):
+    """A parameter count by hand, with the knobs the usual slips turn."""
+    h, layers, head_dim = config.hidden_size, config.num_hidden_layers, config.head_dim
+    kv = (config.num_key_value_heads if kv_heads is None else kv_heads(config)) * head_dim
+    block = 2 * h * config.num_attention_heads * head_dim + 2 * h * kv + mlp_matrices * h * config.intermediate_size
+    tied = config.tie_word_embeddings if tied is None else tied
+    return config.vocab_size * h * (1 if tied else 2) + layers * (block + (2 * h if norms else 0)) + (h if norms else 0)
+
+
+@pytest.mark.parametrize(
+    "wrong, says",
+    [
+        (lambda c: _count(c, kv_heads=lambda c: c.num_attention_heads), "num_key_value_heads"),
+        (lambda c: _count(c, tied=False), "output layer twice"),
+        (lambda c: _count(c, norms=False), "RMSNorm"),
+        (lambda c: _count(c, mlp_matrices=2), "three"),
+        (lambda c: _count(c) + 1, "Which part"),
+        (lambda c: str(_count(c)), "number"),
+    ],
+)
+def test_parameter_count_slips_are_named(wrong, says):
+    for shape in lab01.CONFIG_SHAPES:  # the hand count the slips start from is right
+        assert _count(LlamaConfig(**shape)) == lab01.llama_parameter_count(LlamaConfig(**shape))
+    got, message = outcome(lab01.ParametersFromConfig, wrong)
+    assert got is Outcome.INCORRECT and says in message, message
+
+
+def test_an_untied_model_without_its_output_layer_is_told_so():
+    got, message = outcome(lab01.ParametersFromConfig, lambda c: _count(c, tied=True))
+    assert got is Outcome.INCORRECT and "no output layer" in message, message

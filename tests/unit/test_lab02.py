@@ -12,7 +12,15 @@ import torch.nn.functional as F
 from slmops_helpers import data, distill
 from slmops_helpers.distill.teacher import output_problem
 from slmops_helpers.labs import Outcome, Question, ____, lab02
-from slmops_helpers.labs.lab02 import FitToTrain, HalfTemperature, KDLoss, KeepBlocks, PredictParams, Soften
+from slmops_helpers.labs.lab02 import (
+    ClaimsFromMeasurements,
+    FitToTrain,
+    HalfTemperature,
+    KDLoss,
+    KeepBlocks,
+    PredictParams,
+    Soften,
+)
 
 VOCAB, HIDDEN, LAYERS = 200, 16, 12
 
@@ -269,3 +277,35 @@ def test_fit_to_train():
         got, message = outcome(FitToTrain, wrong)
         assert got is Outcome.INCORRECT and says in message, message
     assert len(FIT) >= 3 and len(FIT) < len(lab02.TEACHER_SAMPLES) - 4
+
+
+def _claims(m, **replace):
+    teacher = m["teacher_score"]
+    out = {
+        "inference_time_saved_pct": 100 * (1 - m["student_ms_per_token"] / m["teacher_ms_per_token"]),
+        "memory_saved_pct": 100 * (1 - m["student_peak_mib"] / m["teacher_peak_mib"]),
+        "retention_pct": 100 * m["student_score"] / teacher,
+        "credit_points": 100 * (m["student_score"] - m["undistilled_score"]) / teacher,
+    }
+    return out | {k: f(m) for k, f in replace.items()}
+
+
+def test_claims_from_measurements():
+    assert outcome(ClaimsFromMeasurements, _claims)[0] is Outcome.CORRECT
+    assert outcome(ClaimsFromMeasurements, ____)[0] is Outcome.NOT_ATTEMPTED
+
+
+@pytest.mark.parametrize(
+    "replace, says",
+    [
+        ({"inference_time_saved_pct": lambda m: 100 * m["student_ms_per_token"] / m["teacher_ms_per_token"]}, "saved"),
+        ({"memory_saved_pct": lambda m: 100 * m["student_peak_mib"] / m["teacher_peak_mib"]}, "saved"),
+        ({"retention_pct": lambda m: m["student_score"] / m["teacher_score"]}, "percent"),
+        ({"credit_points": lambda m: 100 * (m["student_score"] - m["teacher_score"]) / m["teacher_score"]}, "twin"),
+        ({"credit_points": lambda m: m["student_score"] - m["undistilled_score"]}, "Which two measurements"),
+        ({"retention_pct": lambda m: "92"}, "number"),
+    ],
+)
+def test_claims_slips_are_named(replace, says):
+    got, message = outcome(ClaimsFromMeasurements, lambda m: _claims(m, **replace))
+    assert got is Outcome.INCORRECT and says in message, message

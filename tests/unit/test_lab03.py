@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 
+import numpy as np
 import pytest
 import torch
 
@@ -14,6 +15,7 @@ from slmops_helpers.labs.lab03 import (
     ExpandGrid,
     LoraForward,
     MergeLora,
+    PairedBootstrap,
     PickTargets,
     QLoRABaseMemory,
 )
@@ -173,3 +175,34 @@ def test_merge_is_checked_against_peft():
     assert outcome(MergeLora, lambda w, A, B, alpha: w + alpha / A.shape[0] * (B @ A))[0] is Outcome.CORRECT
     assert outcome(MergeLora, lambda w, A, B, alpha: w + alpha * (B @ A))[0] is Outcome.INCORRECT
     assert outcome(MergeLora, lambda w, A, B, alpha: w + (A.T @ B.T))[0] is Outcome.INCORRECT
+
+
+def _bootstrap(a, b, resamples=2000, seed=0, *, paired=True, level=0.95, sign=1):
+    rng = np.random.default_rng(seed + 7)  # another stream than the course's: the check allows for that noise
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    draws = rng.integers(0, len(a), size=(resamples, len(a)))
+    other = draws if paired else rng.integers(0, len(a), size=(resamples, len(a)))
+    means = sign * (a[draws].mean(axis=1) - b[other].mean(axis=1))
+    low, high = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+    return float(sign * (a - b).mean()), float(low), float(high)
+
+
+def test_a_paired_bootstrap_on_its_own_random_stream_passes():
+    assert outcome(PairedBootstrap, _bootstrap)[0] is Outcome.CORRECT
+
+
+@pytest.mark.parametrize(
+    "fn, says",
+    [
+        (lambda a, b, resamples, seed: _bootstrap(a, b, resamples, seed, paired=False), "separately"),
+        (lambda a, b, resamples, seed: _bootstrap(a, b, resamples, seed, level=0.80), "too narrow"),
+        (lambda a, b, resamples, seed: _bootstrap(a, b, resamples, seed, level=0.90), "quantiles"),
+        (lambda a, b, resamples, seed: _bootstrap(a, b, resamples, seed, sign=-1), "sign"),
+        (lambda a, b, resamples, seed: (float(np.mean(a)), 0.0, 1.0), "mean of a − b"),
+        (lambda a, b, resamples, seed: (1.0, 2.0), "(estimate, low, high)"),
+        (lambda a, b, resamples, seed: ("1", 0, 2), "number"),
+    ],
+)
+def test_paired_bootstrap_slips_are_named(fn, says):
+    got, message = outcome(PairedBootstrap, fn)
+    assert got is Outcome.INCORRECT and says in message, message

@@ -21,7 +21,14 @@ from slmops_helpers.labs.lab04 import (
     QuantizeInt8,
     example_weight,
 )
-from slmops_helpers.labs.lab04_bench import BenchAndGate, CountFlips, parity_cases, reference_flips
+from slmops_helpers.labs.lab04_bench import (
+    STREAMS_BEFORE,
+    BenchAndGate,
+    CountFlips,
+    StreamReport,
+    parity_cases,
+    reference_flips,
+)
 from slmops_helpers.labs.measured import measured
 from slmops_helpers.reference import read_reference
 
@@ -370,4 +377,36 @@ def test_bench_right_and_blank():
 )
 def test_bench_slips_are_named(ns, says):
     verdict = result(BenchAndGate, {"percentiles_ms": right_percentiles, "ships": right_ships, **ns})
+    assert verdict.outcome is Outcome.INCORRECT and says in verdict.message, verdict.message
+
+
+def _stream_report(arrivals, *, gaps=True, unit=1000, before=STREAMS_BEFORE):
+    pauses = np.diff(arrivals) if gaps else np.asarray(arrivals)
+    pauses = pauses if pauses.size else np.zeros(1)
+    return {
+        "ttft_ms": unit * arrivals[0],
+        "total_ms": unit * arrivals[-1],
+        "gap_p95_ms": unit * float(np.percentile(pauses, 95)),
+        "streams": bool(arrivals[0] < before * arrivals[-1]),
+    }
+
+
+def test_a_stream_report_is_right_and_a_blank_is_not_attempted():
+    assert result(StreamReport, _stream_report).outcome is Outcome.CORRECT
+    assert result(StreamReport, ____).outcome is Outcome.NOT_ATTEMPTED
+
+
+@pytest.mark.parametrize(
+    "fn, says",
+    [
+        (lambda a: _stream_report(a, gaps=False), "gaps between them"),
+        (lambda a: _stream_report(a, unit=1), "seconds"),
+        (lambda a: _stream_report(a, before=1.01), "before 0.33"),  # "streams" as "arrived at all"
+        (lambda a: {**_stream_report(a), "streams": "yes"}, "True or False"),
+        (lambda a: {k: v for k, v in _stream_report(a).items() if k != "streams"}, "missing"),
+        (lambda a: list(_stream_report(a).values()), "dict"),
+    ],
+)
+def test_stream_report_slips_are_named(fn, says):
+    verdict = result(StreamReport, fn)
     assert verdict.outcome is Outcome.INCORRECT and says in verdict.message, verdict.message

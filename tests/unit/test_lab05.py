@@ -3,7 +3,9 @@ are caught with a message that names them, never the expected value."""
 
 from __future__ import annotations
 
+import math
 from collections import Counter
+from statistics import NormalDist
 
 import pytest
 import torch
@@ -19,7 +21,14 @@ from slmops_helpers.labs.lab05 import (
     WritePolicy,
     lab_rollout,
 )
-from slmops_helpers.labs.lab05_next import FEEDBACK_SAMPLE, LATENCY_FACTORS, Lineage, NextRound, ToleratedFactor
+from slmops_helpers.labs.lab05_next import (
+    FEEDBACK_SAMPLE,
+    LATENCY_FACTORS,
+    Lineage,
+    NextRound,
+    TicketsNeeded,
+    ToleratedFactor,
+)
 
 POLICY = {
     "score": {"max_drop": 2},
@@ -41,7 +50,8 @@ def report():
 
 
 def test_exercises_are_bound_in_order():
-    assert [e.name for e in EXERCISES] == [f"q{i}" for i in range(1, 7)]
+    assert [e.name for e in EXERCISES] == [f"q{i}" for i in range(1, len(EXERCISES) + 1)]
+    assert len(EXERCISES) >= 6
     tiers = [e.tier for e in EXERCISES]
     assert tiers[0] == "warm-up" and tiers[-1] == "stretch" and tiers.count("core") >= 3
     assert tiers == sorted(tiers, key=["warm-up", "core", "stretch"].index)
@@ -279,3 +289,30 @@ def test_no_rollout_reading_passes_without_the_rolled_back_count(report):
                 verdict = result(ReadRollout, {"halted_stage": stage, "halt_cause": cause, "rolled_back": rolled})
                 assert verdict.outcome is not Outcome.CORRECT, (stage, cause, rolled)
                 assert "raised" not in verdict.message
+
+
+def _tickets(sd, drop, power=0.8, significance=0.05, *, sides=1, with_power=True, square=True, rounding=math.ceil):
+    z = NormalDist().inv_cdf
+    n = (z(1 - significance / sides) + (z(power) if with_power else 0)) * sd / drop
+    return rounding(n**2 if square else n)
+
+
+def test_tickets_needed_is_right_and_a_blank_is_not_attempted():
+    assert result(TicketsNeeded, _tickets).outcome is Outcome.CORRECT
+    assert result(TicketsNeeded, ____).outcome is Outcome.NOT_ATTEMPTED
+
+
+@pytest.mark.parametrize(
+    "fn, says",
+    [
+        (lambda *a, **k: _tickets(*a, **k, sides=2), "one-sided"),
+        (lambda *a, **k: _tickets(*a, **k, with_power=False), "power"),
+        (lambda *a, **k: _tickets(*a, **k, square=False), "squared"),
+        (lambda *a, **k: _tickets(*a, **k, rounding=float), "round up"),
+        (lambda *a, **k: _tickets(*a, **k, rounding=math.floor), "which two z values"),
+        (lambda *a, **k: str(_tickets(*a, **k)), "number"),
+    ],
+)
+def test_tickets_needed_slips_are_named(fn, says):
+    verdict = result(TicketsNeeded, fn)
+    assert verdict.outcome is Outcome.INCORRECT and says in verdict.message, verdict.message

@@ -1,6 +1,6 @@
 """Every lab: six or more exercises, warm-up → core → stretch, an opening table naming the
-section each one practises, hints that do not contain the answer, and no measurement typed
-into the lab code under a MEASURED name."""
+section each one practises (every section of the notebook, by an exercise or the quiz), hints
+that do not contain the answer, and no measurement typed into the lab code under a MEASURED name."""
 
 from __future__ import annotations
 
@@ -42,6 +42,35 @@ def test_the_opening_cell_names_each_exercise_its_tier_and_section(n):
         row = next((line for line in opening.split("\n") if line.startswith(f"| {e.name} |")), None)
         assert row is not None, f"{e.name} is missing from the opening table"
         assert f"| {e.tier} |" in row and re.search(rf"\b{n}\.\d+\b", row), row
+
+
+def _sections_named(cell: str, n: int) -> set[str]:
+    """Sections of notebook ``n`` in the opening table's last column: "1.4", "1.7–1.10", "3.8 (and 3.1)"."""
+    named = set()
+    for line in cell.split("\n"):
+        if not line.startswith("| q"):  # an exercise's row or the quiz's
+            continue
+        for first, last in re.findall(rf"\b{n}\.(\d+)(?:–{n}\.(\d+))?", line.rsplit("|", 2)[-2]):
+            named |= {f"{n}.{k}" for k in range(int(first), int(last or first) + 1)}
+    return named
+
+
+@pytest.mark.parametrize("n", sorted(LABS))
+def test_every_section_of_the_notebook_is_practised_by_an_exercise_or_the_quiz(root, n):
+    """Each numbered section of notebook n, except its closing recap, appears in the lab's opening table."""
+    lab_cells = json.loads(source_notebook(LABS[n].EXERCISES[0].notebook).read_text())["cells"]
+    notebook = next((root / "notebooks").glob(f"0{n}_*.ipynb"))
+    headings = [
+        line
+        for cell in json.loads(notebook.read_text())["cells"]
+        if cell["cell_type"] == "markdown"
+        for line in "".join(cell["source"]).split("\n")
+        if re.match(rf"## {n}\.\d+ ", line)
+    ]
+    sections = {h.split()[1] for h in headings if "What to take away" not in h}
+    assert len(sections) >= 5, headings  # the parse found the sections at all
+    missing = sections - _sections_named("".join(lab_cells[0]["source"]), n)
+    assert not missing, f"lab {n} practises none of sections {sorted(missing)}"
 
 
 @pytest.mark.parametrize("cls", EXERCISES, ids=lambda c: f"{c.notebook[:2]}.{c.name}")
