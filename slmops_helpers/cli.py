@@ -191,7 +191,7 @@ def _train(args: argparse.Namespace) -> int:
 
         sizes = steps.SIZES[args.profile]
         base = training.TrainConfig(
-            lr=steps.LR[args.method],
+            lr=sizes["lr"][args.method],
             max_steps=sizes["steps"],
             batch_size=sizes["batch"],
             eval_every=sizes["eval_every"],
