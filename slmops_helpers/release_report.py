@@ -47,7 +47,13 @@ def gate_reading(m: dict[str, Any], verdict: Any, refusal: Any) -> str:
         "re-ships production to show the mechanics. "
     ) + _plain_note(m, verdict)
     if refusal.passed:
-        return first + "The over-quantized build passed this time: a policy this loose would ship it."
+        return first + (
+            f"The over-quantized build **passed too**: it scored {-m['over_quantized_vs_production_score_diff']:.1f} "
+            f"points below production, but on {m['n_eval']} tickets that drop is not shown to exceed the policy's "
+            f"limit with 95 % confidence, so the noise-aware rule lets it through (the CLI agreed: exit code "
+            f"{m['gate_cli_exit_code_bad']}). A gate this short of tickets cannot stop a bad build; the table at "
+            "the end shows the same build judged on the full reference run's tickets."
+        )
     return first + (
         f"The over-quantized build is **refused**: {'; '.join(r.describe() for r in refusal.failures)}. It is "
         f"{m['over_quantized_size_mib']:.0f} MiB instead of {m['candidate_size_mib']:.0f} and runs at "
