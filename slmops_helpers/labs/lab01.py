@@ -10,6 +10,7 @@ import torch
 
 from ..compress import prune_weight
 from ..decoding import TimedGeneration, speed_summary
+from ..distill import count_config_parameters
 from ..fleet import model_ram_mib
 from ..models import MIB, PRESETS, weight_bytes
 from . import Exercise, Result, close, incorrect, is_number, learner_answer
@@ -183,7 +184,7 @@ class Int4BytesPerWeight(Lab01Exercise):
 
 
 # q8: shapes to count, each a different corner of the Llama architecture (tied or not, grouped or full
-# key/value heads); the check builds each on PyTorch's meta device, so the truth is PyTorch's own count
+# key/value heads); the truth is PyTorch's own count (distill.count_config_parameters, on the meta device)
 CONFIG_SHAPES = (
     dict(vocab_size=1000, hidden_size=64, intermediate_size=160, num_hidden_layers=3, num_attention_heads=8,
          num_key_value_heads=2, tie_word_embeddings=True),
@@ -192,15 +193,6 @@ CONFIG_SHAPES = (
     dict(vocab_size=320, hidden_size=96, intermediate_size=256, num_hidden_layers=4, num_attention_heads=6,
          num_key_value_heads=3, tie_word_embeddings=False),
 )  # fmt: skip
-
-
-def llama_parameter_count(config: Any) -> int:
-    """PyTorch's count of a Llama built from ``config`` (on the meta device: no memory, no time)."""
-    from transformers import LlamaForCausalLM
-
-    with torch.device("meta"):
-        model = LlamaForCausalLM(config)
-    return sum(p.numel() for p in model.parameters())  # a tied head is one tensor, counted once
 
 
 class ParametersFromConfig(Lab01Exercise):
@@ -216,7 +208,7 @@ class ParametersFromConfig(Lab01Exercise):
 
         for shape in CONFIG_SHAPES:
             config = LlamaConfig(**shape)
-            got, want = count_parameters(config), llama_parameter_count(config)
+            got, want = count_parameters(config), count_config_parameters(config)
             name = f"count_parameters({_describe(shape)})"
             if wrong := is_number(got, name=name):
                 return wrong

@@ -25,6 +25,7 @@ from ..distill import (
     student_config,
 )
 from ..distill.loss import make_loss_fn
+from ..distill.settings import measured_claims
 from ..distill.steps import course_splits
 from ..distill.teacher import output_problem
 from ..models import DEFAULT_MODEL, prepare_model
@@ -319,12 +320,10 @@ CLAIM_KEYS = ("inference_time_saved_pct", "memory_saved_pct", "retention_pct", "
 
 
 def reference_claims(m: Mapping[str, float]) -> dict[str, float]:
+    """Notebook 02's numbers for the claims (``measured_claims``), and distillation's credit over the twin."""
     teacher = m["teacher_score"]
-    return {
-        "inference_time_saved_pct": 100 * (1 - m["student_ms_per_token"] / m["teacher_ms_per_token"]),
-        "memory_saved_pct": 100 * (1 - m["student_peak_mib"] / m["teacher_peak_mib"]),
-        "retention_pct": 100 * m["student_score"] / teacher,
-        "credit_points": 100 * (m["student_score"] - m["undistilled_score"]) / teacher,
+    return measured_claims({**m, "retention": m["student_score"] / teacher}) | {
+        "credit_points": 100 * (m["student_score"] - m["undistilled_score"]) / teacher
     }
 
 

@@ -9,6 +9,7 @@ import torch
 from transformers import LlamaConfig
 
 from slmops_helpers import fleet, models
+from slmops_helpers.distill import count_config_parameters
 from slmops_helpers.labs import Outcome, Question, ____, lab01
 from slmops_helpers.labs.solutions import solution_code
 
@@ -186,7 +187,7 @@ def _count(config, *, kv_heads=None, tied=None, norms=True, mlp_matrices=3):
 )
 def test_parameter_count_slips_are_named(wrong, says):
     for shape in lab01.CONFIG_SHAPES:  # the hand count the slips start from is right
-        assert _count(LlamaConfig(**shape)) == lab01.llama_parameter_count(LlamaConfig(**shape))
+        assert _count(LlamaConfig(**shape)) == count_config_parameters(LlamaConfig(**shape))
     got, message = outcome(lab01.ParametersFromConfig, wrong)
     assert got is Outcome.INCORRECT and says in message, message
 
