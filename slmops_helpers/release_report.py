@@ -47,12 +47,13 @@ def gate_reading(m: dict[str, Any], verdict: Any, refusal: Any) -> str:
         "re-ships production to show the mechanics. "
     ) + _plain_note(m, verdict)
     if refusal.passed:
+        score = next((r for r in refusal.results if r.rule.metric == "score"), None)
+        check = f" The gate's score check: {score.describe()}." if score is not None else ""
         return first + (
-            f"The over-quantized build **passed too**: it scored {-m['over_quantized_vs_production_score_diff']:.1f} "
-            f"points below production, but on {m['n_eval']} tickets that drop is not shown to exceed the policy's "
-            f"limit with 95 % confidence, so the noise-aware rule lets it through (the CLI agreed: exit code "
-            f"{m['gate_cli_exit_code_bad']}). A gate this short of tickets cannot stop a bad build; the table at "
-            "the end shows the same build judged on the full reference run's tickets."
+            f"The over-quantized build **passed too**, though it scored "
+            f"{-m['over_quantized_vs_production_score_diff']:.1f} points below production on {m['n_eval']} tickets "
+            f"(the CLI agreed: exit code {m['gate_cli_exit_code_bad']}).{check} A gate this short of tickets cannot "
+            "stop a bad build; the table at the end shows the same build judged on the full reference run's tickets."
         )
     return first + (
         f"The over-quantized build is **refused**: {'; '.join(r.describe() for r in refusal.failures)}. It is "

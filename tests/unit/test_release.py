@@ -125,10 +125,12 @@ def test_gate_metrics_and_reading():
         and "exit code 1" in text
     )
     # a bad build that slips through on too few tickets is said to have, with its drop and the CLI's verdict
-    passed = SimpleNamespace(passed=True, results=[1, 2, 3], failures=[])
+    score_check = SimpleNamespace(rule=SimpleNamespace(metric="score"), describe=lambda: "dropped 11; at least 0.85")
+    passed = SimpleNamespace(passed=True, results=[score_check], failures=[])
     loose = full | {"gate_cli_exit_code_bad": 0, "over_quantized_vs_production_score_diff": -11.0, "n_eval": 24}
     text = report.gate_reading(loose, verdict, passed)
     assert "**passed too**" in text and "11.0 points below" in text and "24 tickets" in text and "exit code 0" in text
+    assert "score check: dropped 11; at least 0.85." in text  # the gate's own words, not a restatement
 
 
 def test_rollout_and_feedback_metrics():
