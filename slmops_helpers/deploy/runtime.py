@@ -14,6 +14,7 @@ and jinja2: no torch, so a deployed process stays small.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -69,38 +70,21 @@ def read_genai_config(folder: Path) -> dict[str, Any]:
     return json.loads(path.read_text())["model"]
 
 
-class OnnxCausalLM:
-    """An exported decoder plus its tokenizer and chat template, run on the CPU."""
+class FolderTokenizer:
+    """Prompts and tokens from a model folder's ``tokenizer.json`` and chat template: what every
+    runtime that does not bring torch (ONNX, onnxruntime-genai, llama.cpp) shares, so all of
+    them see the same token ids for the same prompt."""
 
-    def __init__(self, folder: str | Path, threads: int | None = None, spin: bool = True) -> None:
-        import onnxruntime as ort
+    folder: Path
+    context_length: int  # tokens the runtime holds: prompt and answer together
+
+    def load_tokenizer(self, folder: Path) -> None:
         from tokenizers import Tokenizer
 
-        self.folder = Path(folder)
-        config = read_genai_config(self.folder)
-        decoder = config["decoder"]
-        self.n_layers, self.kv_heads = decoder["num_hidden_layers"], decoder["num_key_value_heads"]
-        self.head_size = decoder["head_size"]
-        self.context_length = config["context_length"]
-        eos = config["eos_token_id"]
-        self.eos_ids = set(eos if isinstance(eos, list) else [eos])
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-        if not spin:  # idle threads sleep instead of spinning: two sessions taking turns (a draft and
-            # its target) would otherwise each burn the cores the other needs
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(
-            str(self.folder / decoder["filename"]), options, providers=["CPUExecutionProvider"]
-        )
-        past_type = next(i.type for i in self.session.get_inputs() if i.name.startswith("past_key_values"))
-        self.kv_dtype = np.float16 if "float16" in past_type else np.float32
-        self.tokenizer = Tokenizer.from_file(str(self.folder / "tokenizer.json"))
-        template = self.folder / "chat_template.jinja"
+        self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        template = folder / "chat_template.jinja"
         self.chat_template = template.read_text() if template.is_file() else None
-        self.special_tokens = special_tokens(self.folder)
-
-    # --- prompts ----------------------------------------------------------------------
+        self.special_tokens = special_tokens(folder)
 
     def chat_prompt(self, messages: list[dict[str, str]]) -> str:
         """The model's own chat template applied to ``messages``, ready for ``encode``."""
@@ -122,6 +106,43 @@ class OnnxCausalLM:
         """The text each token id decodes to on its own (special tokens: empty)."""
         size = self.tokenizer.get_vocab_size(with_added_tokens=True)
         return self.tokenizer.decode_batch([[i] for i in range(size)], skip_special_tokens=True)
+
+    def check_length(self, n_prompt: int, max_new_tokens: int) -> None:
+        if n_prompt < 1:
+            raise ValueError("The prompt is empty: pass at least one token.")
+        if n_prompt + max_new_tokens > self.context_length:
+            raise ValueError(
+                f"Prompt of {n_prompt} tokens + {max_new_tokens} new tokens exceeds the model's context of "
+                f"{self.context_length}. Fix: shorten the prompt or lower max_new_tokens."
+            )
+
+
+class OnnxCausalLM(FolderTokenizer):
+    """An exported decoder plus its tokenizer and chat template, run on the CPU."""
+
+    def __init__(self, folder: str | Path, threads: int | None = None, spin: bool = True) -> None:
+        import onnxruntime as ort
+
+        self.folder = Path(folder)
+        config = read_genai_config(self.folder)
+        decoder = config["decoder"]
+        self.n_layers, self.kv_heads = decoder["num_hidden_layers"], decoder["num_key_value_heads"]
+        self.head_size = decoder["head_size"]
+        self.context_length = config["context_length"]
+        eos = config["eos_token_id"]
+        self.eos_ids = set(eos if isinstance(eos, list) else [eos])
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        if not spin:  # idle threads sleep instead of spinning: two sessions taking turns (a draft and
+            # its target) would otherwise each burn the cores the other needs
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.session = ort.InferenceSession(
+            str(self.folder / decoder["filename"]), options, providers=["CPUExecutionProvider"]
+        )
+        past_type = next(i.type for i in self.session.get_inputs() if i.name.startswith("past_key_values"))
+        self.kv_dtype = np.float16 if "float16" in past_type else np.float32
+        self.load_tokenizer(self.folder)
 
     # --- forward passes -----------------------------------------------------------------
 
@@ -154,15 +175,6 @@ class OnnxCausalLM:
         self.check_length(len(ids), 0)
         return self._forward(ids, self._empty_cache(), len(ids))[0].astype(np.float32)
 
-    def check_length(self, n_prompt: int, max_new_tokens: int) -> None:
-        if n_prompt < 1:
-            raise ValueError("The prompt is empty: pass at least one token.")
-        if n_prompt + max_new_tokens > self.context_length:
-            raise ValueError(
-                f"Prompt of {n_prompt} tokens + {max_new_tokens} new tokens exceeds the model's context of "
-                f"{self.context_length}. Fix: shorten the prompt or lower max_new_tokens."
-            )
-
     def decoder(self) -> OnnxDecoder:
         """A fresh ``decoding.Decoder`` over this model (its own, empty KV cache)."""
         return OnnxDecoder(self)
@@ -179,6 +191,45 @@ class OnnxCausalLM:
     def generate(self, prompt: str, max_new_tokens: int) -> str:
         """The whole greedy answer to ``prompt`` (a string already in chat format)."""
         return "".join(t.text for t in self.stream(self.encode(prompt), max_new_tokens))
+
+
+class GenaiLM(FolderTokenizer):
+    """onnxruntime-genai's own generator over an exported folder (the loop Foundry Local runs),
+    timed token by token exactly like ``OnnxCausalLM``: the first token's time includes the
+    prompt pass, each later one is one step of the generator."""
+
+    def __init__(self, folder: str | Path) -> None:
+        import onnxruntime_genai as og
+
+        self.folder = Path(folder)
+        config = read_genai_config(self.folder)
+        self.context_length = config["context_length"]
+        eos = config["eos_token_id"]
+        self.eos_ids = set(eos if isinstance(eos, list) else [eos])
+        self.model = og.Model(str(self.folder))
+        self.load_tokenizer(self.folder)
+
+    def stream(self, ids: list[int], max_new_tokens: int, stop_at_eos: bool = True) -> Iterator[StreamedToken]:
+        import onnxruntime_genai as og
+
+        if max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}.")
+        params = og.GeneratorParams(self.model)
+        total = len(ids) + max_new_tokens
+        # Without a stop at EOS the speed runs must do the same work as ours: min_length masks EOS.
+        params.set_search_options(max_length=total, min_length=0 if stop_at_eos else total, do_sample=False)
+        generator, generated, text = og.Generator(self.model, params), [], ""
+        start = time.perf_counter()
+        generator.append_tokens(ids)  # the prompt pass: part of the first token's time
+        while not generator.is_done() and len(generated) < max_new_tokens:
+            generator.generate_next_token()
+            token, seconds = int(generator.get_next_tokens()[0]), time.perf_counter() - start
+            if stop_at_eos and token in self.eos_ids:
+                return
+            generated.append(token)
+            full = self.decode(generated)
+            yield StreamedToken(token, full[len(text) :], seconds)
+            text, start = full, time.perf_counter()
 
 
 class OnnxDecoder:

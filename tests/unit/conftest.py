@@ -86,3 +86,29 @@ def torch_lm(tiny_source):
     from slmops_helpers.deploy.runtime import TorchCausalLM
 
     return TorchCausalLM(tiny_source)
+
+
+@pytest.fixture(scope="session")
+def course_source() -> Path:
+    """The course's tuned model (`make model` prepares it), or the untuned base where it is missing."""
+    from slmops_helpers.finetune import tuned_dir
+    from slmops_helpers.models import DEFAULT_MODEL, is_prepared, prepare_model
+
+    return tuned_dir() if is_prepared(tuned_dir()) else Path(prepare_model(DEFAULT_MODEL))
+
+
+@pytest.fixture(scope="session")
+def course_gguf(course_source) -> dict[str, Path]:
+    """Every GGUF variant of the course model, built by llama.cpp's own tools. They live in the
+    course cache on purpose: notebook 04 builds the same files and reuses them. Skipped where
+    llama.cpp could not be built, except in CI (SLMOPS_REQUIRE_LLAMA_CPP=1), where that fails."""
+    import os
+
+    from slmops_helpers.deploy import llamacpp, llamacpp_setup
+
+    usable, reason = llamacpp_setup.availability()
+    if not usable:
+        if os.environ.get("SLMOPS_REQUIRE_LLAMA_CPP") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return llamacpp.build_all(course_source)
