@@ -1,12 +1,13 @@
-"""A Foundry-Local-style model package: the ONNX files, the runtime's side files, an
-``inference_model.json`` (model name and prompt template) and a ``manifest.json`` with
-version, lineage and the sha256 of every file. ``load_package`` verifies every hash and
-refuses a package that was changed after it was written.
+"""A Foundry-Local-style model package: the model files of one runtime (ONNX for onnxruntime,
+or GGUF for llama.cpp), their side files, an ``inference_model.json`` (model name and prompt
+template) and a ``manifest.json`` with the runtime, version, lineage and the sha256 of every
+file. ``load_package`` verifies every hash, refuses a package that was changed after it was
+written, and loads it with its runtime: one contract, so ``slmops serve`` answers either.
 
 Layout::
 
     package/
-      model.onnx, model.onnx.data          the decoder (one variant)
+      model.onnx, model.onnx.data          the decoder (one variant), or model.gguf
       genai_config.json, tokenizer.json, tokenizer_config.json, chat_template.jinja
       inference_model.json                 {"Name": ..., "PromptTemplate": {"prompt": "...{Content}..."}}
       manifest.json                        written last; lists and hashes everything above
@@ -23,12 +24,14 @@ from typing import Any
 from .._io import atomic_directory, atomic_write_json
 from ..models import sha256_file
 from .export import ONNX_FILE, SIDE_FILES
+from .llamacpp import GGUF_FILE, GGUF_SIDE_FILES, LlamaCppLM
 from .runtime import OnnxCausalLM, render_chat, special_tokens
 
 CONTENT = "{Content}"
 MANIFEST = "manifest.json"
 INFERENCE_MODEL = "inference_model.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2 records the runtime; a version-1 package is an ONNX one
+RUNTIME_FILES = {"onnx": (ONNX_FILE, SIDE_FILES), "gguf": (GGUF_FILE, GGUF_SIDE_FILES)}  # weights, side files
 
 
 class PackageError(ValueError):
@@ -70,19 +73,30 @@ def fill_prompt(spec: dict[str, Any], content: str) -> str:
     return spec["PromptTemplate"]["prompt"].replace(CONTENT, content)
 
 
+def runtime_of(variant_dir: Path) -> str:
+    """Which runtime an exported variant folder is for, from the model file it holds."""
+    for runtime, (weights, _) in RUNTIME_FILES.items():
+        if (Path(variant_dir) / weights).is_file():
+            return runtime
+    raise FileNotFoundError(
+        f"{variant_dir} holds neither {ONNX_FILE} nor {GGUF_FILE}. "
+        "Fix: export the variant first (export.build_variant or llamacpp.build_gguf)."
+    )
+
+
 def write_package(
-    onnx_dir: Path, out: Path, name: str, version: str, lineage: dict[str, Any], system_prompt: str | None = None
+    variant_dir: Path, out: Path, name: str, version: str, lineage: dict[str, Any], system_prompt: str | None = None
 ) -> Path:
-    """Copy one exported variant into ``out`` as a package, atomically; return ``out``."""
-    onnx_dir = Path(onnx_dir)
-    files = [p for p in onnx_dir.iterdir() if p.name.startswith(ONNX_FILE) or p.name in SIDE_FILES]
-    if not (onnx_dir / ONNX_FILE).is_file():
-        raise FileNotFoundError(f"{onnx_dir / ONNX_FILE} is missing. Fix: export the variant first (build_variant).")
+    """Copy one exported variant (ONNX or GGUF) into ``out`` as a package, atomically; return ``out``."""
+    variant_dir = Path(variant_dir)
+    runtime = runtime_of(variant_dir)
+    weights, side_files = RUNTIME_FILES[runtime]
+    files = [p for p in variant_dir.iterdir() if p.name.startswith(weights) or p.name in side_files]
     spec = {
         "Name": name,
         "PromptTemplate": {
             "prompt": prompt_template(
-                (onnx_dir / "chat_template.jinja").read_text(), system_prompt, special_tokens(onnx_dir)
+                (variant_dir / "chat_template.jinja").read_text(), system_prompt, special_tokens(variant_dir)
             )
         },
     }
@@ -94,6 +108,7 @@ def write_package(
         hashes = {p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size} for p in sorted(tmp.iterdir())}
         manifest = {
             "format_version": FORMAT_VERSION,
+            "runtime": runtime,
             "name": name,
             "version": version,
             "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -134,12 +149,26 @@ def verify_package(folder: Path) -> dict[str, Any]:
             "Fix: rebuild the package (write_package) or restore it from the registry; never run it as is."
         )
     validate_inference_model(json.loads((folder / INFERENCE_MODEL).read_text()))
+    package_runtime(manifest, folder)
     return manifest
 
 
+def package_runtime(manifest: dict[str, Any], folder: Path) -> str:
+    """The runtime a verified manifest names (a version-1 package is ONNX); unknown ones are refused."""
+    runtime = manifest.get("runtime", "onnx" if manifest.get("format_version") == 1 else None)
+    if runtime not in RUNTIME_FILES:
+        raise PackageError(
+            f"Package {folder} is for runtime {runtime!r}, which this course cannot run (it runs "
+            f"{' and '.join(RUNTIME_FILES)} packages). Fix: rebuild the package with write_package."
+        )
+    return runtime
+
+
 def load_package(folder: Path, threads: int | None = None) -> tuple[Any, dict[str, Any], dict[str, Any]]:
-    """Verify, then load: (runtime model, manifest, inference_model spec)."""
+    """Verify, then load with the package's runtime: (runtime model, manifest, inference_model spec)."""
 
     manifest = verify_package(folder)
     spec = json.loads((Path(folder) / INFERENCE_MODEL).read_text())
+    if package_runtime(manifest, folder) == "gguf":
+        return LlamaCppLM(folder, threads=threads), manifest, spec
     return OnnxCausalLM(folder, threads=threads), manifest, spec

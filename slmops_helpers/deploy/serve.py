@@ -1,4 +1,6 @@
-"""``slmops serve PACKAGE``: a local, OpenAI-compatible chat server for one package.
+"""``slmops serve PACKAGE``: a local, OpenAI-compatible chat server for one package, ONNX or
+GGUF (``package.load_package`` picks onnxruntime or llama.cpp from the manifest; every
+limit, error and parameter below is the same for both).
 
 Endpoints: ``GET /v1/models``, ``POST /v1/chat/completions`` (``"stream": true`` sends
 server-sent events, as OpenAI's API does: one per token as it is generated; an error after

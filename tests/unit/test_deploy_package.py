@@ -47,7 +47,7 @@ def test_write_then_verify_round_trip(tiny_package):
     assert set(manifest["files"]) == EXPECTED_FILES  # builder.log and the export marker stay behind
     assert manifest["name"] == "tiny-assistant" and manifest["version"] == "1.0.0"
     assert manifest["lineage"]["base_model"] == "tiny-random-llama"
-    assert manifest["format_version"] == 1
+    assert manifest["format_version"] == 2 and manifest["runtime"] == "onnx"
     for name, entry in manifest["files"].items():
         assert entry["sha256"] == sha256_file(tiny_package / name)
         assert entry["bytes"] == (tiny_package / name).stat().st_size
@@ -196,3 +196,34 @@ def test_fill_prompt_places_the_message_once():
 
 def test_package_error_is_a_value_error():
     assert issubclass(PackageError, ValueError)
+
+
+def _edit_manifest(folder, **changes):
+    path = folder / MANIFEST
+    manifest = json.loads(path.read_text())
+    for key, value in changes.items():
+        if value is None:
+            manifest.pop(key, None)
+        else:
+            manifest[key] = value
+    path.write_text(json.dumps(manifest))
+
+
+def test_a_package_for_an_unknown_runtime_is_refused_with_the_fix(package_copy):
+    _edit_manifest(package_copy, runtime="tflite")
+    with pytest.raises(PackageError, match="runtime 'tflite'.*onnx and gguf.*write_package"):
+        load_package(package_copy)
+
+
+def test_a_version_1_package_without_a_runtime_is_read_as_onnx(package_copy):
+    _edit_manifest(package_copy, runtime=None, format_version=1)
+    lm, manifest, _ = load_package(package_copy, threads=1)
+    assert type(lm).__name__ == "OnnxCausalLM" and "runtime" not in manifest
+    _edit_manifest(package_copy, format_version=2)  # a version-2 manifest must say its runtime
+    with pytest.raises(PackageError, match="runtime None"):
+        load_package(package_copy)
+
+
+def test_write_package_names_both_exports_when_there_is_no_model_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="neither model.onnx nor model.gguf.*build_gguf"):
+        write_package(tmp_path, tmp_path / "out", "x", "1", {})

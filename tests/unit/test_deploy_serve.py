@@ -627,3 +627,43 @@ def test_ticket_format_constrains_every_answer_and_a_cut_one_stays_a_prefix(tiny
             service._format.follow(content.replace(" ", ""))  # raises unless the text stays inside the format
             if max_tokens == 1:
                 assert reply.body["choices"][0]["finish_reason"] == "length"
+
+
+# --- one contract, two runtimes: an ONNX package and a GGUF one behind the same calls ------
+
+
+@pytest.fixture(scope="module")
+def gguf_package(course_gguf, tmp_path_factory):
+    """The course model's Q4_0 GGUF, packaged like the ONNX exports."""
+    from slmops_helpers import data
+    from slmops_helpers.deploy.package import write_package
+
+    out = tmp_path_factory.mktemp("gguf_packages") / "course"
+    lineage = {"base_model": "SmolLM2-135M-Instruct", "variant": "gguf_q4_0"}
+    return write_package(course_gguf["gguf_q4_0"], out, MODEL, "1.0.0", lineage, system_prompt=data.SYSTEM_PROMPT)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("runtime", ["onnx", "gguf"])
+def test_both_runtimes_answer_the_same_openai_client_calls(runtime, tiny_package, request):
+    openai = pytest.importorskip("openai", reason="the openai client is a dev dependency: pip install -e '.[dev]'")
+    package = tiny_package if runtime == "onnx" else request.getfixturevalue("gguf_package")
+    service = ChatService(package, ServeConfig(max_tokens=16))
+    assert service.manifest["runtime"] == runtime and type(service.lm).__name__ in ("OnnxCausalLM", "LlamaCppLM")
+    _, expected = _expected(service, [USER], 8)
+    text = "".join(expected)
+    with running(service) as url:
+        api = openai.OpenAI(base_url=url, api_key="not-needed-locally", max_retries=0, timeout=60)
+        reply = api.chat.completions.create(model=MODEL, messages=[USER], max_tokens=8, seed=1)
+        assert reply.choices[0].message.content == text
+        stream = api.chat.completions.create(model=MODEL, messages=[USER], max_tokens=8, stream=True)
+        assert [c.choices[0].delta.content for c in stream if c.choices and c.choices[0].delta.content] == [
+            p for p in expected if p
+        ]
+        cut = text[len(text) // 2 :][:2] or text[:1]
+        stopped = api.chat.completions.create(model=MODEL, messages=[USER], max_tokens=8, stop=[cut])
+        assert stopped.choices[0].message.content == text[: text.find(cut)]
+        assert stopped.choices[0].finish_reason == "stop"
+        with pytest.raises(openai.BadRequestError, match="'temperature'"):
+            api.chat.completions.create(model=MODEL, messages=[USER], max_tokens=4, temperature=0.7)
+        assert client.request(f"{url.removesuffix('/v1')}/health").status == 200
