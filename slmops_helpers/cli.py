@@ -6,10 +6,10 @@ slmops prepare [--model M] [--tuned]
 slmops run --profile smoke    execute the notebooks into artifacts/, print metrics
 slmops summary                print the recorded metrics again
 slmops render-labs            regenerate labs/*.ipynb from labs/source/
-slmops bench [--source DIR] [--profile P] [--variants onnx_int4,...]
-                              export (cached) and benchmark ONNX variants beside torch eager; print the table
+slmops bench [--source DIR] [--profile P] [--variants onnx_int4,...] [--no-gguf]
+                              export (cached) and benchmark ONNX and GGUF variants beside torch eager; print the table
 slmops serve PACKAGE [--port N]
-                              a local OpenAI-compatible server (/v1/chat/completions, /v1/models) on 127.0.0.1
+                              a local OpenAI-compatible server for an ONNX or GGUF package on 127.0.0.1
 slmops site [--no-run]        render the executed notebooks into a static site, artifacts/site/
 slmops registry list|show ID|verify ID|promote ID --stage S
                               the local model registry (artifacts/registry/): lineage, stages, sha256 checks
@@ -129,7 +129,7 @@ def _bench(args: argparse.Namespace) -> int:
 
     source, label = deploy_source(args.source)
     print(f"benchmarking {label}: {source}")
-    table, _ = run_benchmark(source, args.profile, tuple(args.variants.split(",")))
+    table, _ = run_benchmark(source, args.profile, tuple(args.variants.split(",")), gguf=not args.no_gguf)
     print(format_table(table))
     if args.out:
         atomic_write_json(Path(args.out), {"source": str(source), "profile": args.profile, "table": table})
@@ -314,12 +314,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=_run)
     sub.add_parser("summary", help="print recorded metrics").set_defaults(func=_summary)
     sub.add_parser("render-labs", help="regenerate the exercise notebooks").set_defaults(func=_render_labs)
-    bench = sub.add_parser("bench", help="export and benchmark ONNX variants beside torch eager")
+    bench = sub.add_parser("bench", help="export and benchmark ONNX and GGUF variants beside torch eager")
     bench.add_argument(
         "--source", help="model folder to deploy (default: notebook 03's merged model, else the tuned one)"
     )
     bench.add_argument("--profile", choices=sorted(PROFILES), default="smoke")
     bench.add_argument("--variants", default="onnx_fp32,onnx_fp16,onnx_int8,onnx_int4")
+    bench.add_argument("--no-gguf", action="store_true", help="leave out llama.cpp's GGUF rows")
     bench.add_argument("--out", help="also write the table as JSON here")
     bench.set_defaults(func=_bench)
     serve = sub.add_parser("serve", help="serve a model package with an OpenAI-compatible API on loopback")

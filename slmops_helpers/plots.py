@@ -311,16 +311,22 @@ def plot_size_breakdown(rows: list[dict[str, Any]]) -> Figure:
     return fig
 
 
+RUNTIME_COLORS = {"torch": "tab:gray", "onnx": "tab:blue", "genai": "tab:purple", "gguf": "tab:orange"}
+
+
 def plot_benchmark(table: list[dict[str, Any]]) -> Figure:
-    """Left: decode speed per variant. Right: size against task score (the trade-off)."""
-    fig, (speed, tradeoff) = plt.subplots(1, 2, figsize=(11, 3.8))
+    """Left: decode speed per variant, coloured by runtime (the name's prefix: torch, onnx,
+    genai, gguf). Right: size against task score (the trade-off)."""
+    fig, (speed, tradeoff) = plt.subplots(1, 2, figsize=(11, 0.9 + 0.35 * max(len(table), 8)))
     names = [r["variant"] for r in table]
-    speed.barh(names, [r["tok_s"] for r in table], color="tab:blue")
+    colors = [RUNTIME_COLORS.get(name.split("_")[0], "tab:gray") for name in names]
+    speed.barh(names, [r["tok_s"] for r in table], color=colors)
+    speed.invert_yaxis()  # the table's order, top to bottom
     speed.set_xlabel("tokens / s (batch 1, after the first token)")
     errors = score_errors(table)
     for i, r in enumerate(table):
         yerr = None if errors is None else [[errors[0][i]], [errors[1][i]]]
-        tradeoff.errorbar(r["size_mib"], r["score"], yerr=yerr, fmt="o", capsize=4, markersize=7)
+        tradeoff.errorbar(r["size_mib"], r["score"], yerr=yerr, fmt="o", capsize=4, markersize=7, color=colors[i])
         tradeoff.annotate(r["variant"], (r["size_mib"], r["score"]), textcoords="offset points", xytext=(5, 4))
     tradeoff.set_xlabel("size on disk (MiB)")
     tradeoff.set_ylabel("task score (0–100), 95 % interval")

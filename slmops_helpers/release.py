@@ -38,7 +38,7 @@ def production_package(prod: pipeline.Production, out: Path, model_name: str) ->
     if prod.package is not None:
         return pipeline.copy_package(prod.package, dest), "section 4's, copied here"
     recipe = export.RECIPES["onnx_int4"]
-    origin = lineage(model_name, prod.source, prod.label, "onnx_int4", recipe, data.dataset_hash())
+    origin = lineage(model_name, prod.source, prod.label, "onnx_int4", recipe.note, data.dataset_hash())
     onnx_dir = export.build_variant(prod.source, "onnx_int4")
     built = package.write_package(
         onnx_dir, dest, pipeline.PACKAGE_NAME, VERSIONS["production"], origin, data.SYSTEM_PROMPT
@@ -128,7 +128,7 @@ def candidate_packages(
     made = {}
     for name, (variant, recipe) in builds.items():
         origin = lineage(
-            model_name, candidate.folder, f"the candidate trained from {prod.label}", variant, recipe,
+            model_name, candidate.folder, f"the candidate trained from {prod.label}", variant, recipe.note,
             registry.sha256_data(candidate.training_data), adapter=adapter_text(), parent=prod.label,
         )  # fmt: skip
         onnx_dir = export.build_recipe(candidate.folder, recipe)

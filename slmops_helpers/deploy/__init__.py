@@ -3,11 +3,16 @@
 One module per step, in the order the notebook takes them:
 
 - ``export``   PyTorch folder → ONNX with a KV cache (onnxruntime-genai's builder), fp16 / int8 / int4
-- ``runtime``  greedy, streaming generation with onnxruntime (no torch needed), chat prompts
-- ``package``  a Foundry-Local-style model folder with a hashed manifest, and its verifying loader
+- ``runtime``  greedy, streaming generation with onnxruntime (no torch needed), chat prompts;
+               onnxruntime-genai's own generator timed the same way
+- ``llamacpp`` the same model as GGUF (llama.cpp's converter and quantizer) and run by llama.cpp;
+               ``llamacpp_setup`` builds llama.cpp's binding for this CPU at setup
+- ``package``  a Foundry-Local-style model folder (ONNX or GGUF) with a hashed manifest, and its
+               verifying loader
 - ``bench``    size, load time, time to first token, ms per token, peak RSS, quality; ``slmops bench``
 - ``serve``    an OpenAI-compatible local server; ``slmops serve``
 - ``checklist`` the module's validation checklist, run as code
 
-``runtime``, ``package`` and ``serve`` never import torch, so a deployed process stays small.
+``runtime``, ``llamacpp`` (to run a file), ``package`` and ``serve`` never import torch, so a
+deployed process stays small.
 """

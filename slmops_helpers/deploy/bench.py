@@ -3,7 +3,8 @@ token (p50/p95), tokens/s, peak RSS and quality, in one run.
 
 Each variant runs in a fresh Python process (``python -m slmops_helpers.deploy.bench``),
 so its peak RSS is its own and not the notebook's: what a device would need to run it.
-The ONNX processes never import torch; the torch-eager one does, as a deployment would.
+The ONNX and llama.cpp processes never import torch; the torch-eager one does, as a
+deployment would.
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ from ..data import format_chat, load_splits, score_predictions
 from ..decoding import TimedGeneration, speed_summary
 from ..models import files_mib, noise_bound, peak_rss_mib
 from ..uncertainty import TicketScores, interval_metrics
+from . import llamacpp, llamacpp_setup
 from .export import build_recipe, build_variant, onnx_files_mib
-from .runtime import OnnxCausalLM, TorchCausalLM
+from .llamacpp import LlamaCppLM
+from .runtime import GenaiLM, OnnxCausalLM, TorchCausalLM
 
 TORCH_VARIANT = "torch_fp32"
 TABLE_KEYS = (
@@ -58,12 +61,26 @@ class BenchConfig:
             raise ValueError("BenchConfig.timing_tokens must be >= 2: the first token only measures the prompt.")
 
 
+RUNTIMES = ("torch", "onnx", "genai", "gguf")  # torch eager, our onnxruntime loop, onnxruntime-genai, llama.cpp
+
+
 def load_runtime(kind: str, folder: str | Path) -> Any:
     if kind == "onnx":
         return OnnxCausalLM(folder)
     if kind == "torch":
         return TorchCausalLM(folder)
-    raise ValueError(f"Unknown runtime {kind!r}; use 'onnx' or 'torch'.")
+    if kind == "genai":
+        return GenaiLM(folder)
+    if kind == "gguf":
+        return LlamaCppLM(folder)
+    raise ValueError(f"Unknown runtime {kind!r}; use one of {list(RUNTIMES)}.")
+
+
+def variant_mib(kind: str, folder: str | Path) -> float:
+    """What a variant weighs on disk: the files its runtime loads."""
+    if kind in ("onnx", "genai"):
+        return onnx_files_mib(Path(folder))
+    return files_mib(Path(folder), "*.gguf" if kind == "gguf" else "*.safetensors")
 
 
 def measure(kind: str, folder: str | Path, settings: BenchConfig) -> dict[str, Any]:
@@ -202,12 +219,11 @@ def bench_variants(
         bar.set_postfix_str(name)
         raw = measure_isolated(kind, folder, settings)
         reference = reference or raw["token_ids"]
-        size = onnx_files_mib(folder) if kind == "onnx" else files_mib(folder, "*.safetensors")
         tickets = TicketScores.from_answers(raw["answers"], rows)
         table.append(
             {
                 "variant": name,
-                "size_mib": size,
+                "size_mib": variant_mib(kind, folder),
                 **summarize(raw),
                 "agreement": prefix_agreement(raw["token_ids"], reference),
                 "score": score_predictions(raw["answers"], rows)["score"],
@@ -262,17 +278,34 @@ def course_settings(source: Path, profile: str, rows: list[dict[str, str]]) -> B
     return BenchConfig(prompts, sizes.max_new_tokens, prompts[0], sizes.timing_tokens, sizes.timing_repeats)
 
 
+GENAI_VARIANT = "genai_int4"  # onnxruntime-genai's generator over the int4 export
+
+
+def course_variants(
+    source: Path, onnx_dirs: dict[str, Path], gguf_dirs: dict[str, Path]
+) -> dict[str, tuple[str, Path]]:
+    """The benchmark's rows, ``{name: (runtime kind, folder)}``: torch eager first (the
+    reference for agreement), the ONNX exports under our loop, the int4 export under
+    onnxruntime-genai, then llama.cpp's GGUF files."""
+    folders = {TORCH_VARIANT: ("torch", Path(source))} | {name: ("onnx", d) for name, d in onnx_dirs.items()}
+    if "onnx_int4" in onnx_dirs:
+        folders[GENAI_VARIANT] = ("genai", onnx_dirs["onnx_int4"])
+    return folders | {name: ("gguf", d) for name, d in gguf_dirs.items()}
+
+
 def run_benchmark(
     source: Path,
     profile: str = "smoke",
     variants: tuple[str, ...] = ("onnx_fp32", "onnx_fp16", "onnx_int8", "onnx_int4"),
+    gguf: bool = True,
 ) -> tuple[list[dict[str, Any]], dict[str, list[str]]]:
-    """Export (cached) and benchmark ``variants`` of the model folder ``source`` beside torch eager."""
+    """Export (cached) and benchmark ``variants`` of the model folder ``source`` beside torch
+    eager, and, with ``gguf`` where llama.cpp is installed, its GGUF variants."""
 
     rows = list(load_splits()["test"])[: get_profile(profile).n_eval]
-    folders = {TORCH_VARIANT: ("torch", Path(source))}
-    folders |= {name: ("onnx", build_variant(source, name)) for name in variants}
-    return bench_variants(folders, course_settings(source, profile, rows), rows)
+    onnx_dirs = {name: build_variant(source, name) for name in variants}
+    gguf_dirs = llamacpp.build_all(source) if gguf and llamacpp_setup.availability()[0] else {}
+    return bench_variants(course_variants(source, onnx_dirs, gguf_dirs), course_settings(source, profile, rows), rows)
 
 
 def _child_main(kind: str, folder: str) -> None:

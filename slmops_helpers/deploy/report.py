@@ -89,9 +89,53 @@ def genai_reading(m: dict[str, Any], parted: bool) -> str:
         else ""
     )
     return (
-        f"onnxruntime-genai decodes the same folder at {m['genai_tok_s']:.0f} tokens/s; its greedy tokens agree "
-        f"with our loop's on {m['genai_agreement']:.0%} of the answer.{where}"
+        f"onnxruntime-genai's generator decoded the same folder at {m['genai_int4_tok_s']:.0f} tokens/s in the "
+        f"benchmark (our loop: {m['onnx_int4_tok_s']:.0f}); its greedy tokens agree with our loop's on "
+        f"{m['genai_agreement']:.0%} of this answer.{where}"
     )
+
+
+def gguf_reading(rows: list[dict[str, Any]], status: str) -> str:
+    """The GGUF files: size, and the tensor types each quantization type actually produced."""
+    if not rows:
+        return f"**llama.cpp is not available here**: {status} The benchmark shows the ONNX rows only."
+    lines = ["| variant | MiB | stored as (MiB) |", "|---|---|---|"]
+    for row in rows:
+        types = ", ".join(f"{name} {mib:.0f}" for name, mib in row["types"].items() if mib >= 0.5)
+        lines.append(f"| {row['variant']} | {row['size_mib']:.0f} | {types} |")
+    return "\n".join(lines)
+
+
+RACE_TIE = 0.05  # tokens/s ratios closer to 1 than this are read as a tie (run-to-run timing noise)
+
+
+def runtime_reading(m: dict[str, Any], n_tickets: int) -> str:
+    """Section 4.5's runtime race in words: ONNX against llama.cpp, and onnxruntime-genai's loop against ours."""
+    genai = (
+        f"onnxruntime-genai's own generator runs the int4 folder at {m['genai_int4_tok_s']:.0f} tokens/s against "
+        f"our loop's {m['onnx_int4_tok_s']:.0f}: same graph, two loops around it."
+    )
+    if "int4_vs_llamacpp" not in m:
+        return f"**Runtimes.** llama.cpp did not run here, so there is no race to read. {genai}"
+    best, ratio = m["llamacpp_best_4bit"], m["int4_vs_llamacpp"]
+    verdict = "level with" if abs(ratio - 1) < RACE_TIE else "faster than" if ratio > 1 else "slower than"
+    lines = [
+        f"**Runtimes.** The int4 ONNX export decodes at {m['onnx_int4_tok_s']:.0f} tokens/s, llama.cpp's fastest "
+        f"4-bit file ({best}) at {m[f'{best}_tok_s']:.0f}: int4 ONNX is **×{ratio:.2f}**, {verdict} llama.cpp, "
+        f"on this CPU and in this run. Two runs of one variant on a shared 2-core machine differ by a few percent, "
+        f"so a ratio within {RACE_TIE:.0%} of 1 reads as a tie. "
+        f"Peak memory: {m[f'{best}_peak_mib']:.0f} MiB for {best}, {m['onnx_int4_peak_mib']:.0f} MiB for int4 ONNX; "
+        f"time to first token {m[f'{best}_ttft_ms']:.0f} against {m['onnx_int4_ttft_ms']:.0f} ms. {genai}",
+        "",
+        f"Quality on the same {n_tickets} tickets, paired against the fp32 export:",
+    ]
+    for variant in ("gguf_q4_0", "gguf_q4_k_m"):
+        if f"{variant}_vs_fp32_score_diff" in m:
+            lines.append(
+                f"- {difference_sentence(m, f'{variant}_vs_fp32', variant, 'fp32', n_tickets)}; "
+                f"{gate_robustness(m, f'{variant}_vs_fp32', n_tickets)}."
+            )
+    return "\n".join(lines)
 
 
 def package_reading(m: dict[str, Any], n_files: int, refusal: str) -> str:
@@ -110,6 +154,15 @@ def server_reading(m: dict[str, Any]) -> str:
         f"healthy afterwards: {m['server_healthy_after']}. A request with `response_format` "
         f'`{{"type": "ticket_format"}}` came back '
         + ("in the three-line format." if m["server_ticket_format_ok"] else "**out of the format**: a bug.")
+    )
+
+
+def gguf_server_reading(m: dict[str, Any]) -> str:
+    if "gguf_server_ok" not in m:
+        return "No GGUF package passed the gate in this run (or llama.cpp is missing), so only ONNX was served."
+    same = "the same answer llama.cpp gave in the benchmark" if m["gguf_server_same_answer"] else "**another answer**"
+    return f"The GGUF package ({m['gguf_package_variant']}) behind the same server: plain and streamed requests " + (
+        f"answered with {same}." if m["gguf_server_ok"] else "**failed**: the contract is broken for GGUF."
     )
 
 
@@ -190,6 +243,9 @@ LESSON_ROWS = (
     ("int4 tokens/s", "onnx_int4_tok_s", "{:.0f}".format),
     ("torch fp32 tokens/s", "torch_fp32_tok_s", "{:.0f}".format),
     ("int4 size (MiB)", "onnx_int4_size_mib", "{:.0f}".format),
+    ("llama.cpp Q4_0 tokens/s", "gguf_q4_0_tok_s", "{:.0f}".format),
+    ("llama.cpp Q4_0 score", "gguf_q4_0_score", "{:.1f}".format),
+    ("int4 ONNX ÷ best llama.cpp 4-bit, tokens/s", "int4_vs_llamacpp", "×{:.2f}".format),
     ("tickets scored", "deploy_choice_tickets", "{:d}".format),
     ("speculative, int4 draft: decode speedup", "speculative_int4_speedup", "×{:.2f}".format),
     ("speculative, prompt lookup: decode speedup", "speculative_lookup_speedup", "×{:.2f}".format),

@@ -12,12 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnxruntime_genai as og
 
 from .. import data
 from ..uncertainty import difference_metrics
-from . import bench, checklist, client, export, package
-from .runtime import OnnxCausalLM, TorchCausalLM
+from . import bench, checklist, client, export, llamacpp, package
+from .runtime import GenaiLM, OnnxCausalLM, TorchCausalLM
 
 QUALITY_DROP = 5.0  # points of task score a variant may lose against the fp32 export and still ship
 PACKAGE_NAME = "kestrel-k2-assistant"
@@ -93,11 +92,24 @@ def quality_gate(table: list[dict[str, Any]], drop: float = QUALITY_DROP) -> dic
     by_name = {r["variant"]: r for r in table}
     reference = by_name["onnx_fp32"]["score"]
     out: dict[str, Any] = {f"{r['variant']}_quality_ok": r["score"] >= reference - drop for r in table}
-    for variant in ("onnx_fp16", "onnx_int8", "onnx_int4"):
+    for variant in ("onnx_fp16", "onnx_int8", "onnx_int4", *GGUF_4BIT):
         if "tickets" in by_name.get(variant, {}):
             name = f"{variant.removeprefix('onnx_')}_vs_fp32"
             out |= difference_metrics(name, by_name[variant]["tickets"], by_name["onnx_fp32"]["tickets"])
     return out
+
+
+GGUF_4BIT = ("gguf_q4_0", "gguf_q4_k_m")  # llama.cpp's 4-bit variants, raced against the int4 ONNX export
+
+
+def runtime_race(metrics: dict[str, Any]) -> dict[str, Any]:
+    """int4 ONNX against the fastest llama.cpp 4-bit variant, same model, same CPU, same run
+    (``int4_vs_llamacpp`` > 1: ONNX decodes faster); empty when llama.cpp did not run."""
+    measured = [v for v in GGUF_4BIT if f"{v}_tok_s" in metrics]
+    if not measured:
+        return {}
+    best = max(measured, key=lambda v: metrics[f"{v}_tok_s"])
+    return {"llamacpp_best_4bit": best, "int4_vs_llamacpp": metrics["onnx_int4_tok_s"] / metrics[f"{best}_tok_s"]}
 
 
 PACKAGE_ORDER = ("onnx_int4", "onnx_int8", "onnx_fp16", "onnx_fp32")  # smallest first
@@ -109,27 +121,17 @@ def chosen_variant(metrics: dict[str, Any]) -> str:
 
 
 def genai_metrics(lm: OnnxCausalLM, folder: Path, ids: list[int], ours: list[int], max_new_tokens: int) -> dict:
-    """Decode the same int4 folder with onnxruntime-genai: its speed, and where it parts from our loop."""
-    model = og.Model(str(folder))
-    params = og.GeneratorParams(model)
-    params.set_search_options(max_length=len(ids) + max_new_tokens, do_sample=False)
-    generator = og.Generator(model, params)
-    generator.append_tokens(ids)
-    theirs, start = [], time.perf_counter()
-    while not generator.is_done() and len(theirs) < max_new_tokens:
-        generator.generate_next_token()
-        theirs.append(int(generator.get_next_tokens()[0]))
-    tok_s = len(theirs) / (time.perf_counter() - start)
-    theirs = [t for t in theirs if t not in lm.eos_ids]
+    """Decode the same int4 folder with onnxruntime-genai's generator: where it parts from our
+    loop, and how close to a tie that was (its speed is in the benchmark, measured like ours)."""
+    theirs = [t.id for t in GenaiLM(folder).stream(ids, max_new_tokens)]
     return {
-        "genai_tok_s": tok_s,
         "genai_agreement": bench.prefix_agreement([theirs], [ours]),
         "genai_divergence_margin": bench.divergence_margin(lm, ids, ours, theirs),  # 0.0: never parted
     }
 
 
 def lineage(
-    base_model: str, source: Path, origin: str, variant: str, recipe: export.Recipe, data_hash: str, **more: Any
+    base_model: str, source: Path, origin: str, variant: str, recipe_note: str, data_hash: str, **more: Any
 ) -> dict[str, Any]:
     """What a package records about where it came from (``manifest.json``'s ``lineage``).
 
@@ -141,10 +143,31 @@ def lineage(
         "deployed_from": origin,
         "source_fingerprint": export.source_fingerprint(source),
         "variant": variant,
-        "recipe": recipe.note,
+        "recipe": recipe_note,
         "data_hash": data_hash,
         **more,
     }
+
+
+GGUF_ORDER = ("gguf_q4_0", "gguf_q4_k_m", "gguf_q8_0", "gguf_f16")  # smallest first
+
+
+def chosen_gguf(metrics: dict[str, Any]) -> str | None:
+    """The smallest GGUF variant that passes the same quality gate (None when none ran or passed)."""
+    return next((v for v in GGUF_ORDER if metrics.get(f"{v}_quality_ok")), None)
+
+
+def write_gguf_package(
+    gguf_dirs: dict[str, Path], metrics: dict[str, Any], origin: dict[str, Any], out: Path
+) -> Path | None:
+    """The same package contract around the chosen GGUF variant (``origin``: the ONNX package's
+    lineage, whose variant and recipe this replaces); None when no GGUF variant passed."""
+    variant = chosen_gguf(metrics)
+    if variant is None:
+        return None
+    origin = origin | {"variant": variant, "recipe": llamacpp.NOTES[variant]}
+    origin["metrics"] = variant_metrics(metrics, variant)
+    return package.write_package(gguf_dirs[variant], out, PACKAGE_NAME, "1.0.0", origin, data.SYSTEM_PROMPT)
 
 
 def variant_metrics(metrics: dict[str, Any], variant: str) -> dict[str, Any]:
@@ -204,6 +227,18 @@ def server_trial(
         and data.follows_format(masked.body["choices"][0]["message"]["content"]),
     }
     return out, streamed, bad[0].body
+
+
+def gguf_server_trial(package_dir: Path, message: str, expected: str, max_tokens: int) -> dict[str, Any]:
+    """The GGUF package behind the same server and client calls: a plain answer, a streamed one,
+    and whether both are the answer llama.cpp gave for the same ticket in the benchmark."""
+    payload = {"model": PACKAGE_NAME, "messages": [{"role": "user", "content": message}], "max_tokens": max_tokens}
+    with client.ServerProcess(package_dir) as url:
+        plain = client.request(f"{url}/chat/completions", payload)
+        streamed = "".join(client.stream_chat(url, payload))
+    text = plain.body["choices"][0]["message"]["content"] if plain.status == 200 else ""
+    same = text.strip() == streamed.strip() == expected.strip()
+    return {"gguf_server_ok": plain.status == 200, "gguf_server_same_answer": same}
 
 
 def run_checklist(

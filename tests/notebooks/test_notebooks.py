@@ -6,12 +6,13 @@ from __future__ import annotations
 import importlib
 import json
 import math
+import os
 
 import pytest
 
 from slmops_helpers import gate, models, release, rollout
 from slmops_helpers.config import artifacts_dir
-from slmops_helpers.deploy import checklist, choose, decoding_study, export, steps
+from slmops_helpers.deploy import checklist, choose, decoding_study, export, llamacpp, steps
 from slmops_helpers.finetune import steps as ft_steps
 from slmops_helpers.labs.render import is_up_to_date, render_lab
 from slmops_helpers.metrics import read_metrics
@@ -156,6 +157,26 @@ def test_04_deployment(root):
         diff = m[f"{precision}_vs_fp32_score_diff"]
         assert diff == pytest.approx(m[f"onnx_{precision}_score"] - m["onnx_fp32_score"])
         assert m[f"{precision}_vs_fp32_score_diff_ci_low"] <= diff <= m[f"{precision}_vs_fp32_score_diff_ci_high"]
+    # llama.cpp beside ONNX: CI builds it (SLMOPS_REQUIRE_LLAMA_CPP=1); elsewhere a failed build leaves the ONNX rows
+    if os.environ.get("SLMOPS_REQUIRE_LLAMA_CPP") == "1":
+        assert m["llamacpp_available"] is True
+    assert m["genai_int4_tok_s"] > 0 and m["genai_int4_peak_mib"] > 0
+    if m["llamacpp_available"]:
+        for v in llamacpp.GGUF_TYPES:
+            assert m[f"{v}_tok_s"] > 0 and m[f"{v}_peak_mib"] > 0 and 0 <= m[f"{v}_agreement"] <= 1
+            assert m[f"{v}_ms_per_token_p95"] >= m[f"{v}_ms_per_token_p50"] > 0
+            assert m[f"{v}_score_ci_low"] <= m[f"{v}_score"] <= m[f"{v}_score_ci_high"]
+        # the block formats' bits per weight order the files: 4.5 (Q4_0) < Q4_K_M's mix < 8.5 (Q8_0) < 16
+        assert m["gguf_q4_0_size_mib"] < m["gguf_q4_k_m_size_mib"] < m["gguf_q8_0_size_mib"] < m["gguf_f16_size_mib"]
+        assert 0.45 < m["gguf_f16_size_mib"] / m["onnx_fp32_size_mib"] < 0.55  # 16 of 32 bits, like fp16
+        best = m["llamacpp_best_4bit"]
+        assert m["int4_vs_llamacpp"] == pytest.approx(m["onnx_int4_tok_s"] / m[f"{best}_tok_s"])
+        assert m[f"{best}_tok_s"] == max(m["gguf_q4_0_tok_s"], m["gguf_q4_k_m_tok_s"])
+        # the GGUF package behind the same server answers with llama.cpp's own benchmark answer
+        if m.get("gguf_package_variant"):
+            assert m["gguf_server_ok"] is True and m["gguf_server_same_answer"] is True
+            manifest = json.loads((artifacts_dir() / "04_deployment" / "package_gguf" / "manifest.json").read_text())
+            assert manifest["runtime"] == "gguf" and manifest["lineage"]["variant"] == m["gguf_package_variant"]
     # the package is the model the notebook says it deployed
     chosen = next(c for c in choose.deploy_candidates() if c.label == m["deployed_source"])
     lineage = json.loads((artifacts_dir() / "04_deployment" / "package" / "manifest.json").read_text())["lineage"]

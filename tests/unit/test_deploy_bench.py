@@ -92,7 +92,7 @@ def test_bench_settings_validation(changes, match):
 
 
 def test_unknown_runtime_kind(tiny_onnx):
-    with pytest.raises(ValueError, match="Unknown runtime 'tflite'; use 'onnx' or 'torch'"):
+    with pytest.raises(ValueError, match=r"Unknown runtime 'tflite'; use one of \['torch', 'onnx', 'genai', 'gguf'\]"):
         bench.load_runtime("tflite", tiny_onnx)
 
 
@@ -115,6 +115,22 @@ def test_measure_isolated_runs_in_a_fresh_process(tiny_onnx, tiny_source, settin
     _check_raw(reference, settings)
     assert raw["token_ids"] == reference["token_ids"]
     assert bench.prefix_agreement(raw["token_ids"], reference["token_ids"]) == 1.0
+
+
+def test_onnxruntime_genai_is_measured_like_our_loop(tiny_onnx, settings):
+    """The genai row: same work (no early stop in the speed runs), same greedy tokens as our loop."""
+    raw = bench.measure_isolated("genai", tiny_onnx, settings, timeout_s=120)
+    _check_raw(raw, settings)
+    assert raw["token_ids"] == bench.measure("onnx", tiny_onnx, settings)["token_ids"]
+
+
+def test_course_variants_orders_the_rows_by_runtime(tmp_path):
+    onnx = {"onnx_fp32": tmp_path / "a", "onnx_int4": tmp_path / "b"}
+    rows = bench.course_variants(tmp_path / "src", onnx, {"gguf_q4_0": tmp_path / "c"})
+    # torch first: it is the reference for agreement
+    assert list(rows) == ["torch_fp32", "onnx_fp32", "onnx_int4", "genai_int4", "gguf_q4_0"]
+    assert rows["genai_int4"] == ("genai", tmp_path / "b") and rows["gguf_q4_0"][0] == "gguf"
+    assert "genai_int4" not in bench.course_variants(tmp_path, {"onnx_fp32": tmp_path / "a"}, {})
 
 
 def test_measure_isolated_reports_the_childs_error(tmp_path, settings):

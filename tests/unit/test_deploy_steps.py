@@ -43,7 +43,7 @@ def test_study_metrics_and_table():
 
 def test_lineage_names_the_exported_model_and_the_recipe(tiny_source):
     recipe = export.RECIPES["onnx_int4"]
-    origin = steps.lineage("base", tiny_source, "the tuned model", "onnx_int4", recipe, "abc", adapter="LoRA r=8")
+    origin = steps.lineage("base", tiny_source, "the tuned model", "onnx_int4", recipe.note, "abc", adapter="LoRA r=8")
     assert origin["source_fingerprint"] == export.source_fingerprint(tiny_source)
     assert (origin["deployed_from"], origin["recipe"], origin["adapter"]) == (
         "the tuned model",
@@ -91,7 +91,7 @@ def test_other_readings():
     assert "ready for the pipeline" in report.checklist_reading(passed)
     failed = {"checklist_passed": 4, "checklist_total": 5, "checklist_domain": False, "checklist_format": True}
     assert "failing: domain" in report.checklist_reading(failed)
-    genai = {"genai_tok_s": 50.0, "genai_agreement": 0.5, "genai_divergence_margin": 1e-5}
+    genai = {"genai_int4_tok_s": 50.0, "onnx_int4_tok_s": 60.0, "genai_agreement": 0.5, "genai_divergence_margin": 1e-5}
     assert "near-tie" in report.genai_reading(genai, parted=True) and "near-tie" not in report.genai_reading(
         genai, False
     )
@@ -159,3 +159,41 @@ def test_quality_gate_adds_each_precisions_paired_difference_and_the_reading_say
     )
     assert "int8 − fp32" in text and "decided inside the noise" in text
     assert "int4 is worse; the gate's refusal holds across the whole interval" in text
+
+
+def _race_metrics(**changes):
+    m = {"onnx_int4_tok_s": 170.0, "genai_int4_tok_s": 150.0, "onnx_int4_peak_mib": 300.0, "onnx_int4_ttft_ms": 90.0}
+    for variant, tok_s in (("gguf_q4_0", 180.0), ("gguf_q4_k_m", 120.0)):
+        m |= {f"{variant}_tok_s": tok_s, f"{variant}_peak_mib": 200.0, f"{variant}_ttft_ms": 80.0}
+    return m | changes
+
+
+def test_runtime_race_compares_int4_onnx_with_the_fastest_llama_cpp_4_bit_file():
+    race = steps.runtime_race(_race_metrics())
+    assert race == {"llamacpp_best_4bit": "gguf_q4_0", "int4_vs_llamacpp": pytest.approx(170 / 180)}
+    assert steps.runtime_race({"onnx_int4_tok_s": 170.0}) == {}  # llama.cpp did not run: nothing to race
+    text = report.runtime_reading(_race_metrics() | race, 8)
+    assert "×0.94**, slower than llama.cpp" in text and "gguf_q4_0" in text and "a tie" in text
+    close = _race_metrics(onnx_int4_tok_s=182.0)  # ×1.01: inside the tie
+    level = report.runtime_reading(close | steps.runtime_race(close), 8)
+    assert "level with llama.cpp" in level
+    assert "did not run" in report.runtime_reading(_race_metrics(), 8)
+
+
+def test_the_gguf_package_is_the_smallest_gguf_variant_that_passes_the_gate():
+    gate = steps.quality_gate(
+        [{"variant": v, "score": s} for v, s in [("onnx_fp32", 50.0), ("gguf_q4_0", 44.0), ("gguf_q4_k_m", 46.0)]]
+    )
+    assert gate["gguf_q4_0_quality_ok"] is False and steps.chosen_gguf(gate) == "gguf_q4_k_m"
+    assert steps.chosen_gguf({}) is None
+    assert steps.write_gguf_package({}, {}, {}, None) is None  # nothing passed: no package, no error
+
+
+def test_gguf_readings():
+    rows = [{"variant": "gguf_q4_k_m", "size_mib": 100.4, "types": {"Q5_0": 60.2, "Q6_K": 30.0, "F32": 0.1}}]
+    table = report.gguf_reading(rows, "llama.cpp is installed")
+    assert "| gguf_q4_k_m | 100 | Q5_0 60, Q6_K 30 |" in table  # types under half a MiB are left out
+    assert "not available here**: no build. Fix" in report.gguf_reading([], "no build. Fix: run `make setup`.")
+    served = {"gguf_server_ok": True, "gguf_server_same_answer": True, "gguf_package_variant": "gguf_q4_0"}
+    assert "the same answer llama.cpp gave" in report.gguf_server_reading(served)
+    assert "only ONNX was served" in report.gguf_server_reading({})

@@ -64,7 +64,7 @@ def two_packages(tiny_onnx, tiny_source, tmp_path):
     recipe = export.RECIPES["onnx_fp32"]
     made = {}
     for name, extra in (("production", {}), ("candidate", {"adapter": "LoRA r=8", "parent": "prod"})):
-        origin = lineage("tiny-base", tiny_source, "the tiny model", "onnx_fp32", recipe, "d" * 64, **extra)
+        origin = lineage("tiny-base", tiny_source, "the tiny model", "onnx_fp32", recipe.note, "d" * 64, **extra)
         made[name] = package.write_package(tiny_onnx, tmp_path / name, pipeline.PACKAGE_NAME, "1.0.0", origin)
     return made
 
