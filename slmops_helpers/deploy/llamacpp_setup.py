@@ -45,7 +45,9 @@ OPTIONAL_FLAGS = {
     "GGML_AVX512_VBMI": (*AVX512_BASE, "avx512vbmi"),
     "GGML_AVX512_BF16": (*AVX512_BASE, "avx512_bf16"),
 }
-ALWAYS_OFF = ("GGML_NATIVE", "GGML_AMX_TILE", "GGML_AMX_INT8", "GGML_AMX_BF16")  # the AMX build crashed
+# Native detection and AMX off (the AMX build crashed); LLAVA_BUILD off: the course runs no
+# image model, and skipping the multimodal library shortens the compile.
+ALWAYS_OFF = ("GGML_NATIVE", "GGML_AMX_TILE", "GGML_AMX_INT8", "GGML_AMX_BF16", "LLAVA_BUILD")
 
 
 def cpu_flags(cpuinfo: str | None = None) -> set[str]:
