@@ -106,7 +106,9 @@ def gguf_reading(rows: list[dict[str, Any]], status: str) -> str:
     return "\n".join(lines)
 
 
-RACE_TIE = 0.05  # tokens/s ratios closer to 1 than this are read as a tie (run-to-run timing noise)
+# A tokens/s ratio closer to 1 than this is read as a tie: between runs on one 2-core Xeon the
+# ratio drifted by more than 20 % (three runs: 0.78, 0.97, 1.00; README, "Two runtimes").
+RACE_TIE = 0.30
 
 
 def runtime_reading(m: dict[str, Any], n_tickets: int) -> str:
@@ -122,8 +124,9 @@ def runtime_reading(m: dict[str, Any], n_tickets: int) -> str:
     lines = [
         f"**Runtimes.** The int4 ONNX export decodes at {m['onnx_int4_tok_s']:.0f} tokens/s, llama.cpp's fastest "
         f"4-bit file ({best}) at {m[f'{best}_tok_s']:.0f}: int4 ONNX is **×{ratio:.2f}**, {verdict} llama.cpp, "
-        f"on this CPU and in this run. Two runs of one variant on a shared 2-core machine differ by a few percent, "
-        f"so a ratio within {RACE_TIE:.0%} of 1 reads as a tie. "
+        f"on this CPU and in this run. Speed on a shared 2-core machine drifts between runs by more than 20 %, "
+        f"so a ratio within {RACE_TIE:.0%} of 1 reads as a tie: decide such a race with repeated runs on the "
+        "device you target. "
         f"Peak memory: {m[f'{best}_peak_mib']:.0f} MiB for {best}, {m['onnx_int4_peak_mib']:.0f} MiB for int4 ONNX; "
         f"time to first token {m[f'{best}_ttft_ms']:.0f} against {m['onnx_int4_ttft_ms']:.0f} ms. {genai}",
         "",
