@@ -24,9 +24,8 @@ from ..data import format_chat, load_splits, score_predictions
 from ..decoding import TimedGeneration, speed_summary
 from ..models import files_mib, noise_bound, peak_rss_mib
 from ..uncertainty import TicketScores, interval_metrics
-from . import llamacpp, llamacpp_setup
+from . import llamacpp
 from .export import build_recipe, build_variant, onnx_files_mib
-from .llamacpp import LlamaCppLM
 from .runtime import GenaiLM, OnnxCausalLM, TorchCausalLM
 
 TORCH_VARIANT = "torch_fp32"
@@ -61,19 +60,14 @@ class BenchConfig:
             raise ValueError("BenchConfig.timing_tokens must be >= 2: the first token only measures the prompt.")
 
 
-RUNTIMES = ("torch", "onnx", "genai", "gguf")  # torch eager, our onnxruntime loop, onnxruntime-genai, llama.cpp
+# torch eager, our onnxruntime loop, onnxruntime-genai's generator, llama.cpp
+RUNTIMES = {"torch": TorchCausalLM, "onnx": OnnxCausalLM, "genai": GenaiLM, "gguf": llamacpp.LlamaCppLM}
 
 
 def load_runtime(kind: str, folder: str | Path) -> Any:
-    if kind == "onnx":
-        return OnnxCausalLM(folder)
-    if kind == "torch":
-        return TorchCausalLM(folder)
-    if kind == "genai":
-        return GenaiLM(folder)
-    if kind == "gguf":
-        return LlamaCppLM(folder)
-    raise ValueError(f"Unknown runtime {kind!r}; use one of {list(RUNTIMES)}.")
+    if kind not in RUNTIMES:
+        raise ValueError(f"Unknown runtime {kind!r}; use one of {list(RUNTIMES)}.")
+    return RUNTIMES[kind](folder)
 
 
 def variant_mib(kind: str, folder: str | Path) -> float:
@@ -304,7 +298,7 @@ def run_benchmark(
 
     rows = list(load_splits()["test"])[: get_profile(profile).n_eval]
     onnx_dirs = {name: build_variant(source, name) for name in variants}
-    gguf_dirs = llamacpp.build_all(source) if gguf and llamacpp_setup.availability()[0] else {}
+    gguf_dirs = llamacpp.build_all(source) if gguf and llamacpp.availability()[0] else {}
     return bench_variants(course_variants(source, onnx_dirs, gguf_dirs), course_settings(source, profile, rows), rows)
 
 

@@ -77,6 +77,9 @@ def check_precision(precision: str) -> str:
 # --- where builds live ------------------------------------------------------------------
 
 
+_FINGERPRINTS: dict[tuple[str, tuple[tuple[str, int, int], ...]], str] = {}  # (folder, file stamps) -> hash
+
+
 def source_fingerprint(source: Path) -> str:
     """Short hash of a model folder's config and weights: a new model means new exports."""
 
@@ -87,10 +90,15 @@ def source_fingerprint(source: Path) -> str:
             f"{source} is not a saved model (config.json and *.safetensors expected). "
             "Fix: pass the folder written by save_pretrained (e.g. notebook 03's merged model)."
         )
-    digest = hashlib.sha256((source / "config.json").read_bytes())
-    for path in weights:
-        digest.update(sha256_file(path).encode())
-    return digest.hexdigest()[:12]
+    # Every export and GGUF lookup asks for it; hash the weights once per version of the files.
+    stamp = tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in [source / "config.json", *weights])
+    key = (str(source.resolve()), stamp)
+    if key not in _FINGERPRINTS:
+        digest = hashlib.sha256((source / "config.json").read_bytes())
+        for path in weights:
+            digest.update(sha256_file(path).encode())
+        _FINGERPRINTS[key] = digest.hexdigest()[:12]
+    return _FINGERPRINTS[key]
 
 
 def variant_dir(source: Path, recipe: Recipe, root: Path | None = None) -> Path:

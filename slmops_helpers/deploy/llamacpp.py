@@ -23,6 +23,7 @@ import atexit
 import ctypes
 import math
 import os
+import shutil
 import struct
 import subprocess
 import sys
@@ -47,7 +48,7 @@ GGUF_FILE = "model.gguf"
 GGUF_MAGIC = b"GGUF"
 GGUF_SIDE_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja")  # as the ONNX export has
 MARKER = "slmops_gguf.json"  # written last: its presence means the folder is complete
-# variant -> llama.cpp's file type (enum llama_ftype); f16 is the converter's own output.
+# variant -> llama.cpp's file type (enum llama_ftype), largest first; f16 is the converter's own output.
 GGUF_TYPES: dict[str, int | None] = {"gguf_f16": None, "gguf_q8_0": 7, "gguf_q4_k_m": 15, "gguf_q4_0": 2}
 NOTES = {  # what each variant is, for a package's lineage and the notebook's table
     "gguf_f16": "llama.cpp f16 (convert_hf_to_gguf.py)",
@@ -209,9 +210,7 @@ def build_gguf(source: Path, variant: str, root: Path | None = None, force: bool
         AutoTokenizer.from_pretrained(source).save_pretrained(tmp / "tokenizer")
         for name in GGUF_SIDE_FILES:
             os.replace(tmp / "tokenizer" / name, tmp / name)
-        for leftover in (tmp / "tokenizer").iterdir():
-            leftover.unlink()
-        (tmp / "tokenizer").rmdir()
+        shutil.rmtree(tmp / "tokenizer")
         atomic_write_json(tmp / MARKER, {"source": str(source), "variant": variant})
     return folder
 

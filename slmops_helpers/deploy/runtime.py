@@ -60,6 +60,12 @@ def special_tokens(folder: str | Path) -> dict[str, str]:
     return tokens
 
 
+def eos_ids(config: dict[str, Any]) -> set[int]:
+    """The end-of-answer token ids of a ``genai_config.json`` model section (one id or a list)."""
+    eos = config["eos_token_id"]
+    return set(eos if isinstance(eos, list) else [eos])
+
+
 def read_genai_config(folder: Path) -> dict[str, Any]:
     path = Path(folder) / GENAI_CONFIG
     if not path.is_file():
@@ -128,9 +134,7 @@ class OnnxCausalLM(FolderTokenizer):
         decoder = config["decoder"]
         self.n_layers, self.kv_heads = decoder["num_hidden_layers"], decoder["num_key_value_heads"]
         self.head_size = decoder["head_size"]
-        self.context_length = config["context_length"]
-        eos = config["eos_token_id"]
-        self.eos_ids = set(eos if isinstance(eos, list) else [eos])
+        self.context_length, self.eos_ids = config["context_length"], eos_ids(config)
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
@@ -203,9 +207,7 @@ class GenaiLM(FolderTokenizer):
 
         self.folder = Path(folder)
         config = read_genai_config(self.folder)
-        self.context_length = config["context_length"]
-        eos = config["eos_token_id"]
-        self.eos_ids = set(eos if isinstance(eos, list) else [eos])
+        self.context_length, self.eos_ids = config["context_length"], eos_ids(config)
         self.model = og.Model(str(self.folder))
         self.load_tokenizer(self.folder)
 

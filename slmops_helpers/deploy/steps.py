@@ -115,9 +115,16 @@ def runtime_race(metrics: dict[str, Any]) -> dict[str, Any]:
 PACKAGE_ORDER = ("onnx_int4", "onnx_int8", "onnx_fp16", "onnx_fp32")  # smallest first
 
 
+def smallest_passing(metrics: dict[str, Any], order: tuple[str, ...]) -> str | None:
+    """The first variant of ``order`` (smallest first) that ran and passed the quality gate."""
+    return next((v for v in order if metrics.get(f"{v}_quality_ok")), None)
+
+
 def chosen_variant(metrics: dict[str, Any]) -> str:
-    """The smallest variant that passes the quality gate (fp32 passes by definition)."""
-    return next(v for v in PACKAGE_ORDER if metrics[f"{v}_quality_ok"])
+    """The smallest ONNX variant that passes the quality gate (fp32 passes by definition)."""
+    if (chosen := smallest_passing(metrics, PACKAGE_ORDER)) is None:
+        raise ValueError("No ONNX variant passed the quality gate, not even fp32: run steps.quality_gate first.")
+    return chosen
 
 
 def genai_metrics(lm: OnnxCausalLM, folder: Path, ids: list[int], ours: list[int], max_new_tokens: int) -> dict:
@@ -149,20 +156,19 @@ def lineage(
     }
 
 
-GGUF_ORDER = ("gguf_q4_0", "gguf_q4_k_m", "gguf_q8_0", "gguf_f16")  # smallest first
+GGUF_ORDER = tuple(reversed(llamacpp.GGUF_TYPES))  # smallest first
 
 
 def chosen_gguf(metrics: dict[str, Any]) -> str | None:
     """The smallest GGUF variant that passes the same quality gate (None when none ran or passed)."""
-    return next((v for v in GGUF_ORDER if metrics.get(f"{v}_quality_ok")), None)
+    return smallest_passing(metrics, GGUF_ORDER)
 
 
 def write_gguf_package(
-    gguf_dirs: dict[str, Path], metrics: dict[str, Any], origin: dict[str, Any], out: Path
+    gguf_dirs: dict[str, Path], variant: str | None, metrics: dict[str, Any], origin: dict[str, Any], out: Path
 ) -> Path | None:
-    """The same package contract around the chosen GGUF variant (``origin``: the ONNX package's
-    lineage, whose variant and recipe this replaces); None when no GGUF variant passed."""
-    variant = chosen_gguf(metrics)
+    """The same package contract around GGUF ``variant`` (``origin``: the ONNX package's lineage,
+    whose variant and recipe this replaces); None when no variant was chosen."""
     if variant is None:
         return None
     origin = origin | {"variant": variant, "recipe": llamacpp.NOTES[variant]}
@@ -194,22 +200,23 @@ def tamper_check(package_dir: Path, work: Path) -> tuple[bool, str]:
         shutil.rmtree(tampered)
 
 
+def chat_request(content: str, max_tokens: int) -> dict[str, Any]:
+    """One user message to the package's model: what every trial below sends."""
+    return {"model": PACKAGE_NAME, "messages": [{"role": "user", "content": content}], "max_tokens": max_tokens}
+
+
 def server_trial(
     package_dir: Path, rows: list[dict[str, str]], first_message: str
 ) -> tuple[dict[str, Any], list[str], Any]:
     """Start ``slmops serve`` on the package: one streamed answer, one under the ticket format's
     mask, 20 concurrent requests, 50 malformed ones."""
-
-    def chat(content: str, max_tokens: int) -> dict[str, Any]:
-        return {"model": PACKAGE_NAME, "messages": [{"role": "user", "content": content}], "max_tokens": max_tokens}
-
     with client.ServerProcess(package_dir) as url:
-        streamed = client.stream_chat(url, chat(first_message, 24))
+        streamed = client.stream_chat(url, chat_request(first_message, 24))
         masked = client.request(
-            f"{url}/chat/completions", chat(first_message, 48) | {"response_format": {"type": "ticket_format"}}
+            f"{url}/chat/completions", chat_request(first_message, 48) | {"response_format": {"type": "ticket_format"}}
         )
         start = time.perf_counter()
-        replies = client.load_test(url, [chat(r["message"], 16) for r in (rows * 3)[:20]], concurrency=20)
+        replies = client.load_test(url, [chat_request(r["message"], 16) for r in (rows * 3)[:20]], concurrency=20)
         wall = time.perf_counter() - start
         latencies = [r.seconds for r in replies if r.status == 200]
         bad = [
@@ -232,7 +239,7 @@ def server_trial(
 def gguf_server_trial(package_dir: Path, message: str, expected: str, max_tokens: int) -> dict[str, Any]:
     """The GGUF package behind the same server and client calls: a plain answer, a streamed one,
     and whether both are the answer llama.cpp gave for the same ticket in the benchmark."""
-    payload = {"model": PACKAGE_NAME, "messages": [{"role": "user", "content": message}], "max_tokens": max_tokens}
+    payload = chat_request(message, max_tokens)
     with client.ServerProcess(package_dir) as url:
         plain = client.request(f"{url}/chat/completions", payload)
         streamed = "".join(client.stream_chat(url, payload))

@@ -185,7 +185,7 @@ def test_the_gguf_package_is_the_smallest_gguf_variant_that_passes_the_gate():
     )
     assert gate["gguf_q4_0_quality_ok"] is False and steps.chosen_gguf(gate) == "gguf_q4_k_m"
     assert steps.chosen_gguf({}) is None
-    assert steps.write_gguf_package({}, {}, {}, None) is None  # nothing passed: no package, no error
+    assert steps.write_gguf_package({}, None, {}, {}, None) is None  # nothing passed: no package, no error
 
 
 def test_gguf_readings():
