@@ -143,13 +143,17 @@ def _set_checkpointing(model: Any, on: bool) -> None:
     model.config.use_cache = not on
 
 
-def activation_mib(model: Any, examples: list, pad_id: int, gradient_checkpointing: bool = False) -> float:
+def activation_mib(
+    model: Any, examples: list, pad_id: int, gradient_checkpointing: bool = False, backward: bool = True
+) -> float:
     """MiB of tensors autograd keeps from the forward pass for the backward pass, for one batch.
 
     Counted by a ``saved_tensors_hooks`` hook (each storage once). This is the memory that
     batch size, sequence length and gradient checkpointing change, measured exactly even on
-    a CPU, where process memory is too coarse to show it. Runs one forward and backward and
-    leaves the weights unchanged.
+    a CPU, where process memory is too coarse to show it. Runs one forward and, with
+    ``backward``, the backward pass a training step would (so the call can be timed as a
+    step; the count is the same without it: the hook only sees the forward pass). Leaves the
+    weights unchanged.
     """
     device = next(model.parameters()).device
     batch = {k: v.to(device) for k, v in collate(examples, pad_id).items()}
@@ -167,7 +171,8 @@ def activation_mib(model: Any, examples: list, pad_id: int, gradient_checkpointi
     try:
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
             loss = default_loss(model, batch)
-        loss.backward()
+        if backward:
+            loss.backward()
     finally:
         model.zero_grad(set_to_none=True)
         if gradient_checkpointing:
@@ -191,7 +196,7 @@ def memory_breakdown_mib(model: Any, examples: list, pad_id: int) -> dict[str, f
         "weights": tensor_bytes(model) / MIB,
         "gradients": trainable / MIB,
         "optimizer": 2 * trainable / MIB,
-        "activations": activation_mib(model, examples, pad_id),
+        "activations": activation_mib(model, examples, pad_id, backward=False),
     }
 
 

@@ -221,6 +221,16 @@ def test_activation_memory_grows_with_batch_and_shrinks_with_checkpointing(tiny_
     assert not tiny_model.training and tiny_model.config.use_cache
 
 
+def test_activation_count_is_the_same_without_the_backward_pass(tiny_model, tiny_tokenizer, row):
+    # the memory breakdown skips the backward pass: the hook only sees the forward, so the count must not move
+    pad, examples = tiny_tokenizer.pad_token_id, _examples(tiny_tokenizer, row, 2)
+    for ckpt in (False, True):
+        both = training.activation_mib(tiny_model, examples, pad, gradient_checkpointing=ckpt)
+        forward = training.activation_mib(tiny_model, examples, pad, gradient_checkpointing=ckpt, backward=False)
+        assert forward == both > 0
+    assert all(p.grad is None for p in tiny_model.parameters())
+
+
 def test_memory_breakdown_counts_trainable_state_only(tiny_model, tiny_tokenizer, row):
     from slmops_helpers.models import MIB, tensor_bytes
 
