@@ -31,7 +31,7 @@ $(VENV)/.setup-done: pyproject.toml
 	touch $@
 
 model: setup
-	$(SLMOPS) prepare --tuned
+	$(SLMOPS) prepare --tuned --exports
 
 course: model
 	$(SLMOPS) run --profile $(PROFILE)

@@ -1,8 +1,9 @@
 """The ``slmops`` command: set-up checks and course runs from the terminal.
 
 slmops doctor                 versions, device, RAM, and whether the model is ready
-slmops prepare [--model M] [--tuned]
-                              convert the offline model into the cache (once); --tuned: also fine-tune it
+slmops prepare [--model M] [--tuned] [--exports]
+                              convert the offline model into the cache (once); --tuned: also fine-tune it;
+                              --exports: also build notebook 04's ONNX and GGUF exports of the tuned model
 slmops run --profile smoke    execute the notebooks into artifacts/, print metrics
 slmops summary                print the recorded metrics again
 slmops render-labs            regenerate labs/*.ipynb from labs/source/
@@ -74,6 +75,9 @@ def _doctor(args: argparse.Namespace) -> int:
 def _prepare(args: argparse.Namespace) -> int:
     import time
 
+    if args.exports and not args.tuned:
+        print("--exports builds notebook 04's exports of the tuned model. Fix: add --tuned.", file=sys.stderr)
+        return 2
     start = time.perf_counter()
     where = models.prepare_model(args.model, force=args.force)
     print(f"{args.model} ready at {where} ({time.perf_counter() - start:.1f} s)")
@@ -83,6 +87,15 @@ def _prepare(args: argparse.Namespace) -> int:
         start = time.perf_counter()
         where = prepare_tuned_model(args.model, force=args.force)
         print(f"tuned {args.model} ready at {where} ({time.perf_counter() - start:.1f} s)")
+    if args.exports:
+        from .deploy import llamacpp, steps  # onnxruntime's builder, llama.cpp's converter
+
+        start = time.perf_counter()
+        built = steps.build_course_exports(where)
+        print(f"{len(set(built.values()))} exports of {where.name} ready ({time.perf_counter() - start:.1f} s)")
+        usable, reason = llamacpp.availability()
+        if not usable:
+            print(f"GGUF exports skipped: {reason}")
     return 0
 
 
@@ -306,6 +319,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--tuned",
         action="store_true",
         help="also fine-tune the course's tuned model (sections 2 and 4; minutes on CPU)",
+    )
+    prepare.add_argument(
+        "--exports",
+        action="store_true",
+        help="with --tuned: also build notebook 04's ONNX and GGUF exports of the tuned model (cached; minutes on CPU)",
     )
     prepare.set_defaults(func=_prepare)
     run = sub.add_parser("run", help="execute the course notebooks with papermill")

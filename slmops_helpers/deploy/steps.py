@@ -6,6 +6,7 @@ package records) is written once here and tested.
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from pathlib import Path
@@ -46,6 +47,18 @@ def quantization_study(n_layers: int) -> dict[str, export.Recipe]:
         "int4 RTN all": export.Recipe("int4"),
         "int4 k-quant, lm_head int8": export.RECIPES["onnx_int4"],
     }
+
+
+def build_course_exports(source: Path) -> dict[str, Path]:
+    """Every export notebook 04 makes of the model folder ``source`` (cached): section 4.3's recipes, the
+    variants it benchmarks and, where llama.cpp is installed, the GGUF files. ``slmops prepare --exports``
+    runs it at setup, so that the notebook's first run finds them built (on a 2-core CPU they take minutes)."""
+    from tqdm.auto import tqdm
+
+    n_layers = json.loads((Path(source) / "config.json").read_text())["num_hidden_layers"]
+    recipes = quantization_study(n_layers) | export.RECIPES
+    folders = {name: export.build_recipe(source, r) for name, r in tqdm(recipes.items(), desc="ONNX", unit="export")}
+    return folders | (llamacpp.build_all(source) if llamacpp.availability()[0] else {})
 
 
 STUDY_KEYS = {  # recipe -> metric prefix

@@ -121,3 +121,8 @@ def test_cli_train_refuses_more_gpu_processes_than_gpus(no_training, monkeypatch
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
     assert cli.main(["train", "tuned"]) == 2
     assert "2 processes on this machine, but it has 1 GPU(s)" in capsys.readouterr().err
+
+
+def test_cli_prepare_exports_needs_the_tuned_model(capsys):
+    assert cli.main(["prepare", "--exports"]) == 2
+    assert "Fix: add --tuned" in capsys.readouterr().err

@@ -196,3 +196,18 @@ def test_gguf_readings():
     served = {"gguf_server_ok": True, "gguf_server_same_answer": True, "gguf_package_variant": "gguf_q4_0"}
     assert "the same answer llama.cpp gave" in report.gguf_server_reading(served)
     assert "only ONNX was served" in report.gguf_server_reading({})
+
+
+@pytest.mark.slow
+def test_course_exports_are_every_export_notebook_04_builds(course_source):
+    # `make model` builds these at setup, so notebook 04's first run finds each one cached
+    import json
+
+    from slmops_helpers.deploy import llamacpp
+
+    built = steps.build_course_exports(course_source)
+    n_layers = json.loads((course_source / "config.json").read_text())["num_hidden_layers"]
+    for name, recipe in (steps.quantization_study(n_layers) | export.RECIPES).items():
+        assert built[name] == export.variant_dir(course_source, recipe) and export.is_built(built[name]), name
+    if llamacpp.availability()[0]:
+        assert {v: built[v] for v in llamacpp.GGUF_TYPES} == llamacpp.build_all(course_source)
