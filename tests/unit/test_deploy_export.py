@@ -145,3 +145,15 @@ def test_builder_command_is_offline_and_local(tiny_source, tmp_path):
     assert command[command.index("-p") + 1] == "int4"
     assert command[command.index("-c") + 1] == str(tmp_path / "hf")
     assert command[-2:] == ["--extra_options", "algo_config=k_quant_last"]
+
+
+@pytest.mark.slow
+def test_course_int4_export_is_4_bit_with_an_8_bit_lm_head_and_int8_compute(course_source):
+    # what the recipe note and the glossary say of the deployed int4 graph, read from the graph itself
+    graph = onnx.load(str(export.build_variant(course_source, "onnx_int4") / ONNX_FILE), load_external_data=False)
+    nodes = [n for n in graph.graph.node if n.op_type == "MatMulNBits"]
+    attrs = [{a.name: onnx.helper.get_attribute_value(a) for a in n.attribute} for n in nodes]
+    bits = {n.name: a["bits"] for n, a in zip(nodes, attrs, strict=True)}
+    assert [name for name, b in bits.items() if b == 8] == [f"{LM_HEAD}_Q8"]
+    assert sum(b == 4 for b in bits.values()) == len(bits) - 1 > 100
+    assert {a["accuracy_level"] for a in attrs} == {4}  # activations rounded to int8 inside each product
