@@ -74,7 +74,9 @@ def variant_mib(kind: str, folder: str | Path) -> float:
     """What a variant weighs on disk: the files its runtime loads."""
     if kind in ("onnx", "genai"):
         return onnx_files_mib(Path(folder))
-    return files_mib(Path(folder), "*.gguf" if kind == "gguf" else "*.safetensors")
+    if kind == "gguf":
+        return llamacpp.gguf_mib(Path(folder))
+    return files_mib(Path(folder), "*.safetensors")
 
 
 def measure(kind: str, folder: str | Path, settings: BenchConfig) -> dict[str, Any]:

@@ -280,6 +280,3 @@ class LlamaCppLM(FolderTokenizer):
         self.llm.reset()  # the next eval starts at position 0 and drops the old cache
         eos = self.eos_ids if stop_at_eos else set()
         return greedy_stream(self._step, ids, max_new_tokens, eos, self.decode, constraint)
-
-    def generate(self, prompt: str, max_new_tokens: int) -> str:
-        return "".join(t.text for t in self.stream(self.encode(prompt), max_new_tokens))

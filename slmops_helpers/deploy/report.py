@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..uncertainty import difference_from_metrics, difference_sentence
-from .steps import QUALITY_DROP
+from .steps import GGUF_4BIT, QUALITY_DROP
 
 
 def parity_reading(m: dict[str, Any], positions: int) -> str:
@@ -132,7 +132,7 @@ def runtime_reading(m: dict[str, Any], n_tickets: int) -> str:
         "",
         f"Quality on the same {n_tickets} tickets, paired against the fp32 export:",
     ]
-    for variant in ("gguf_q4_0", "gguf_q4_k_m"):
+    for variant in GGUF_4BIT:
         if f"{variant}_vs_fp32_score_diff" in m:
             lines.append(
                 f"- {difference_sentence(m, f'{variant}_vs_fp32', variant, 'fp32', n_tickets)}; "

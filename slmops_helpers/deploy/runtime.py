@@ -113,6 +113,13 @@ class FolderTokenizer:
         size = self.tokenizer.get_vocab_size(with_added_tokens=True)
         return self.tokenizer.decode_batch([[i] for i in range(size)], skip_special_tokens=True)
 
+    def stream(self, ids: list[int], max_new_tokens: int, stop_at_eos: bool = True) -> Iterator[StreamedToken]:
+        raise NotImplementedError  # each runtime decodes in its own way
+
+    def generate(self, prompt: str, max_new_tokens: int) -> str:
+        """The whole greedy answer to ``prompt`` (a string already in chat format)."""
+        return "".join(t.text for t in self.stream(self.encode(prompt), max_new_tokens))
+
     def check_length(self, n_prompt: int, max_new_tokens: int) -> None:
         if n_prompt < 1:
             raise ValueError("The prompt is empty: pass at least one token.")
@@ -191,10 +198,6 @@ class OnnxCausalLM(FolderTokenizer):
         self.check_length(len(ids), max_new_tokens)
         eos = self.eos_ids if stop_at_eos else set()
         return decoder_stream(self.decoder(), ids, max_new_tokens, eos, self.decode, constraint)
-
-    def generate(self, prompt: str, max_new_tokens: int) -> str:
-        """The whole greedy answer to ``prompt`` (a string already in chat format)."""
-        return "".join(t.text for t in self.stream(self.encode(prompt), max_new_tokens))
 
 
 class GenaiLM(FolderTokenizer):
