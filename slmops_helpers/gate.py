@@ -3,7 +3,7 @@
 A policy is a small YAML mapping, one metric per key, each with one or more checks::
 
     score:       {max_drop: 2}          # may be at most 2 points below the reference
-    score:       {max_drop: 2, significance: 0.05}  # ... fails only if the drop is beyond the noise
+    score:       {max_drop: 5, significance: 0.05}  # ... and the tickets must show it, with 95 % confidence
     ms_per_token_p50: {max_increase_pct: 10} # at most 10 % slower than the reference
     size_mib:          {max: 100}             # an absolute ceiling, no reference needed
 
@@ -11,13 +11,21 @@ Candidate and reference are metrics JSON files (``artifacts/metrics/*.json``), r
 entry ids, or plain dicts. ``slmops gate`` exits 0 when every check passes and 1 with a
 report naming each failing metric and by how much: the step a CI/CD pipeline calls.
 
-**Noise.** On a few dozen tickets a score moves by several points from the draw of
-tickets alone. A rule with ``significance`` (``max_drop`` or ``min_gain`` only) decides on
-a paired bootstrap over the tickets both were scored on (``uncertainty``): ``max_drop``
-fails only when the drop is larger than its limit with confidence 1 - significance, and
-``min_gain`` passes only when the gain is. That needs each side's per-ticket results,
-which registry entries store (``Registry.register(per_ticket=...)``) and a dict may carry
-under ``"per_ticket"``.
+**Noise, and who carries the burden of proof.** On a few dozen tickets a score moves by
+several points from the draw of tickets alone. A rule with ``significance`` (``max_drop``
+or ``min_gain`` only) decides on a paired bootstrap over the tickets both were scored on
+(``uncertainty``), and in both cases the *candidate* must prove its case:
+
+- ``max_drop: M, significance: a`` is a **non-inferiority** test: it passes only when the
+  one-sided ``1 - a`` upper bound of the drop (reference - candidate) is at most ``M``,
+  i.e. when the data show that the candidate is at most ``M`` points worse. Fewer tickets
+  widen the bound, so they make passing harder, never easier.
+- ``min_gain: G, significance: a`` passes only when the lower bound of the gain is at least ``G``.
+
+That needs each side's per-ticket results, which registry entries store
+(``Registry.register(per_ticket=...)``) and a dict may carry under ``"per_ticket"``. The
+same rule without ``significance`` decides on the point difference alone
+(``without_significance``), which a small, lucky sample passes as easily as a large one.
 """
 
 from __future__ import annotations
@@ -81,6 +89,11 @@ class Rule:
             s = self.significance
             if isinstance(s, bool) or not isinstance(s, int | float) or not 0 < s < 1:
                 raise ValueError(f"{where}: significance must lie in (0, 1), e.g. 0.05; got {s!r}.")
+            if self.check == "max_drop" and self.limit <= 0:
+                raise ValueError(
+                    f"{where}: a non-inferiority margin must be > 0, got {self.limit}: no finite sample can show "
+                    "a drop of at most 0. Fix: set the largest drop you accept, e.g. `max_drop: 5`."
+                )
 
     @property
     def needs_baseline(self) -> bool:
@@ -97,6 +110,7 @@ class RuleResult:
     value: float  # candidate (max/min), or its drop / rise against the reference, in units or %
     excess: float  # how far past the limit; > 0 means it failed
     bound: float | None = None  # with significance: the one-sided bound of ``value`` it decided on
+    # (max_drop: the upper bound of the drop; min_gain: the lower bound of the gain)
     n_tickets: int | None = None
 
     @property
@@ -115,8 +129,10 @@ class RuleResult:
                 head = f"{against}: {moved} ({allowed} {r.limit:g}{unit})"
             else:
                 level = f"{1 - r.significance:.0%}"
+                side = "at most" if r.check == "max_drop" else "at least"
+                what = "drop" if r.check == "max_drop" else "gain"
                 head = (
-                    f"{against}: {moved}; on {self.n_tickets} tickets it is at least {self.bound:.3g} with "
+                    f"{against}: {moved}; on {self.n_tickets} tickets the {what} is {side} {self.bound:.3g} with "
                     f"{level} confidence ({allowed} {r.limit:g}{unit})"
                 )
         else:
@@ -267,10 +283,14 @@ def _tickets(metrics: dict[str, Any], metric: str, label: str, value: float) -> 
 
 
 def significant_bound(rule: Rule, candidate: TicketScores, reference: TicketScores) -> float:
-    """The one-sided lower bound, at confidence 1 - significance, of the drop (``max_drop``)
-    or the gain (``min_gain``) over the tickets both were scored on."""
-    drop = paired_values(reference, candidate)
-    return one_sided_bound(drop if rule.check == "max_drop" else -drop, rule.significance)
+    """The one-sided bound, at confidence 1 - significance, that the rule decides on, over the
+    tickets both were scored on: for ``max_drop`` the *upper* bound of the drop (non-inferiority:
+    the candidate passes when even this is within the margin), for ``min_gain`` the *lower*
+    bound of the gain (the candidate passes when even this reaches the limit)."""
+    gain = paired_values(candidate, reference)
+    if rule.check == "max_drop":
+        return -one_sided_bound(gain, rule.significance)
+    return one_sided_bound(gain, rule.significance)
 
 
 def check_rule(

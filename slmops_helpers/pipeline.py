@@ -24,11 +24,11 @@ from . import data, finetune, training
 from ._io import atomic_directory, atomic_write_text
 from .config import artifacts_dir
 from .deploy import bench, export
-from .deploy.bench import flat_metrics, summarize
+from .deploy.bench import summarize
 from .deploy.package import PackageError, verify_package
 from .deploy.runtime import OnnxCausalLM
 from .distill import TeacherOutputs, entry_path, read_entry, teacher_cache_dir
-from .fleet import variants_from_metrics
+from .fleet import Variant
 
 PACKAGE_NAME = "kestrel-k2-assistant"
 # The benchmark columns the gate may check (notebooks/configs/gate.yaml): same names in both.
@@ -203,19 +203,23 @@ def gate_metrics(row: dict[str, Any]) -> dict[str, float]:
 # --- roll out ----------------------------------------------------------------------------------
 
 
-def rollout_variants(
-    approved: dict[str, Any], deploy_metrics: dict[str, Any] | None = None, variant: str = "onnx_int4"
-) -> list[Any]:
-    """The package variants the fleet chooses from, all measured (``fleet.variants_from_metrics``).
+def rollout_variants(table: list[dict[str, Any]], shippable: dict[str, bool]) -> list[Variant]:
+    """The builds the fleet may receive, as measured (``fleet.Variant``, named by build).
 
-    Section 4's ONNX variants (``deploy_metrics``, its ``04_deployment.json``) when given:
-    size, memory and speed depend on the architecture and the precision, not on the
-    weights, so its measurements hold for a new release of the same model. The approved
-    package's own measurement (a benchmark row of a ``variant`` build) replaces that entry.
+    ``shippable`` maps each build of the release to whether it passed the quality gate
+    (``release.shippable_builds``); only those that did are offered, so a device that none
+    of them fits stays unserved (``fleet.pick_variants`` returns -1) rather than receiving a
+    refused build. Every number is this round's own measurement of that build.
     """
-    measured = flat_metrics([{**approved, "variant": variant}])
-    merged = {**(deploy_metrics or {}), **measured}
-    return [v for v in variants_from_metrics(merged) if v.name.startswith("onnx_")]
+    rows = {row["variant"]: row for row in table}
+    unknown = sorted(set(shippable) - set(rows))
+    if unknown:
+        raise ValueError(f"No measurement of build(s) {unknown}; measured: {sorted(rows)}. Fix: measure them first.")
+    fields = [f.name for f in dataclasses.fields(Variant) if f.name != "name"]
+    offered = [Variant(name, **{f: rows[name][f] for f in fields}) for name, ok in shippable.items() if ok]
+    if not offered:
+        raise ValueError("No build of this release passed the gate: there is nothing to roll out.")
+    return offered
 
 
 def write_feedback(records: list[dict[str, Any]], path: str | Path) -> Path:

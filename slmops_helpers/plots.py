@@ -335,15 +335,23 @@ def plot_benchmark(table: list[dict[str, Any]]) -> Figure:
     return fig
 
 
-def plot_tickets_needed(sd: float, n_scored: int, needed: Callable[[float], int]) -> Figure:
-    """Tickets a gate needs against the drop it must catch (``needed(drop)``, e.g.
-    ``uncertainty.tickets_needed`` at the measured spread ``sd``), beside the tickets scored."""
-    drops = np.linspace(1, 20, 60)
+def plot_tickets_needed(sd: float, n_scored: int, needed: Callable[[float], int], margin: float) -> Figure:
+    """Tickets a non-inferiority gate needs against the margin it certifies (``needed(margin)``,
+    e.g. ``uncertainty.tickets_needed`` at the measured spread ``sd``), beside the tickets scored
+    and the policy's ``margin``."""
+    margins = np.linspace(1, 20, 60)
     fig, ax = plt.subplots(figsize=(7, 3.6))
-    ax.plot(drops, [needed(d) for d in drops], color="tab:blue", label=f"needed (per-ticket spread {sd:.1f} points)")
+    ax.plot(
+        margins, [needed(d) for d in margins], color="tab:blue", label=f"needed (per-ticket spread {sd:.1f} points)"
+    )
     ax.axhline(n_scored, color="black", linestyle="--", label=f"scored in this run ({n_scored})")
+    ax.axvline(margin, color="tab:red", linestyle=":", label=f"the policy's margin ({margin:g} points)")
     ax.set_yscale("log")
-    ax.set(xlabel="true drop to catch (points)", ylabel="held-out tickets", title="How many tickets a gate needs")
+    ax.set(
+        xlabel="margin to certify (points a candidate as good as production may be shown to lose at most)",
+        ylabel="held-out tickets",
+        title="How many tickets a gate needs (80 % power, 95 % confidence)",
+    )
     ax.legend()
     fig.tight_layout()
     return fig

@@ -160,19 +160,34 @@ def measured_metrics(table: list[dict[str, Any]], n_eval: int) -> tuple[dict[str
     return measured, out
 
 
-def tickets_needed_metrics(measured: dict[str, dict[str, Any]], drops: tuple[float, ...] = (2.0, 5.0)) -> dict:
-    """How many held-out tickets a gate needs to catch a drop of each of ``drops`` points
-    (one-sided, 5 % significance, 80 % power), from the spread of this round's per-ticket
-    differences between the candidate and production (``uncertainty.tickets_needed``)."""
+def tickets_needed_metrics(
+    measured: dict[str, dict[str, Any]], n_eval: int, margins: tuple[float, ...] = (2.0, 5.0)
+) -> dict[str, Any]:
+    """How many held-out tickets a non-inferiority gate needs so that a candidate as good as
+    production passes a margin of each of ``margins`` points 8 times in 10 (one-sided, 5 %
+    significance), and the margin this round's ``n_eval`` tickets certify, from the spread of
+    this round's per-ticket differences between the candidate and production."""
     candidate, production = (
         uncertainty.TicketScores.from_json(measured[name]["per_ticket"]["score"])
         for name in ("candidate", "production")
     )
-    sd = float(uncertainty.paired_values(candidate, production).std(ddof=1))
+    sd = max(float(uncertainty.paired_values(candidate, production).std(ddof=1)), 1e-9)
     out: dict[str, Any] = {"paired_diff_sd_points": sd}
-    for drop in drops:
-        out[f"tickets_needed_drop{drop:g}"] = uncertainty.tickets_needed(max(sd, 1e-9), drop)
+    for margin in margins:
+        out[f"tickets_needed_margin{margin:g}"] = uncertainty.tickets_needed(sd, margin)
+    out["certifiable_margin_points"] = uncertainty.certifiable_margin(sd, n_eval)
     return out
+
+
+def policy_margin(rules: list[Any], metric: str = "score") -> float:
+    """The non-inferiority margin of the policy's ``metric`` rule (``max_drop`` with a significance)."""
+    for rule in rules:
+        if rule.metric == metric and rule.check == "max_drop" and rule.significance is not None:
+            return float(rule.limit)
+    raise ValueError(
+        f"The policy has no non-inferiority rule for {metric!r}. Fix: add `{metric}: {{max_drop: 5, "
+        "significance: 0.05}` to notebooks/configs/gate.yaml."
+    )
 
 
 def register_package(
@@ -238,10 +253,20 @@ def gate_cli(candidate_id: str, reference_id: str, policy: Path, registry_root: 
     return code, shown + f"--registry {registry_root.name}  → exit code {code}"
 
 
+def shippable_builds(verdict: Any, refusal: Any) -> dict[str, bool]:
+    """Which builds the fleet may receive: the release is the candidate when it passed the gate,
+    else production as it stands; the over-quantized build (the candidate's weights, quantized
+    harder) ships only with the candidate and only when it passed the gate too."""
+    if not verdict.passed:
+        return {"production": True}
+    return {"candidate": True, "over_quantized": refusal.passed}
+
+
 def gate_metrics(verdict: Any, refusal: Any, exit_code: int, plain: Any) -> dict[str, Any]:
     """The gate's verdicts as metrics; ``plain`` is the candidate's verdict under the same
-    policy without significance (``gate.without_significance``), for comparison."""
+    policy deciding on point values alone (``gate.without_significance``), for comparison."""
     out = {
+        "gate_margin_points": policy_margin([r.rule for r in verdict.results]),
         "gate_passed": verdict.passed,
         "gate_plain_passed": plain.passed,
         "gate_checks": len(verdict.results),
@@ -257,15 +282,16 @@ def gate_metrics(verdict: Any, refusal: Any, exit_code: int, plain: Any) -> dict
     return out
 
 
-def rollout_metrics(result: Any, variants: list, devices: int, seconds: float, from_section_4: bool) -> dict[str, Any]:
+def rollout_metrics(result: Any, variants: list, shippable: dict[str, bool], devices: int, seconds: float) -> dict:
     return {
         "rollout_seconds": seconds,
         "rollout_devices": devices,
         "rollout_variants": ",".join(v.name for v in variants),
-        "rollout_variant_source": "04_deployment.json + this run" if from_section_4 else "this run",
+        "rollout_refused_builds": ",".join(name for name, ok in shippable.items() if not ok),
         "rollout_halted": result.halted,
         "rollout_on_new": result.stages[-1].on_new,
         "rollout_unserved": sum(s.unserved for s in result.stages),
+        "rollout_unserved_pct": 100 * sum(s.unserved for s in result.stages) / devices,
         "rollout_hours": float(result.hours[-1]),
     }
 

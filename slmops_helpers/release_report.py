@@ -9,7 +9,8 @@ from .uncertainty import difference_from_metrics, difference_sentence
 
 def production_reading(label: str, how: str, manifest: dict[str, Any], source: Any) -> str:
     return (
-        f"Production: **{label}** as an int4 package ({how}): version {manifest['version']}, "
+        f"Production: **{label}** as its `{manifest['lineage'].get('variant', '?')}` package ({how}): "
+        f"version {manifest['version']}, "
         f"{len(manifest['files'])} files, exported from `{source}`."
     )
 
@@ -30,13 +31,14 @@ def _plain_note(m: dict[str, Any], verdict: Any) -> str:
     if m["gate_plain_passed"] == verdict.passed:
         return ""
     ci = difference_from_metrics(m, "candidate_vs_production")
-    if verdict.passed:
-        return (
-            f"Without `significance`, the point drop of {-ci.estimate:.1f} would have refused it; with it, the gate "
-            f"found that drop inside the noise of {ci.n} tickets (interval {ci.low:+.1f} to {ci.high:+.1f}). A real "
-            "2-point regression would pass just as easily on this few tickets: see how many a firm verdict needs. "
-        )
-    return "Without `significance` the point scores alone would have passed it. "
+    if verdict.passed:  # the point rule refused what the tickets showed to be within the margin
+        return "Judged on the point scores alone, the same policy would have refused it. "
+    return (
+        f"Judged on the point scores alone (a drop of {-ci.estimate:.1f}), the same policy would have passed it; "
+        f"but on {ci.n} tickets the paired interval ({ci.low:+.1f} to {ci.high:+.1f}) cannot rule out a larger "
+        "drop than the margin, and a gate that ships what it cannot vouch for gets easier to pass with every "
+        "ticket it leaves out. "
+    )
 
 
 def gate_reading(m: dict[str, Any], verdict: Any, refusal: Any) -> str:
@@ -52,8 +54,8 @@ def gate_reading(m: dict[str, Any], verdict: Any, refusal: Any) -> str:
         return first + (
             f"The over-quantized build **passed too**, though it scored "
             f"{-m['over_quantized_vs_production_score_diff']:.1f} points below production on {m['n_eval']} tickets "
-            f"(the CLI agreed: exit code {m['gate_cli_exit_code_bad']}).{check} A gate this short of tickets cannot "
-            "stop a bad build; the table at the end shows the same build judged on the full reference run's tickets."
+            f"(the CLI agreed: exit code {m['gate_cli_exit_code_bad']}).{check} Its tickets showed the drop to be "
+            "within the margin, so under this policy the build is good enough; a tighter margin needs more tickets."
         )
     return first + (
         f"The over-quantized build is **refused**: {'; '.join(r.describe() for r in refusal.failures)}. It is "
@@ -65,22 +67,40 @@ def gate_reading(m: dict[str, Any], verdict: Any, refusal: Any) -> str:
 
 
 def tickets_reading(m: dict[str, Any]) -> str:
+    margin = m["gate_margin_points"]
     return (
         f"Between candidate and production, the per-ticket differences spread by **{m['paired_diff_sd_points']:.1f} "
-        f"points** (standard deviation). To catch a true 2-point drop 8 times out of 10 at 5 % significance, a gate "
-        f"needs about **{m['tickets_needed_drop2']:,} tickets**; a 5-point drop, about "
-        f"**{m['tickets_needed_drop5']:,}**. "
-        f'This round scored {m["n_eval"]}. Below that, a significance rule mostly says "not distinguishable", and '
-        "a plain rule mostly decides on the luck of the draw: more held-out tickets, not a tighter limit, is "
-        "what makes the gate trustworthy."
+        f"points** (standard deviation). For a candidate exactly as good as production to pass a non-inferiority "
+        f"margin 8 times out of 10 at 95 % confidence, a gate needs about **{m['tickets_needed_margin2']:,} "
+        f"tickets** for a 2-point margin and **{m['tickets_needed_margin5']:,}** for 5 points. This round scored "
+        f"{m['n_eval']}, which certify a margin of about **{m['certifiable_margin_points']:.1f} points**; the "
+        f"policy's margin is {margin:g}. "
+        + (
+            "So the tickets can vouch for the policy. "
+            if m["certifiable_margin_points"] <= margin
+            else "So even a good candidate will often fail: the tickets cannot vouch for that margin. "
+        )
+        + "A tighter margin takes more held-out tickets, not a looser rule."
     )
 
 
 def rollout_reading(m: dict[str, Any], bad: Any, rollback_hours: float) -> str:
     text = (
         f"The good release reached **{m['rollout_on_new']:,}** of {m['rollout_devices']:,} devices in "
-        f"{m['rollout_hours']:.0f} simulated hours ({m['rollout_unserved']:,} devices fit no variant and keep the old "
-        f"version); simulating it took {m['rollout_seconds']:.2f} s. The bad build "
+        f"{m['rollout_hours']:.0f} simulated hours; simulating it took {m['rollout_seconds']:.2f} s. "
+        f"It offered only builds that passed the gate ({m['rollout_variants'].replace(',', ', ')})"
+        + (
+            f"; {m['rollout_refused_builds'].replace(',', ', ')} was refused and is offered to no device"
+            if m["rollout_refused_builds"]
+            else ""
+        )
+        + (
+            f". **{m['rollout_unserved']:,} devices ({m['rollout_unserved_pct']:.0f} %) fit none of them**: they keep "
+            "the version they run, unserved by this release, until a smaller build passes the gate. "
+            if m["rollout_unserved"]
+            else ", and every device fits one. "
+        )
+        + "The bad build "
     )
     if not bad.halted:
         return text + "was not caught: its stages' error budgets are too loose."
@@ -104,7 +124,8 @@ LESSON_ROWS = (
     ("candidate score", "candidate_score", "{:.1f}".format),
     ("over-quantized build score", "bad_candidate_score", "{:.1f}".format),
     ("candidate − production, paired (points)", "candidate_vs_production_score_diff", "{:+.1f}".format),
-    ("tickets needed to catch a 2-point drop", "tickets_needed_drop2", "{:,}".format),
+    ("tickets to certify a 2-point margin", "tickets_needed_margin2", "{:,}".format),
+    ("margin the held-out tickets certify (points)", "certifiable_margin_points", "{:.1f}".format),
     ("held-out tickets", "n_eval", "{:d}".format),
     ("training steps", "train_steps", "{:d}".format),
     ("gate passed", "gate_passed", str),

@@ -166,19 +166,39 @@ def one_sided_bound(differences: np.ndarray, significance: float, seed: int = SE
     return float(np.quantile(resampled_means(_values(differences), seed=seed), significance))
 
 
-def tickets_needed(sd: float, drop: float, *, power: float = 0.8, significance: float = 0.05) -> int:
-    """How many tickets a paired, one-sided test needs to catch a true mean drop of ``drop``
-    points with probability ``power`` when per-ticket differences spread by ``sd`` points.
-
-    Normal approximation: n = ((z[1-significance] + z[power]) * sd / drop)^2.
-    """
-    if drop <= 0 or sd < 0:
-        raise ValueError(f"Need drop > 0 and sd >= 0, got drop={drop!r}, sd={sd!r}.")
+def _z_sum(power: float, significance: float) -> float:
     for name, p in (("power", power), ("significance", significance)):
-        if not 0 < p < 1:
+        if isinstance(p, bool) or not isinstance(p, int | float) or not 0 < p < 1:
             raise ValueError(f"{name} lies in (0, 1), got {p!r}.")
     z = NormalDist().inv_cdf
-    return max(2, math.ceil(((z(1 - significance) + z(power)) * sd / drop) ** 2))
+    return z(1 - significance) + z(power)
+
+
+def tickets_needed(
+    sd: float, margin: float, *, true_drop: float = 0.0, power: float = 0.8, significance: float = 0.05
+) -> int:
+    """How many tickets a non-inferiority gate (``gate``: ``max_drop: margin`` with a
+    significance) needs so that a candidate whose true drop is ``true_drop`` points (0: as
+    good as the reference) passes with probability ``power``, when per-ticket differences
+    spread by ``sd`` points.
+
+    Normal approximation of the paired one-sided test:
+    n = ((z[1-significance] + z[power]) * sd / (margin - true_drop))^2.
+    """
+    if sd < 0 or margin <= true_drop:
+        raise ValueError(
+            f"Need sd >= 0 and a margin above the true drop, got sd={sd!r}, margin={margin!r}, "
+            f"true_drop={true_drop!r}: a candidate that truly loses the whole margin passes only by chance."
+        )
+    return max(2, math.ceil((_z_sum(power, significance) * sd / (margin - true_drop)) ** 2))
+
+
+def certifiable_margin(sd: float, n: int, *, power: float = 0.8, significance: float = 0.05) -> float:
+    """The smallest non-inferiority margin, in points, that ``n`` tickets certify for a candidate
+    as good as the reference with probability ``power`` (``tickets_needed`` solved for the margin)."""
+    if sd < 0 or n < 2:
+        raise ValueError(f"Need sd >= 0 and at least 2 tickets, got sd={sd!r}, n={n!r}.")
+    return _z_sum(power, significance) * sd / math.sqrt(n)
 
 
 def interval_metrics(name: str, scores: TicketScores) -> dict[str, float]:

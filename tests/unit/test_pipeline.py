@@ -9,7 +9,6 @@ import pytest
 from slmops_helpers import data, distill, pipeline
 from slmops_helpers.deploy import export
 from slmops_helpers.deploy.package import PackageError, verify_package, write_package
-from slmops_helpers.fleet import VARIANTS
 
 
 def _row(**overrides):
@@ -39,30 +38,51 @@ def test_gate_metrics_use_the_gate_names():
         pipeline.gate_metrics(row)
 
 
-def _deploy_metrics():
-    metrics = {}
-    for name, (mb, peak, ms, score) in {
-        "torch_fp32": (538.0, 974.0, 66.0, 17.0),
-        "onnx_fp32": (540.0, 791.0, 40.0, 17.0),
-        "onnx_int8": (222.0, 457.0, 17.0, 6.0),
-        "onnx_int4": (103.0, 301.0, 10.0, 21.0),
-    }.items():
-        metrics |= {f"{name}_size_mib": mb, f"{name}_peak_mib": peak, f"{name}_ms_per_token_p50": ms}
-        metrics |= {f"{name}_tok_s": 1000 / ms, f"{name}_score": score}
-    return metrics
+def _table():
+    return [
+        _row(variant="production", score=45.0, peak_mib=765.0, size_mib=258.0),
+        _row(variant="candidate", score=44.0, peak_mib=760.0, size_mib=258.0),
+        _row(variant="over_quantized", score=30.0, peak_mib=300.0, size_mib=90.0),
+    ]
 
 
-def test_rollout_variants_replace_int4_by_the_approved_package():
-    variants = pipeline.rollout_variants(_row(score=44.0, ms_per_token_p50=9.0), _deploy_metrics())
-    assert [v.name for v in variants] == ["onnx_fp32", "onnx_int8", "onnx_int4"]  # packages only: no torch
-    int4 = variants[-1]
-    assert (int4.score, int4.ms_per_token_p50, int4.size_mib) == (44.0, 9.0, 103.2)
-    assert variants[0].peak_mib == 791.0  # the other variants keep section 4's measurements
+def test_rollout_variants_offer_only_the_builds_that_passed_the_gate():
+    variants = pipeline.rollout_variants(_table(), {"candidate": True, "over_quantized": False})
+    assert [v.name for v in variants] == ["candidate"]  # the refused build reaches no device
+    (candidate,) = variants
+    assert (candidate.score, candidate.peak_mib, candidate.size_mib) == (44.0, 760.0, 258.0)  # its own measurement
+    both = pipeline.rollout_variants(_table(), {"candidate": True, "over_quantized": True})
+    assert [v.name for v in both] == ["candidate", "over_quantized"]
 
 
-def test_rollout_variants_without_section_4_are_the_approved_package_alone():
-    variants = pipeline.rollout_variants(_row())
-    assert [v.name for v in variants] == ["onnx_int4"] and "onnx_int4" in VARIANTS
+def test_rollout_variants_refuse_an_unmeasured_build_or_an_empty_release():
+    with pytest.raises(ValueError, match=r"No measurement of build\(s\) \['hotfix'\]"):
+        pipeline.rollout_variants(_table(), {"hotfix": True})
+    with pytest.raises(ValueError, match="No build of this release passed the gate"):
+        pipeline.rollout_variants(_table(), {"candidate": False})
+
+
+def test_devices_that_no_gated_build_fits_are_unserved_not_given_a_refused_one():
+    """The issue's failure: gateways and hubs fit only the small build; when it is refused they must
+    be unserved, not handed it."""
+    from slmops_helpers import fleet, rollout
+
+    config = fleet.FleetConfig(
+        devices=100,
+        classes=(
+            fleet.DeviceClass("gateway", 0.6, 1024, ram_budget=0.35),  # 358 MiB: only the 300 MiB build fits
+            fleet.DeviceClass("tablet", 0.4, 4096, ram_budget=0.25),  # 1024 MiB: both fit
+        ),
+    )
+    devices = fleet.build_fleet(config)
+    refused = pipeline.rollout_variants(_table(), {"candidate": True, "over_quantized": False})
+    picked = fleet.pick_variants(devices, refused)
+    assert (picked[devices.device_class == 0] == -1).all() and (picked[devices.device_class == 1] == 0).all()
+    plan = rollout.RolloutConfig(stages=(rollout.Stage("all", 1.0, 24, 0.5, 1.0),))
+    result = rollout.simulate_rollout(devices, refused, plan)
+    assert sum(s.unserved for s in result.stages) == 60
+    passed = pipeline.rollout_variants(_table(), {"candidate": True, "over_quantized": True})
+    assert (fleet.pick_variants(devices, passed) >= 0).all()
 
 
 def test_feedback_round_trip_and_summary(tmp_path):
@@ -197,10 +217,3 @@ def test_measure_packages_best_of_interleaved_rounds(tiny_package, tmp_path):
         pipeline.measure_packages({"a": tiny_package}, settings, rows, speed_rounds=0)
     with pytest.raises(ValueError, match="No packages"):
         pipeline.measure_packages({}, settings, rows)
-
-
-def test_rollout_variants_replace_the_approved_packages_own_variant():
-    variants = pipeline.rollout_variants(_row(score=50.0, ms_per_token_p50=30.0), _deploy_metrics(), "onnx_fp32")
-    by_name = {v.name: v for v in variants}
-    assert (by_name["onnx_fp32"].score, by_name["onnx_fp32"].ms_per_token_p50) == (50.0, 30.0)
-    assert by_name["onnx_int4"].score != 50.0  # the others keep section 4's measurements

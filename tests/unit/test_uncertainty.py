@@ -10,6 +10,7 @@ from slmops_helpers.uncertainty import (
     Interval,
     TicketScores,
     bootstrap_interval,
+    certifiable_margin,
     difference_metrics,
     interval_metrics,
     one_sided_bound,
@@ -103,16 +104,31 @@ def test_tickets_needed_follows_the_normal_approximation():
     # (1.645 + 0.842)^2 * (10 / 2)^2 = 154.6 → 155
     assert tickets_needed(10, 2) == 155
     assert tickets_needed(10, 4) < tickets_needed(10, 2) < tickets_needed(10, 2, power=0.9)
-    with pytest.raises(ValueError, match="drop > 0"):
+    # a candidate that truly loses 1 of the 2 allowed points leaves half the margin: four times the tickets
+    assert tickets_needed(10, 2, true_drop=1) == tickets_needed(10, 1) == 619
+    with pytest.raises(ValueError, match="margin above the true drop"):
         tickets_needed(10, 0)
+    with pytest.raises(ValueError, match="margin above the true drop"):
+        tickets_needed(10, 2, true_drop=2)
     with pytest.raises(ValueError, match="power lies in"):
         tickets_needed(10, 2, power=1.0)
 
 
+def test_certifiable_margin_is_tickets_needed_solved_for_the_margin():
+    margin = certifiable_margin(11.6, 48)
+    assert margin == pytest.approx((1.6449 + 0.8416) * 11.6 / 48**0.5, rel=1e-3)
+    assert tickets_needed(11.6, margin * 1.0001) <= 48 < tickets_needed(11.6, margin * 0.95)
+    assert certifiable_margin(11.6, 24) > margin  # fewer tickets certify only a wider margin
+    with pytest.raises(ValueError, match="at least 2 tickets"):
+        certifiable_margin(11.6, 1)
+
+
 def test_simulated_power_matches_tickets_needed():
-    """At the n it recommends, the one-sided bootstrap test catches the drop about `power` of the time."""
-    sd, drop = 20.0, 8.0
-    n, rng, caught = tickets_needed(sd, drop), np.random.default_rng(11), 0
+    """At the n it recommends, a candidate as good as the reference passes the non-inferiority
+    bootstrap test (upper bound of the drop within the margin) about `power` of the time."""
+    sd, margin = 20.0, 8.0
+    n, rng, passed = tickets_needed(sd, margin), np.random.default_rng(11), 0
     for trial in range(200):
-        caught += one_sided_bound(rng.normal(drop, sd, n), 0.05, seed=trial) > 0
-    assert 0.65 <= caught / 200 <= 0.95  # 0.8 nominal
+        gain = rng.normal(0.0, sd, n)  # truly equal: per-ticket differences around 0
+        passed += -one_sided_bound(gain, 0.05, seed=trial) <= margin
+    assert 0.65 <= passed / 200 <= 0.95  # 0.8 nominal
