@@ -13,8 +13,6 @@ from slmops_helpers.labs.render import is_up_to_date, render_lab
 from slmops_helpers.metrics import read_metrics
 from slmops_helpers.runner import run_notebook
 
-pytestmark = pytest.mark.slow
-
 LAB = "02_distillation"
 REQUIRED = (
     "teacher_params student_params teacher_score student_score undistilled_score retention "
@@ -23,10 +21,8 @@ REQUIRED = (
 
 
 @pytest.fixture(scope="module")
-def metrics(root):
-    notebook = root / "notebooks" / "02_distillation.ipynb"
-    run_notebook(notebook, artifacts_dir() / "notebooks" / notebook.name, {"profile": "smoke"})
-    return read_metrics("02_distillation")
+def metrics(notebook_run):
+    return notebook_run("02_distillation").metrics
 
 
 def test_records_every_headline_metric(metrics):

@@ -10,11 +10,22 @@ def test_cli_unknown_preset_exits_2_with_the_fix(capsys):
     assert "Unknown model preset 'nope'" in capsys.readouterr().err
 
 
-def test_cli_doctor_reports_model_state(capsys):
+@pytest.mark.parametrize("prepared", [True, False])
+def test_cli_doctor_reports_model_state(monkeypatch, tmp_path, capsys, prepared):
+    from slmops_helpers import models
+
+    monkeypatch.setattr(models, "prepared_dir", lambda preset: tmp_path / preset.name)
+    monkeypatch.setattr(models, "is_prepared", lambda folder: prepared and folder == tmp_path / models.DEFAULT_MODEL)
+    monkeypatch.setattr(models, "locate_gguf", lambda gguf: tmp_path / "source.gguf")
     code = cli.main(["doctor"])
     out = capsys.readouterr().out
-    assert "torch" in out and "RAM" in out and "model" in out
-    assert (code == 0) == ("ready at" in out)
+    assert "torch" in out and "RAM" in out
+    model_line = next(line for line in out.splitlines() if line.startswith("model "))
+    if prepared:
+        assert code == 0 and model_line.endswith(f"ready at {tmp_path / models.DEFAULT_MODEL}")
+    else:
+        assert code == 1 and "NOT prepared (source source.gguf is fine)" in model_line
+        assert "Fix: run `slmops prepare`" in model_line
 
 
 def test_cli_doctor_says_a_hub_model_is_missing_offline(monkeypatch, capsys):
@@ -26,9 +37,12 @@ def test_cli_doctor_says_a_hub_model_is_missing_offline(monkeypatch, capsys):
     )
 
 
-def test_cli_bad_profile_is_rejected():
-    with pytest.raises(SystemExit):
+def test_cli_bad_profile_is_rejected_before_anything_runs(monkeypatch, capsys):
+    monkeypatch.setattr(runner, "run_course", lambda *a, **k: pytest.fail("the course ran with a bad profile"))
+    with pytest.raises(SystemExit) as exit_info:
         cli.main(["run", "--profile", "fast"])
+    assert exit_info.value.code == 2  # argparse's usage error, not a crash (1) or success (0)
+    assert "invalid choice: 'fast'" in capsys.readouterr().err
 
 
 def test_course_notebooks_are_sequenced(root):
