@@ -3,6 +3,7 @@
 import json
 import re
 import tomllib
+import warnings
 
 import yaml
 
@@ -54,14 +55,23 @@ def test_code_passes_ruff(root):
     assert result.returncode == 0, result.stdout
 
 
-def test_no_module_is_over_400_lines(root):
-    """One job per module: past 400 lines a module is doing several (split it by job, as deploy/ is)."""
-    long = {
-        str(p.relative_to(root)): n
-        for p in (root / "slmops_helpers").rglob("*.py")
-        if (n := len(p.read_text().splitlines())) > 400
-    }
-    assert not long, long
+LONG_MODULE = 400  # lines
+
+
+class LongModuleWarning(UserWarning):
+    """A module past LONG_MODULE lines: worth a look, not a failure."""
+
+
+def test_long_modules_are_flagged_not_refused(root):
+    """Modules are split by job, not by a line cap: past 400 lines a module gets a warning (is it
+    doing two jobs?), not a failure, since splitting one job in two to stay under a cap makes two
+    modules that import each other. The scan must see the package, or the warning never fires."""
+    package = root / "slmops_helpers"
+    lines = {str(p.relative_to(root)): len(p.read_text().splitlines()) for p in package.rglob("*.py")}
+    assert {"slmops_helpers/__init__.py", "slmops_helpers/cli.py"} <= set(lines), f"no package at {package}"
+    for path, n in sorted(lines.items()):
+        if n > LONG_MODULE:
+            warnings.warn(LongModuleWarning(f"{path}: {n} lines (over {LONG_MODULE}); one job?"), stacklevel=1)
 
 
 def _code_cells(path):
