@@ -1,4 +1,10 @@
-"""Notebook 02's steps and readings, on tiny random models and hand-made metrics."""
+"""Notebook 02's steps and readings, on tiny random models and hand-made metrics.
+
+Readings are checked by their numbers and structure (bold verdicts, parenthesised intervals,
+table cells), not sentence by sentence: rewording one must not break a test, a wrong number must.
+"""
+
+import re
 
 import pytest
 
@@ -6,6 +12,26 @@ from slmops_helpers import distill, evaluate, training
 from slmops_helpers.distill import KDConfig, report, steps
 from slmops_helpers.reference import Reference
 from slmops_helpers.uncertainty import TicketScores
+
+
+def numbers(text: str) -> list[float]:
+    """Every number in ``text``, in order ("95 %" gives 95, "2.5×" 2.5, "1,234" 1234)."""
+    return [float(n.replace(",", "")) for n in re.findall(r"[-+]?\d+(?:,\d{3})*(?:\.\d+)?", text)]
+
+
+def bold(text: str) -> list[str]:
+    return re.findall(r"\*\*(.+?)\*\*", text)
+
+
+def in_parentheses(text: str) -> list[list[float]]:
+    """The numbers of each parenthesised aside: where a reading puts a difference's interval."""
+    return [numbers(aside) for aside in re.findall(r"\(([^()]*)\)", text)]
+
+
+def table_cells(table: str) -> dict[str, list[str]]:
+    """A Markdown table's body rows: first cell -> the other cells."""
+    rows = [[cell.strip() for cell in line.strip().strip("|").split("|")] for line in table.splitlines()[2:]]
+    return {row[0]: row[1:] for row in rows}
 
 
 @pytest.fixture
@@ -108,11 +134,13 @@ def test_comparison_metrics_and_targets():
         "no distillation",
     ]
     table = report.comparison_table({**m, "teacher_size_mib": 400.0})
-    assert (
-        "| task score (0–100) | 50.0 | 45.0 | 30.0 |" in table
-        and "| retention (score ÷ teacher's) | 100% | 90% | 60% |" in table
-        and "| score, 95 % interval | " in table
-    )
+    assert table.splitlines()[0].count("|") == 5  # a label column, then teacher, distilled, undistilled
+    cells = table_cells(table)
+    score_label = next(label for label, key, _ in report.COMPARISON_ROWS if key == "score")
+    assert cells[score_label] == ["50.0", "45.0", "30.0"]
+    assert next(v for k, v in cells.items() if k.startswith("retention")) == ["100%", "90%", "60%"]
+    intervals = [numbers(cell) for cell in next(v for k, v in cells.items() if "interval" in k)]
+    assert [low < score < high for (low, high), score in zip(intervals, (50.0, 45.0, 30.0), strict=True)] == [True] * 3
 
 
 def _metrics(gap, low, high, seq=(10.0, -2.0, 20.0), n_eval=12, **more):
@@ -127,27 +155,32 @@ def _metrics(gap, low, high, seq=(10.0, -2.0, 20.0), n_eval=12, **more):
 
 def test_verdict_decides_from_the_paired_interval_not_the_point_gap():
     text = report.verdict(_metrics(8.0, -3.0, 19.0), "full", Reference("02"))
-    assert "**not distinguishable** (+8.0 points, 95 % interval -3.0 to +19.0, on 12 tickets)" in text
-    assert "(+10.0 against the undistilled one, 95 % interval -2.0 to +20.0)" in text
-    assert "the two students are not distinguishable on 12 tickets" in text
-    seq_better = _metrics(8.0, -3.0, 19.0, seq=(10.0, 2.0, 18.0))
-    assert "worth more than the human ones" in report.verdict(seq_better, "full", Reference("02"))
+    assert bold(text) == ["2.5×", "80%", "not distinguishable"]  # speed-up, retention, the distilled verdict
+    # each paired difference with its 95 % interval; the distilled one also with its ticket count
+    assert in_parentheses(text) == [[8.0, 95, -3.0, 19.0, 12], [10.0, 95, -2.0, 20.0]]
+    seq_sentence = text[text.rindex("(") :]
+    assert "not distinguishable" in seq_sentence and numbers(seq_sentence)[-1] == 12
+    seq_better = report.verdict(_metrics(8.0, -3.0, 19.0, seq=(10.0, 2.0, 18.0)), "full", Reference("02"))
+    seq_sentence = seq_better[seq_better.rindex("(") :]
+    assert "more than" in seq_sentence and "not distinguishable" not in seq_sentence
     text = report.verdict(_metrics(15.0, 4.0, 26.0), "full", Reference("02"))
-    assert "the distilled student **beat** the undistilled one (+15.0 points" in text
+    assert bold(text)[-1] == "beat" and in_parentheses(text)[0] == [15.0, 95, 4.0, 26.0, 12]
     worse = report.verdict(_metrics(-10.0, -16.0, -4.0, n_eval=48), "full", Reference("02"))
-    assert "**fell below** the undistilled one (-10.0 points, 95 % interval -16.0 to -4.0, on 48 tickets)" in worse
+    assert bold(worse)[-1] == "fell below" and in_parentheses(worse)[0] == [-10.0, 95, -16.0, -4.0, 48]
 
 
 def test_verdict_reads_the_lesson_from_the_reference_on_a_smoke_run():
     ref = Reference("02", _metrics(9.8, 2.1, 17.5, n_eval=48))
     text = report.verdict(_metrics(-0.9, -3.0, 1.0), "smoke", ref)
-    assert "too few for the lesson" in text and "in the full reference run, the distilled student **beat**" in text
+    # this run's verdict, then the reference's (with its own interval and 48 tickets), then the sequence-level one
+    assert bold(text) == ["2.5×", "80%", "not distinguishable", "beat"]
+    assert in_parentheses(text) == [[-0.9, 95, -3.0, 1.0, 12], [9.8, 95, 2.1, 17.5, 48], [10.0, 95, -2.0, 20.0]]
+    assert 12 in numbers(text[: text.index("**beat**")])  # the smoke run's training steps, said before the lesson
     old = Reference("02", {"student_score": 60.4, "undistilled_score": 50.6, "n_eval": 48})
-    assert "scored +9.8 points against the undistilled one (no interval)" in report.verdict(
-        _metrics(-0.9, -3.0, 1.0), "smoke", old
-    )
+    text = report.verdict(_metrics(-0.9, -3.0, 1.0), "smoke", old)
+    assert in_parentheses(text)[1] == [] and 9.8 in numbers(text)  # a record without intervals: the point gap only
     missing = Reference("02", problem="02_distillation.full.json is missing. Fix: run `slmops run ...`")
-    assert "is missing" in report.verdict(_metrics(-0.9, -3.0, 1.0), "smoke", missing)
+    assert missing.describe() in report.verdict(_metrics(-0.9, -3.0, 1.0), "smoke", missing)
 
 
 def test_teacher_reading_says_when_the_margin_is_too_thin():
