@@ -116,6 +116,20 @@ def dataset_hash(path: Path = DATASET_FILE) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+def refuse_test_rows(rows: Any, what: str) -> None:
+    """Refuse a *selection* (which model, recipe, gamma or step) that would read the test tickets.
+
+    Choices are made on the validation tickets; the test tickets are scored once, for what was
+    chosen, so that the reported score is not the best of several draws on the same tickets."""
+    test = [str(r.get("id", "?")) for r in rows if isinstance(r, dict) and r.get("split") == "test"]
+    if test:
+        raise ValueError(
+            f"{what} is a choice, and {len(test)} of its rows are test tickets ({', '.join(test[:3])}...). "
+            "Fix: choose on the validation split (data.load_splits()['validation']); score the test tickets once, "
+            "for what was chosen."
+        )
+
+
 def label_counts(rows: Any) -> dict[str, int]:
     return dict(Counter(r["category"] for r in rows))
 

@@ -41,8 +41,9 @@ from typing import Any
 
 import yaml
 
+from .config import project_root
 from .registry import Registry, RegistryError
-from .uncertainty import TicketScores, one_sided_bound, paired_values
+from .uncertainty import TicketScores, drop_upper_bound, one_sided_bound, paired_values
 
 # check -> (what it compares, whether it needs a reference)
 CHECKS: dict[str, tuple[str, bool]] = {
@@ -216,6 +217,24 @@ def load_policy(source: str | os.PathLike | dict[str, Any]) -> list[Rule]:
     return rules
 
 
+COURSE_POLICY = Path("notebooks") / "configs" / "gate.yaml"  # under the course root
+
+
+def score_rule(rules: list[Rule] | str | os.PathLike | None = None, metric: str = "score") -> Rule:
+    """The non-inferiority rule of ``metric`` (``max_drop`` with a significance) in a policy
+    (default: the course's, ``notebooks/configs/gate.yaml``): section 4 chooses its precisions with
+    the same rule section 5 gates releases with."""
+    if not isinstance(rules, list):
+        rules = load_policy(rules if rules is not None else project_root() / COURSE_POLICY)
+    for rule in rules:
+        if rule.metric == metric and rule.check == "max_drop" and rule.significance is not None:
+            return rule
+    raise ValueError(
+        f"The policy has no non-inferiority rule for {metric!r}. Fix: add `{metric}: {{max_drop: 5, "
+        "significance: 0.05}` to notebooks/configs/gate.yaml."
+    )
+
+
 def without_significance(rules: list[Rule]) -> list[Rule]:
     """The same rules deciding on point values alone: what a plain gate would say."""
     return [dataclasses.replace(rule, significance=None) for rule in rules]
@@ -287,10 +306,9 @@ def significant_bound(rule: Rule, candidate: TicketScores, reference: TicketScor
     tickets both were scored on: for ``max_drop`` the *upper* bound of the drop (non-inferiority:
     the candidate passes when even this is within the margin), for ``min_gain`` the *lower*
     bound of the gain (the candidate passes when even this reaches the limit)."""
-    gain = paired_values(candidate, reference)
     if rule.check == "max_drop":
-        return -one_sided_bound(gain, rule.significance)
-    return one_sided_bound(gain, rule.significance)
+        return drop_upper_bound(candidate, reference, rule.significance)
+    return one_sided_bound(paired_values(candidate, reference), rule.significance)
 
 
 def check_rule(

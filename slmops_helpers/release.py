@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from transformers import AutoTokenizer
 
-from . import data, distill, models, pipeline, registry, training, uncertainty
+from . import data, distill, gate, models, pipeline, registry, training, uncertainty
 from .deploy import export, package
 from .deploy.steps import lineage
 from .finetune import ATTENTION, MLP, MethodConfig, load_tuned_model
@@ -180,14 +180,8 @@ def tickets_needed_metrics(
 
 
 def policy_margin(rules: list[Any], metric: str = "score") -> float:
-    """The non-inferiority margin of the policy's ``metric`` rule (``max_drop`` with a significance)."""
-    for rule in rules:
-        if rule.metric == metric and rule.check == "max_drop" and rule.significance is not None:
-            return float(rule.limit)
-    raise ValueError(
-        f"The policy has no non-inferiority rule for {metric!r}. Fix: add `{metric}: {{max_drop: 5, "
-        "significance: 0.05}` to notebooks/configs/gate.yaml."
-    )
+    """The non-inferiority margin, in points, of the policy's ``metric`` rule (``gate.score_rule``)."""
+    return float(gate.score_rule(rules, metric).limit)
 
 
 def register_package(

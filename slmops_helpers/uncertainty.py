@@ -166,6 +166,12 @@ def one_sided_bound(differences: np.ndarray, significance: float, seed: int = SE
     return float(np.quantile(resampled_means(_values(differences), seed=seed), significance))
 
 
+def drop_upper_bound(candidate: TicketScores, reference: TicketScores, significance: float) -> float:
+    """The one-sided upper bound, at confidence 1 - ``significance``, of the reference's score minus the
+    candidate's over the tickets both were scored on: how much worse the candidate may really be."""
+    return -one_sided_bound(paired_values(candidate, reference), significance)
+
+
 def _z_sum(power: float, significance: float) -> float:
     for name, p in (("power", power), ("significance", significance)):
         if isinstance(p, bool) or not isinstance(p, int | float) or not 0 < p < 1:

@@ -2,9 +2,11 @@
 
 The candidates are notebook 03's merged LoRA model (when notebook 03 has run), the
 course's tuned model (``slmops prepare --tuned``) and the untuned base. Each is scored
-with the same greedy decoding on the same held-out tickets, and the best is deployed; the
-untuned base is always scored too, so the notebook can show that what it ships beats it.
-An explicit folder (the notebook's ``deploy_from``) is deployed as asked, still scored.
+with the same greedy decoding on the same *validation* tickets, and the best is deployed;
+then the chosen model and the untuned base are scored once on the *test* tickets, and those
+are the scores the notebook reports (a score read off the tickets it was chosen on is the
+best of several draws, hence optimistic). An explicit folder (the notebook's
+``deploy_from``) is deployed as asked, still scored.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 
 import torch
 
+from ..data import refuse_test_rows
 from ..evaluate import score_model
 from ..models import DEFAULT_MODEL, load_model
 from ..uncertainty import TicketScores, difference_metrics, difference_sentence, interval_metrics
@@ -26,45 +29,68 @@ __all__ = ["MERGED", "TUNED", "UNTUNED", "Candidate", "DeployChoice", "choose_de
 @dataclass
 class DeployChoice:
     chosen: Candidate
-    tickets: dict[str, TicketScores]  # label -> per-ticket scores, all on the same tickets
+    tickets: dict[str, TicketScores]  # label -> per-ticket scores on the validation tickets, all the same
     explicit: bool = False
+    untuned_source: Path | None = None  # the untuned base's folder (scored on test beside the chosen model)
+    test: dict[str, TicketScores] | None = None  # the chosen model and the untuned base on the test tickets
 
     @property
     def scores(self) -> dict[str, float]:
-        """label -> task score."""
+        """label -> task score on the validation tickets (what the choice read)."""
         return {label: t.mean for label, t in self.tickets.items()}
 
     @property
     def n_tickets(self) -> int:
         return self.tickets[UNTUNED].n
 
-    @property
-    def untuned_score(self) -> float:
-        return self.scores[UNTUNED]
+    def score_on_test(self, rows: list[dict[str, str]], max_new_tokens: int, device: str | None = None) -> None:
+        """Score the chosen model and the untuned base once on the test ``rows``: the report."""
+        refuse_other = [r for r in rows if r.get("split") not in (None, "test")]
+        if refuse_other:
+            raise ValueError(
+                f"The report scores the test tickets; {len(refuse_other)} rows are not. Fix: pass test rows."
+            )
+        wanted = {self.chosen.label: self.chosen.source, UNTUNED: self.untuned_source}
+        self.test = {label: _score(source, rows, max_new_tokens, device) for label, source in wanted.items()}
 
     def metrics(self) -> dict[str, Any]:
+        if self.test is None:
+            raise ValueError("The choice has no test scores yet. Fix: call score_on_test(test_rows, ...) first.")
+        chosen, untuned = self.test[self.chosen.label], self.test[UNTUNED]
         return {
             "deployed_source": self.chosen.label,
-            "deployed_score": self.scores[self.chosen.label],
-            "untuned_score": self.untuned_score,
+            "deployed_validation_score": self.scores[self.chosen.label],
             "deploy_candidates": len(self.scores),
             "deploy_choice_tickets": self.n_tickets,
-            **interval_metrics("deployed", self.tickets[self.chosen.label]),
-            **interval_metrics("untuned", self.tickets[UNTUNED]),
-            **difference_metrics("deployed_vs_untuned", self.tickets[self.chosen.label], self.tickets[UNTUNED]),
+            "deploy_choice_split": "validation",
+            "deployed_score": chosen.mean,  # the test tickets, scored once for the chosen model
+            "untuned_score": untuned.mean,
+            "deploy_report_tickets": chosen.n,
+            **interval_metrics("deployed", chosen),
+            **interval_metrics("untuned", untuned),
+            **difference_metrics("deployed_vs_untuned", chosen, untuned),
         }
 
     def reason(self) -> str:
-        """Which model is deployed and why, with every candidate's score."""
+        """Which model is deployed and why (validation), then how it scores on the test tickets."""
         listed = ", ".join(f"{label} **{score:.1f}**" for label, score in self.scores.items())
         why = "the folder you asked for (`deploy_from`)" if self.explicit else "the best task score of the candidates"
-        text = f"Deploying **{self.chosen.label}**, {why}. On {self.n_tickets} held-out tickets: {listed}."
+        text = f"Deploying **{self.chosen.label}**, {why} on {self.n_tickets} validation tickets: {listed}."
+        m = self.metrics()
         if self.chosen.label != UNTUNED:
-            paired = difference_sentence(self.metrics(), "deployed_vs_untuned", "deployed", "untuned", self.n_tickets)
-            text += f" Paired on those tickets, {paired}."
-        if self.scores[self.chosen.label] < self.untuned_score:
+            paired = difference_sentence(m, "deployed_vs_untuned", "deployed", "untuned", m["deploy_report_tickets"])
+            text += f" Scored once on {m['deploy_report_tickets']} test tickets, {paired}."
+        if m["deployed_score"] < m["untuned_score"]:
             text += " It scores **below the untuned base**: shipping it would make the assistant worse."
         return text
+
+
+def _score(source: Path, rows: list[dict[str, str]], max_new_tokens: int, device: str | None) -> TicketScores:
+    model, tokenizer = load_model(str(source), device=device, dtype=torch.float32)
+    try:
+        return score_model(model, tokenizer, rows, max_new_tokens).tickets
+    finally:
+        del model
 
 
 def choose_deploy_source(
@@ -74,13 +100,12 @@ def choose_deploy_source(
     model_name: str = DEFAULT_MODEL,
     device: str | None = None,
 ) -> DeployChoice:
-    """Score every candidate on ``rows`` and pick the one to deploy (the explicit one if given)."""
-    tickets = {}
+    """Score every candidate on the validation ``rows`` and pick the one to deploy (the explicit
+    one if given); test rows are refused. ``DeployChoice.score_on_test`` then scores the choice."""
+    refuse_test_rows(rows, "Choosing the model to deploy")
     candidates = deploy_candidates(explicit, model_name)
-    for candidate in candidates:
-        model, tokenizer = load_model(str(candidate.source), device=device, dtype=torch.float32)
-        tickets[candidate.label] = score_model(model, tokenizer, rows, max_new_tokens).tickets
-        del model
+    tickets = {c.label: _score(c.source, rows, max_new_tokens, device) for c in candidates}
     # an explicit folder is deployed as asked; otherwise the best score, a trained model on a tie
     chosen = candidates[0] if explicit else max(candidates, key=lambda c: tickets[c.label].mean)
-    return DeployChoice(chosen, tickets, explicit=bool(explicit))
+    untuned = next(c.source for c in candidates if c.label == UNTUNED)
+    return DeployChoice(chosen, tickets, explicit=bool(explicit), untuned_source=untuned)

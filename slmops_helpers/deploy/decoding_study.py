@@ -47,9 +47,12 @@ def course_race(fp32_dir: Path, int4_dir: Path) -> tuple[OnnxCausalLM, dict[str,
 
 
 def run_speculative(
-    lm: OnnxCausalLM, targets: dict, drafts: dict[str, Draft], prompts: list[list[int]], max_new_tokens: int, gammas
+    lm: OnnxCausalLM, targets: dict, drafts: dict[str, Draft], rows: list[dict[str, str]], max_new_tokens: int, gammas
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """The pass costs, the race over every (draft, gamma), the cost model beside it, and the metrics."""
+    """The pass costs, the race over every (draft, gamma) on the validation ``rows`` (the race picks
+    each draft's gamma, a choice: test rows are refused), the cost model beside it, and the metrics."""
+    data.refuse_test_rows(rows, "Racing the drafts to pick gamma")
+    prompts = [lm.encode(lm.chat_prompt(data.build_messages(r))) for r in rows]
     costs = pass_costs(targets, drafts, prompts[0], gammas)
     study = speculative_study(targets, drafts, prompts, max_new_tokens, gammas, lm.eos_ids, lm.decode)
     rows = with_expected(study, costs)

@@ -6,6 +6,7 @@ package records) is written once here and tested.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import time
@@ -15,11 +16,11 @@ from typing import Any
 import numpy as np
 
 from .. import data
-from ..uncertainty import difference_metrics
+from ..data import refuse_test_rows
+from ..uncertainty import TicketScores, difference_metrics, drop_upper_bound, interval_metrics
 from . import bench, checklist, client, export, llamacpp, package
 from .runtime import GenaiLM, OnnxCausalLM, TorchCausalLM
 
-QUALITY_DROP = 5.0  # points of task score a variant may lose against the fp32 export and still ship
 PACKAGE_NAME = "kestrel-k2-assistant"
 
 
@@ -98,17 +99,28 @@ def size_metrics(variant_dirs: dict[str, Path]) -> tuple[list[dict[str, Any]], d
     return breakdown, out
 
 
-def quality_gate(table: list[dict[str, Any]], drop: float = QUALITY_DROP) -> dict[str, Any]:
-    """Per variant: does its task score stay within ``drop`` points of the fp32 export's? And
-    each smaller precision's paired difference against fp32 (``<precision>_vs_fp32_score_diff``),
-    which says whether that verdict rests on more than noise."""
+def quality_gate(
+    table: list[dict[str, Any]], rows: list[dict[str, str]], margin: float, significance: float
+) -> dict[str, Any]:
+    """Which variants may ship: the course gate's non-inferiority score rule (``gate.score_rule``),
+    each variant paired against the fp32 export on the benchmark's ``rows``, which must be
+    validation tickets (this is a choice; test rows are refused).
+
+    A variant passes (``<variant>_quality_ok``) when the one-sided ``1 - significance`` upper
+    bound of its drop below fp32 (``<variant>_drop_bound_points``) is at most ``margin`` points.
+    Each smaller precision's paired difference (``<precision>_vs_fp32_score_diff``) comes along."""
+    refuse_test_rows(rows, "Choosing which precision to ship")
     by_name = {r["variant"]: r for r in table}
-    reference = by_name["onnx_fp32"]["score"]
-    out: dict[str, Any] = {f"{r['variant']}_quality_ok": r["score"] >= reference - drop for r in table}
+    reference = by_name["onnx_fp32"]["tickets"]
+    out: dict[str, Any] = {"quality_margin_points": margin, "quality_choice_split": "validation"}
+    for r in table:
+        bound = drop_upper_bound(r["tickets"], reference, significance)
+        out[f"{r['variant']}_drop_bound_points"] = bound
+        out[f"{r['variant']}_quality_ok"] = bool(bound <= margin + 1e-9)
     for variant in ("onnx_fp16", "onnx_int8", "onnx_int4", *GGUF_4BIT):
-        if "tickets" in by_name.get(variant, {}):
+        if variant in by_name:
             name = f"{variant.removeprefix('onnx_')}_vs_fp32"
-            out |= difference_metrics(name, by_name[variant]["tickets"], by_name["onnx_fp32"]["tickets"])
+            out |= difference_metrics(name, by_name[variant]["tickets"], reference)
     return out
 
 
@@ -281,6 +293,29 @@ def run_checklist(
     out = {"checklist_passed": sum(r.passed for r in results), "checklist_total": len(results)}
     out |= {f"checklist_{k}": r.passed for k, r in zip(checklist.CHECKS, results, strict=True)}
     return results, out
+
+
+def test_report(
+    packages: dict[str, tuple[str, Path]], settings: bench.BenchConfig, rows: list[dict[str, str]],
+    deployed: TicketScores,
+) -> dict[str, Any]:  # fmt: skip
+    """Score each chosen package once on the test ``rows`` (``settings`` holds their prompts), each in a
+    fresh process like the benchmark, paired against the deployed PyTorch model's test scores
+    (``deployed``): ``<name>_test_score`` with its interval and ``<name>_vs_deployed_score_diff``."""
+    wrong = [r.get("id", "?") for r in rows if r.get("split") != "test"]
+    if wrong:
+        raise ValueError(
+            f"The report scores test tickets; {len(wrong)} rows are not ({wrong[:3]}). Fix: pass test rows."
+        )
+    out: dict[str, Any] = {"report_split": "test", "report_tickets": len(rows)}
+    settings = dataclasses.replace(settings, repeats=1, timing_tokens=2)  # answers only: speed was measured
+    for name, (kind, folder) in packages.items():
+        raw = bench.measure_isolated(kind, folder, settings)
+        tickets = TicketScores.from_answers(raw["answers"], rows)
+        out[f"{name}_test_score"] = tickets.mean
+        out |= interval_metrics(f"{name}_test", tickets)
+        out |= difference_metrics(f"{name}_vs_deployed", tickets, deployed)
+    return out
 
 
 def prompts_for(lm: TorchCausalLM | OnnxCausalLM, rows: list[dict[str, str]]) -> list[str]:

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from ..data import format_chat
+from ..data import format_chat, refuse_test_rows
 from ..decoding import Decoder, TorchDecoder
 from ..speculative_bench import Draft, pass_costs, speculative_metrics, speculative_study, with_expected
 
@@ -35,7 +35,9 @@ def _decoder(model: Any, device: Any) -> Callable[[], Decoder]:
 def student_drafts(
     teacher: Any, students: dict[str, Any], tokenizer: Any, rows: list[dict[str, str]], max_new_tokens: int, gammas
 ) -> tuple[list[dict[str, Any]], dict[str, Any], list[list[int]]]:
-    """Race each student as the teacher's draft: the rows, the metrics, and the prompts used."""
+    """Race each student as the teacher's draft on the validation ``rows`` (the race picks gamma, a
+    choice: test rows are refused): the rows, the metrics, and the prompts used."""
+    refuse_test_rows(rows, "Racing the students as drafts to pick gamma")
     device = next(teacher.parameters()).device
     prompts = [tokenizer(format_chat(tokenizer, r), add_special_tokens=False).input_ids for r in rows]
     drafts = {name: Draft(_decoder(model.eval(), device), "torch") for name, model in students.items()}

@@ -11,7 +11,7 @@ import os
 
 import pytest
 
-from slmops_helpers import gate, models, release, rollout
+from slmops_helpers import gate, models, release, rollout, uncertainty
 from slmops_helpers.config import artifacts_dir
 from slmops_helpers.deploy import checklist, choose, decoding_study, export, llamacpp, steps
 from slmops_helpers.finetune import steps as ft_steps
@@ -139,6 +139,16 @@ def test_04_deployment(notebook_run):
     assert m["genai_agreement"] == 1.0 or 0 < m["genai_divergence_margin"] < 1e-3
     # the deployed model is the best candidate by score on the same tickets, and beats the untuned base
     assert m["deploy_candidates"] >= 2 and m["deploy_choice_tickets"] == 8
+    # every choice read validation tickets; the test tickets were scored once, for what was chosen
+    assert m["deploy_choice_split"] == m["quality_choice_split"] == "validation"
+    assert m["report_split"] == "test" and m["report_tickets"] == m["deploy_report_tickets"] == 8
+    assert m["package_test_score_ci_low"] <= m["package_test_score"] <= m["package_test_score_ci_high"]
+    assert m["package_vs_deployed_score_diff"] == pytest.approx(m["package_test_score"] - m["deployed_score"])
+    # the precision gate is the course gate's non-inferiority rule: a variant passes iff its bound is in the margin
+    assert m["quality_margin_points"] == gate.score_rule().limit
+    for v in ("onnx_fp16", "onnx_int8", "onnx_int4"):
+        assert m[f"{v}_quality_ok"] is (m[f"{v}_drop_bound_points"] <= m["quality_margin_points"] + 1e-9)
+        assert m[f"{v}_drop_bound_points"] >= -m[f"{v.removeprefix('onnx_')}_vs_fp32_score_diff"] - 1e-9
     assert m["deployed_score"] >= m["untuned_score"] and m["deployed_source"] != choose.UNTUNED
     assert m["deployed_vs_untuned_score_diff"] == pytest.approx(m["deployed_score"] - m["untuned_score"])
     # each variant's score with its interval, and the smaller precisions paired against fp32
@@ -193,7 +203,13 @@ def test_05_slmops_pipeline(root, notebook_run):
         diff = m[f"{name}_vs_production_score_diff"]
         assert diff == pytest.approx(m[f"{name}_score"] - m["production_score"])
         assert m[f"{name}_vs_production_score_diff_ci_low"] <= diff <= m[f"{name}_vs_production_score_diff_ci_high"]
-    assert m["tickets_needed_drop2"] >= m["tickets_needed_drop5"] >= 2 and m["paired_diff_sd_points"] >= 0
+    # the gate's margin is what the policy says; a tighter margin needs more tickets, and the margin these
+    # tickets certify is the normal approximation's, at the spread this round measured
+    assert m["tickets_needed_margin2"] >= m["tickets_needed_margin5"] >= 2 and m["paired_diff_sd_points"] >= 0
+    assert m["gate_margin_points"] == release.policy_margin(gate.load_policy(root / "notebooks/configs/gate.yaml"))
+    sd, n = m["paired_diff_sd_points"], m["n_eval"]
+    assert m["certifiable_margin_points"] == pytest.approx(uncertainty.certifiable_margin(sd, n))
+    assert uncertainty.tickets_needed(sd, m["certifiable_margin_points"] * 1.001) <= n
     # the gate decides what the policy says about the measured numbers, whichever way: recomputed here from
     # the recorded metrics and the per-ticket results the registry keeps (the score rule has a significance)
     policy = gate.load_policy(root / "notebooks" / "configs" / "gate.yaml")
@@ -223,7 +239,20 @@ def test_05_slmops_pipeline(root, notebook_run):
     assert refusal.passed or "score" in m["bad_candidate_failed_metrics"].split(",")
     # the rollout: the approved release reaches the fleet, the bad build halts and rolls back
     assert m["rollout_devices"] == 10_000 and m["rollout_halted"] is False
-    assert m["rollout_on_new"] + m["rollout_unserved"] == m["rollout_devices"] and m["rollout_on_new"] > 5000
+    assert m["rollout_on_new"] + m["rollout_unserved"] == m["rollout_devices"] and m["rollout_on_new"] > 0
+    # only builds that passed the gate reach the fleet; what none of them fits is unserved, never a refused build
+    offered = m["rollout_variants"].split(",")
+    assert offered == (["candidate"] if m["gate_passed"] else ["production"]) + (
+        ["over_quantized"] if m["gate_passed"] and m["bad_candidate_gate_passed"] else []
+    )
+    assert ("over_quantized" in m["rollout_refused_builds"]) is (
+        m["gate_passed"] and not m["bad_candidate_gate_passed"]
+    )
+    fleet_config, plan = rollout.load_fleet_config(root / "notebooks" / "configs" / "fleet.yaml")
+    smallest_peak = min(m[f"{build}_peak_mib"] for build in offered)
+    counts = fleet_config.counts()
+    too_small = sum(int(k) for c, k in zip(fleet_config.classes, counts, strict=True) if c.budget_mib < smallest_peak)
+    assert m["rollout_unserved"] >= too_small  # at least every device whose RAM budget holds none of them
     assert m["rollout_seconds"] < 10  # the target: 10,000 devices, 3 stages, <= 10 s
     assert m["bad_rollout_halted"] is True and m["bad_rollout_halted_at"] in ("canary", "wider")
     assert 0 < m["bad_rollout_rolled_back"] < 0.25 * m["rollout_devices"] and m["bad_rollout_error_rate"] > 0.02

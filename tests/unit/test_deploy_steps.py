@@ -12,21 +12,46 @@ from slmops_helpers.uncertainty import TicketScores
 VARIANTS = report.VARIANTS
 
 
-def _table(scores):
-    return [{"variant": v, "score": s} for v, s in zip(VARIANTS, scores, strict=True)]
+N_VAL = 48
+VAL_ROWS = [{"id": f"v{i}", "split": "validation"} for i in range(N_VAL)]
 
 
-def test_quality_gate_allows_five_points_below_fp32_and_picks_the_smallest_passing_variant():
-    gate = steps.quality_gate(_table([50.0, 50.0, 49.0, 45.0, 44.9]))
-    assert gate == {
+def _tickets(mean, spread=0.0, n=N_VAL):
+    return TicketScores(
+        tuple(f"v{i}" for i in range(n)), tuple(mean + (spread if i % 2 else -spread) for i in range(n))
+    )
+
+
+def _table(scores, spreads=None, variants=VARIANTS):
+    spreads = spreads or [0.0] * len(scores)
+    return [
+        {"variant": v, "score": s, "tickets": _tickets(s, d)} for v, s, d in zip(variants, scores, spreads, strict=True)
+    ]
+
+
+def test_quality_gate_is_the_course_gates_non_inferiority_rule_on_validation_tickets():
+    # the same per-ticket shift on every ticket: the bound is the drop itself
+    gate = steps.quality_gate(_table([50.0, 50.0, 49.0, 45.0, 44.9]), VAL_ROWS, margin=5, significance=0.05)
+    assert {k: v for k, v in gate.items() if k.endswith("_quality_ok")} == {
         "torch_fp32_quality_ok": True,
         "onnx_fp32_quality_ok": True,
         "onnx_fp16_quality_ok": True,
-        "onnx_int8_quality_ok": True,  # exactly 5 points below: still within
+        "onnx_int8_quality_ok": True,  # shown to be exactly 5 points below: still within
         "onnx_int4_quality_ok": False,
     }
+    assert gate["quality_choice_split"] == "validation" and gate["quality_margin_points"] == 5
     assert steps.chosen_variant(gate) == "onnx_int8"
     assert steps.chosen_variant({"onnx_int4_quality_ok": True}) == "onnx_int4"
+    # a 2-point mean drop whose tickets swing by ±16 cannot be shown to stay within 5 points: refused
+    noisy = steps.quality_gate(_table([50.0, 50.0, 50.0, 48.0, 30.0], [0, 0, 0, 16.0, 0]), VAL_ROWS, 5, 0.05)
+    assert noisy["onnx_int8_quality_ok"] is False and noisy["onnx_int8_drop_bound_points"] > 5
+    assert steps.chosen_variant(noisy) == "onnx_fp16"
+
+
+def test_quality_gate_refuses_to_choose_on_test_tickets():
+    rows = VAL_ROWS[:-1] + [{"id": "t3", "split": "test"}]
+    with pytest.raises(ValueError, match="Choosing which precision to ship is a choice"):
+        steps.quality_gate(_table([50.0] * 5), rows, 5, 0.05)
 
 
 def test_study_metrics_and_table():
@@ -73,14 +98,16 @@ def _bench_metrics(**changes):
             f"{v}_tok_s": 10.0 * (i + 1), f"{v}_size_mib": 500.0 / (i + 1), f"{v}_peak_mib": 600.0 - 50 * i,
             f"{v}_ms_per_token_p50": 100.0 / (i + 1), f"{v}_ms_per_token_p95": 120.0 / (i + 1),
             f"{v}_ttft_ms": 300.0, f"{v}_load_s": 1.0, f"{v}_score": 50.0, f"{v}_quality_ok": True,
+            f"{v}_drop_bound_points": 0.5,
         }  # fmt: skip
-    return {**m, "int4_speedup_vs_torch": 5.0, **changes}
+    return {**m, "int4_speedup_vs_torch": 5.0, "quality_margin_points": 5.0, **changes}
 
 
 def test_benchmark_reading_covers_every_column_and_the_gate():
     text = report.benchmark_reading(_bench_metrics(onnx_int4_quality_ok=False), n_tickets=8)
     for needle in ("tokens/s", "p95", "Time to first token", "fp16", "peak memory", "loads in", "onnx_int4 **fails**"):
         assert needle in text
+    assert "validation tickets" in text and "at most 5 points below" in text
 
 
 def test_other_readings():
@@ -107,58 +134,74 @@ def test_deploy_candidates_prefer_trained_models_and_end_with_the_untuned_base(t
     assert [c.label for c in choose.deploy_candidates(explicit=tiny_source)][-1] == choose.UNTUNED
 
 
-def test_choose_deploys_the_best_score_or_the_explicit_folder(monkeypatch, tmp_path):
+def test_choose_picks_on_validation_and_reports_once_on_test(monkeypatch, tmp_path):
     candidates = [choose.Candidate(choose.MERGED, tmp_path / "m"), choose.Candidate(choose.TUNED, tmp_path / "t")]
     candidates.append(choose.Candidate(choose.UNTUNED, tmp_path / "u"))
     ids = tuple(f"t{i}" for i in range(8))
-    # per-ticket scores whose means are 16.9, 52.1 and 21.4: the tuned model wins on every ticket
+    # validation: means 16.9, 52.1 and 21.4, so the tuned model wins; on test it scores lower (40.0)
     per_ticket = {
-        str(tmp_path / "m"): (16.9,) * 8,
-        str(tmp_path / "t"): (42.1, 62.1) * 4,
-        str(tmp_path / "u"): (11.4, 31.4) * 4,
+        ("validation", str(tmp_path / "m")): (16.9,) * 8,
+        ("validation", str(tmp_path / "t")): (42.1, 62.1) * 4,
+        ("validation", str(tmp_path / "u")): (11.4, 31.4) * 4,
+        ("test", str(tmp_path / "t")): (30.0, 50.0) * 4,
+        ("test", str(tmp_path / "u")): (10.0, 30.0) * 4,
+        ("test", str(tmp_path / "m")): (10.0,) * 8,
     }
+    scored = []
     monkeypatch.setattr(choose, "deploy_candidates", lambda explicit, name: candidates)
     monkeypatch.setattr(choose, "load_model", lambda source, **kw: (source, None))
-    monkeypatch.setattr(
-        choose,
-        "score_model",
-        lambda model, tok, rows, n: evaluate.Scored({}, [], TicketScores(ids, per_ticket[model])),
-    )
-    choice = choose.choose_deploy_source([{}] * 8, 16)
-    assert choice.chosen.label == choose.TUNED and choice.untuned_score == pytest.approx(21.4)
+
+    def score_model(model, tok, rows, n):
+        scored.append((rows[0]["split"], model))
+        return evaluate.Scored({}, [], TicketScores(ids, per_ticket[rows[0]["split"], model]))
+
+    monkeypatch.setattr(choose, "score_model", score_model)
+    validation, test = [{"split": "validation"}] * 8, [{"split": "test", "id": "x"}] * 8
+    choice = choose.choose_deploy_source(validation, 16)
+    assert choice.chosen.label == choose.TUNED and choice.scores[choose.UNTUNED] == pytest.approx(21.4)
+    with pytest.raises(ValueError, match="no test scores yet"):
+        choice.metrics()
+    choice.score_on_test(test, 16)
+    assert [split for split, _ in scored] == ["validation"] * 3 + ["test"] * 2  # test: the chosen and the floor
     m = choice.metrics()
     assert {k: m[k] for k in ("deployed_source", "deploy_candidates", "deploy_choice_tickets")} == {
         "deployed_source": choose.TUNED,
         "deploy_candidates": 3,
         "deploy_choice_tickets": 8,
     }
-    assert m["deployed_score"] == pytest.approx(52.1) and m["untuned_score"] == pytest.approx(21.4)
-    assert m["deployed_vs_untuned_score_diff"] == pytest.approx(30.7)
-    assert m["deployed_vs_untuned_score_diff_ci_low"] == pytest.approx(30.7)  # the same gap on every ticket
-    assert m["deployed_score_ci_low"] < 52.1 < m["deployed_score_ci_high"]
+    assert m["deploy_choice_split"] == "validation" and m["deployed_validation_score"] == pytest.approx(52.1)
+    assert m["deployed_score"] == pytest.approx(40.0) and m["untuned_score"] == pytest.approx(20.0)  # test scores
+    assert m["deployed_vs_untuned_score_diff"] == pytest.approx(20.0)
+    assert m["deployed_vs_untuned_score_diff_ci_low"] == pytest.approx(20.0)  # the same gap on every ticket
+    assert m["deployed_score_ci_low"] < 40.0 < m["deployed_score_ci_high"]
     assert "the best task score" in choice.reason() and "below the untuned" not in choice.reason()
-    assert "deployed is better" in choice.reason()
-    explicit = choose.choose_deploy_source([{}] * 8, 16, explicit=tmp_path / "m")
+    assert "deployed is better" in choice.reason() and "8 validation tickets" in choice.reason()
+    with pytest.raises(ValueError, match="Fix: pass test rows"):
+        choice.score_on_test(validation, 16)
+    explicit = choose.choose_deploy_source(validation, 16, explicit=tmp_path / "m")
+    explicit.score_on_test(test, 16)
     assert explicit.chosen.label == choose.MERGED and "below the untuned base" in explicit.reason()
 
 
-def test_quality_gate_adds_each_precisions_paired_difference_and_the_reading_says_how_firm_it_is():
-    ids = tuple(f"t{i}" for i in range(8))
-    table = _table([50.0, 50.0, 49.0, 45.0, 30.0])
-    spreads = {"onnx_fp32": 0.0, "onnx_fp16": 0.0, "onnx_int8": 12.0, "onnx_int4": 2.0}
-    for row in table:
-        s = spreads.get(row["variant"], 0.0)
-        row["tickets"] = TicketScores(ids, tuple(row["score"] + (s if i % 2 else -s) for i in range(8)))
-    m = steps.quality_gate(table)
+def test_choosing_on_test_tickets_is_refused(monkeypatch):
+    monkeypatch.setattr(choose, "deploy_candidates", lambda explicit, name: pytest.fail("must refuse before loading"))
+    rows = [{"split": "validation", "id": "v1"}, {"split": "test", "id": "t7"}]
+    with pytest.raises(ValueError, match=r"Choosing the model to deploy is a choice, and 1 of its rows are test"):
+        choose.choose_deploy_source(rows, 16)
+
+
+def test_quality_gate_adds_each_precisions_paired_difference_and_the_reading_gives_the_verdict():
+    table = _table(
+        [50.0, 50.0, 49.0, 45.0, 30.0],
+        [0.0, 0.0, 0.0, 12.0, 2.0],
+    )
+    m = steps.quality_gate(table, VAL_ROWS, 5, 0.05)
     assert m["fp16_vs_fp32_score_diff"] == pytest.approx(-1.0) == m["fp16_vs_fp32_score_diff_ci_low"]
     assert m["int8_vs_fp32_score_diff_ci_low"] < -5 < m["int8_vs_fp32_score_diff_ci_high"]
-    text = report.quality_noise_reading(m, 8)
-    assert (
-        "fp16 − fp32: **-1.0** points" in text
-        and "fp16 is worse; the gate's pass holds across the whole interval" in text
-    )
-    assert "int8 − fp32" in text and "decided inside the noise" in text
-    assert "int4 is worse; the gate's refusal holds across the whole interval" in text
+    text = report.quality_noise_reading(m, N_VAL)
+    assert "fp16 − fp32: **-1.0** points" in text and "at most 1.0 points worse" in text and "it may ship" in text
+    assert "int8 − fp32" in text and "beyond the 5-point margin: refused" in text
+    assert "validation tickets" in text
 
 
 def _race_metrics(**changes):
@@ -180,9 +223,8 @@ def test_runtime_race_compares_int4_onnx_with_the_fastest_llama_cpp_4_bit_file()
 
 
 def test_the_gguf_package_is_the_smallest_gguf_variant_that_passes_the_gate():
-    gate = steps.quality_gate(
-        [{"variant": v, "score": s} for v, s in [("onnx_fp32", 50.0), ("gguf_q4_0", 44.0), ("gguf_q4_k_m", 46.0)]]
-    )
+    variants = ("onnx_fp32", "gguf_q4_0", "gguf_q4_k_m")
+    gate = steps.quality_gate(_table([50.0, 44.0, 46.0], variants=variants), VAL_ROWS, 5, 0.05)
     assert gate["gguf_q4_0_quality_ok"] is False and steps.chosen_gguf(gate) == "gguf_q4_k_m"
     assert steps.chosen_gguf({}) is None
     assert steps.write_gguf_package({}, None, {}, {}, None) is None  # nothing passed: no package, no error
@@ -211,3 +253,30 @@ def test_course_exports_are_every_export_notebook_04_builds(course_source):
         assert built[name] == export.variant_dir(course_source, recipe) and export.is_built(built[name]), name
     if llamacpp.availability()[0]:
         assert {v: built[v] for v in llamacpp.GGUF_TYPES} == llamacpp.build_all(course_source)
+
+
+def test_the_test_report_scores_each_chosen_package_once_paired_against_the_deployed_model(tiny_package):
+    from slmops_helpers import data
+    from slmops_helpers.deploy import bench
+
+    rows = [r | {"split": "test"} for r in data.read_rows() if r["split"] == "test"][:3]
+    lm = OnnxCausalLM(tiny_package)
+    prompts = [lm.chat_prompt([{"role": "user", "content": r["message"][:40]}]) for r in rows]  # a 128-token context
+    settings = bench.BenchConfig(prompts, max_new_tokens=4, timing_prompt=prompts[0], timing_tokens=8, repeats=3)
+    deployed = TicketScores(tuple(r["id"] for r in rows), (10.0, 20.0, 30.0))
+    m = steps.test_report({"package": ("onnx", tiny_package)}, settings, rows, deployed)
+    assert m["report_split"] == "test" and m["report_tickets"] == 3
+    assert m["package_test_score_ci_low"] <= m["package_test_score"] <= m["package_test_score_ci_high"]
+    assert m["package_vs_deployed_score_diff"] == pytest.approx(m["package_test_score"] - 20.0)
+    text = report.test_reading(
+        m
+        | {
+            "package_variant": "onnx_int4",
+            "deployed_score": 20.0,
+            "deployed_score_ci_low": 10.0,
+            "deployed_score_ci_high": 30.0,
+        }  # fmt: skip
+    )
+    assert "Scored once on 3 test tickets" in text and "the onnx_int4 package" in text
+    with pytest.raises(ValueError, match="Fix: pass test rows"):
+        steps.test_report({"package": ("onnx", tiny_package)}, settings, VAL_ROWS[:3], deployed)
