@@ -116,9 +116,11 @@ def _summary(args: argparse.Namespace) -> int:
 
     from .metrics import format_summary  # lazy, like every subcommand
 
-    files = sorted((artifacts_dir() / "metrics").glob("*.json"))
+    folder = artifacts_dir() / "metrics"
+    files = sorted(folder.glob("*.json"))
     if not files:
-        print("No metrics yet. Fix: run `make course` first.")
+        state = "does not exist" if not folder.is_dir() else "holds no metrics file"
+        print(f"No metrics yet: {folder} {state}. Fix: run `make course` first.")
         return 1
     print(format_summary({f.stem: json.loads(f.read_text()) for f in files}))
     return 0

@@ -173,12 +173,21 @@ class Registry:
     def get(self, entry_id: str) -> Entry:
         """The entry called ``entry_id``, or an error listing the ones that exist."""
         entries = self._read()
+        if entry_id not in entries and not self.root.is_dir():
+            raise RegistryError(f"No registry entry {entry_id!r}. {self.missing()}")
         if entry_id not in entries:
             known = ", ".join(sorted(entries)) or "none yet"
             raise RegistryError(
                 f"No registry entry {entry_id!r} in {self.root} (known: {known}). Fix: `slmops registry list`."
             )
         return Entry(**entries[entry_id])
+
+    def missing(self) -> str:
+        """What to say when the registry folder does not exist (a missing registry is not an empty one)."""
+        return (
+            f"There is no registry at {self.root} (the folder does not exist). Fix: point at an existing registry "
+            "folder; notebook 05 writes one at artifacts/05_slmops_pipeline/registry."
+        )
 
     def latest(self, name: str, stage: str | None = None) -> Entry:
         """The newest version of ``name`` (in ``stage`` if given)."""
@@ -288,10 +297,11 @@ class Registry:
 
 
 # -- text for the terminal and the notebook ---------------------------------------------
-def format_entries(entries: list[Entry]) -> str:
+def format_entries(entries: list[Entry], root: Path | None = None) -> str:
     """One line per entry: id, stage, created, base model and file count."""
     if not entries:
-        return "The registry is empty. Register a package with Registry.register(...)."
+        where = f" at {root}" if root is not None else ""
+        return f"The registry{where} is empty. Register a package with Registry.register(...)."
     rows = [f"{'id':<32} {'stage':<11} {'created':<26} {'base model':<24} files"]
     rows += [f"{e.id:<32} {e.stage:<11} {e.created:<26} {e.base_model:<24} {len(e.files)}" for e in entries]
     return "\n".join(rows)
@@ -325,8 +335,10 @@ def run_command(
     reg = Registry(root)
     if action != "list" and not entry_id:
         raise RegistryError(f"`slmops registry {action}` needs an entry id. Fix: pick one from `slmops registry list`.")
+    if not reg.root.is_dir():  # before promote, which would otherwise create it
+        raise RegistryError(reg.missing())
     if action == "list":
-        print(format_entries(reg.entries(stage=stage)))
+        print(format_entries(reg.entries(stage=stage), reg.root))
     elif action == "show":
         print(format_entry(reg.get(entry_id), reg.lineage(entry_id)))
     elif action == "promote":

@@ -35,11 +35,15 @@ CELL_TIMEOUT_S: dict[str, int | None] = {"smoke": 1800, "full": None}
 
 def course_notebooks(root: Path | None = None, only: list[str] | None = None) -> list[Path]:
     """The sequenced notebooks ``notebooks/NN_*.ipynb``, optionally filtered by number."""
-    notebooks = sorted((root or project_root()).glob("notebooks/[0-9][0-9]_*.ipynb"))
+    folder = (root or project_root()) / "notebooks"
+    notebooks = sorted(folder.glob("[0-9][0-9]_*.ipynb"))
     if only:
         unknown = [n for n in only if not any(p.name.startswith(n) for p in notebooks)]
         if unknown:
-            raise ValueError(f"No notebook numbered {unknown}; available: {[p.name[:2] for p in notebooks]}.")
+            raise ValueError(
+                f"No notebook numbered {', '.join(unknown)} in {folder}; "
+                f"available: {', '.join(p.name[:2] for p in notebooks) or 'none'}."
+            )
         notebooks = [p for p in notebooks if p.name[:2] in only]
     return notebooks
 

@@ -84,6 +84,11 @@ def source_fingerprint(source: Path) -> str:
     """Short hash of a model folder's config and weights: a new model means new exports."""
 
     source = Path(source)
+    if not source.is_dir():
+        raise FileNotFoundError(
+            f"No model folder at {source}: it does not exist. "
+            "Fix: pass a folder written by save_pretrained (e.g. notebook 03's artifacts/03_fine_tuning/merged_lora)."
+        )
     weights = sorted(source.glob("*.safetensors"))
     if not (source / "config.json").is_file() or not weights:
         raise FileNotFoundError(

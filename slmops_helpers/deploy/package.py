@@ -122,6 +122,11 @@ def write_package(
 def verify_package(folder: Path) -> dict[str, Any]:
     """Check every file against the manifest; return the manifest or raise ``PackageError``."""
     folder = Path(folder)
+    if not folder.is_dir():
+        raise PackageError(
+            f"No package at {folder}: the folder does not exist. Fix: pass the folder notebook 04 writes "
+            "(artifacts/04_deployment/package), or write one with write_package."
+        )
     if not (folder / MANIFEST).is_file():
         raise PackageError(f"{folder} has no {MANIFEST}: not a package. Fix: write it with write_package.")
     try:

@@ -140,3 +140,55 @@ def test_cli_train_refuses_more_gpu_processes_than_gpus(no_training, monkeypatch
 def test_cli_prepare_exports_needs_the_tuned_model(capsys):
     assert cli.main(["prepare", "--exports"]) == 2
     assert "Fix: add --tuned" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["registry", "list", "--root", "{missing}"],
+        ["registry", "show", "some-entry", "--root", "{missing}"],
+        ["registry", "promote", "some-entry", "--stage", "production", "--root", "{missing}"],
+        ["bench", "--source", "{missing}", "--no-gguf"],
+    ],
+)
+def test_cli_reports_a_missing_folder_as_missing_and_names_it(monkeypatch, tmp_path, capsys, argv):
+    from slmops_helpers.deploy import export
+
+    monkeypatch.setattr(export, "prepare_model", lambda name: str(tmp_path / "base"))  # no conversion for bench
+    missing = tmp_path / "nowhere"
+    assert cli.main([arg.replace("{missing}", str(missing)) for arg in argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and str(missing) in err and "does not exist" in err, err
+    assert not missing.exists()  # promote would otherwise create an empty registry there
+
+
+def test_a_missing_package_or_registry_is_not_reported_as_empty(tmp_path):
+    from slmops_helpers import registry
+    from slmops_helpers.deploy import package
+
+    missing = tmp_path / "nowhere"
+    with pytest.raises(package.PackageError, match=f"No package at {missing}: the folder does not exist"):
+        package.verify_package(missing)
+    with pytest.raises(registry.RegistryError, match=f"no registry at {missing} \\(the folder does not exist\\)"):
+        registry.Registry(missing).get("some-entry")
+    missing.mkdir()  # an existing folder without entries is empty, and said to be, with its path
+    with pytest.raises(registry.RegistryError, match="known: none yet"):
+        registry.Registry(missing).get("some-entry")
+    assert registry.format_entries([], missing) == f"The registry at {missing} is empty. " + (
+        "Register a package with Registry.register(...)."
+    )
+
+
+@pytest.mark.parametrize("exists", [False, True])
+def test_cli_summary_names_the_metrics_folder(monkeypatch, tmp_path, capsys, exists):
+    monkeypatch.setattr(cli, "artifacts_dir", lambda: tmp_path)
+    if exists:
+        (tmp_path / "metrics").mkdir()
+    assert cli.main(["summary"]) == 1
+    state = "holds no metrics file" if exists else "does not exist"
+    assert f"{tmp_path / 'metrics'} {state}" in capsys.readouterr().out
+
+
+def test_run_only_an_unknown_number_names_the_notebooks_folder(root):
+    with pytest.raises(ValueError, match=f"No notebook numbered 99 in {root / 'notebooks'}; available: 01, 02"):
+        runner.course_notebooks(root, only=["99", "01"])
