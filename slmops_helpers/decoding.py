@@ -167,3 +167,24 @@ def torch_step(model: Any, device: Any) -> Callable[[list[int]], np.ndarray]:
     """A ``greedy_stream`` step over a PyTorch causal LM that keeps its KV cache between calls."""
     decoder = TorchDecoder(model, device)
     return lambda new: decoder.feed(new)[-1]
+
+
+def divergence_margin(
+    next_logits: Callable[[list[int]], np.ndarray], ids: list[int], ours: list[int], theirs: list[int]
+) -> float:
+    """Where two greedy answers to prompt ``ids`` first part, how close the top two of
+    ``next_logits(ids + agreed prefix)`` were: 0.0 when they never part.
+
+    Two correct decoders of one model can part only at a near-tie that float rounding broke
+    differently; a wide margin means a bug. Streams drop the end-of-sequence token, so an
+    answer that stops while the other goes on parted from it right there (one chose EOS, the
+    other a token): that step is measured like any other, neither "never parted" (a length
+    bug would pass unseen) nor an automatic bug (EOS can be one side of a near-tie too).
+    """
+    first = next((i for i, (a, b) in enumerate(zip(ours, theirs, strict=False)) if a != b), None)
+    if first is None:
+        if len(ours) == len(theirs):
+            return 0.0
+        first = min(len(ours), len(theirs))
+    top2 = np.sort(np.asarray(next_logits(ids + ours[:first])))[-2:]
+    return float(top2[1] - top2[0])

@@ -16,22 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 from tqdm.auto import tqdm
 
-from .decoding import Decoder, decoder_stream
+from .decoding import Decoder, decoder_stream, divergence_margin
 from .speculative import SpeculativeStats, expected_speedup, speculative_stream
-
-
-def divergence_margin(target: Callable[[], Decoder], ids: list[int], ours: list[int], theirs: list[int]) -> float:
-    """How close the target's top two logits were where two answers first differ. Two
-    correct decoders can part only at a near-tie that float rounding broke differently;
-    answers of different length that never differ mean a bug (infinite margin)."""
-    first = next((i for i, (a, b) in enumerate(zip(ours, theirs, strict=False)) if a != b), None)
-    if first is None:
-        return math.inf if len(ours) != len(theirs) else 0.0
-    top2 = np.sort(target().feed(ids + ours[:first])[-1])[-2:]
-    return float(top2[1] - top2[0])
 
 
 def pass_ms(make: Callable[[], Decoder], ids: list[int], new: int, repeats: int = 7) -> float:
@@ -118,7 +106,8 @@ def speculative_study(
             out = _timed(tokens, run)
             if out != reference[drafts[name].target]:  # a bug, or a near-tie the wider verification pass tipped
                 run["identical"] = False
-                margin = divergence_margin(target, ids, out, reference[drafts[name].target])
+                fresh = target()  # an empty KV cache: the margin's pass starts at the prompt
+                margin = divergence_margin(lambda x, d=fresh: d.feed(x)[-1], ids, out, reference[drafts[name].target])
                 run["margin"] = min(run.get("margin", math.inf), margin)
     best = min(_ms(run) for run in alone.values())
     rows = [

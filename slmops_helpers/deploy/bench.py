@@ -179,19 +179,6 @@ def logit_parity(reference: Any, candidate: Any, prompts: list[str], new_tokens:
     return replace(parity, flips=int((untied & np.concatenate(differs)).sum()))
 
 
-def divergence_margin(lm: Any, prompt_ids: list[int], ours: list[int], theirs: list[int]) -> float:
-    """Where two greedy decodings of the same model first differ, how close ``lm``'s top two
-    logits were at that step (0.0 when they never differ). Two correct decoders can only
-    part at a near-tie that float rounding broke differently; a wide margin means a bug."""
-    import numpy as np
-
-    first = next((i for i, (a, b) in enumerate(zip(ours, theirs, strict=False)) if a != b), None)
-    if first is None:
-        return 0.0
-    top2 = np.sort(lm.logits(prompt_ids + ours[:first])[-1])[-2:]
-    return float(top2[1] - top2[0])
-
-
 def summarize(raw: dict[str, Any]) -> dict[str, float]:
     """Speed figures from raw per-token timings (first token of each run = TTFT)."""
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from .. import data
 from ..data import refuse_test_rows
+from ..decoding import divergence_margin
 from ..uncertainty import TicketScores, difference_metrics, drop_upper_bound, interval_metrics
 from . import bench, checklist, client, export, llamacpp, package
 from .runtime import GenaiLM, OnnxCausalLM, TorchCausalLM
@@ -158,7 +159,7 @@ def genai_metrics(lm: OnnxCausalLM, folder: Path, ids: list[int], ours: list[int
     theirs = [t.id for t in GenaiLM(folder).stream(ids, max_new_tokens)]
     return {
         "genai_agreement": bench.prefix_agreement([theirs], [ours]),
-        "genai_divergence_margin": bench.divergence_margin(lm, ids, ours, theirs),  # 0.0: never parted
+        "genai_divergence_margin": divergence_margin(lambda x: lm.logits(x)[-1], ids, ours, theirs),  # 0.0: same
     }
 
 

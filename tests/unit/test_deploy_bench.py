@@ -188,17 +188,25 @@ def test_bench_variants_scores_agreement_against_the_first_variant(monkeypatch, 
     assert [r["agreement"] for r in table] == [1.0, 0.5, 0.0]
 
 
-def test_divergence_margin_reads_the_reference_at_the_first_difference():
+def test_divergence_margin_reads_the_reference_where_the_answers_part():
     import numpy as np
 
-    class Scripted:  # logits whose top two differ by 0.25 at every position
-        def logits(self, ids):
-            rows = np.zeros((len(ids), 5), dtype=np.float32)
-            rows[:, 2], rows[:, 3] = 1.0, 0.75
-            self.seen = ids
-            return rows
+    from slmops_helpers.decoding import divergence_margin
 
-    lm = Scripted()
-    assert bench.divergence_margin(lm, [9, 9], [2, 2, 2], [2, 2, 2]) == 0.0  # never differ
-    assert bench.divergence_margin(lm, [9, 9], [2, 2, 2], [2, 3, 2]) == pytest.approx(0.25)
-    assert lm.seen == [9, 9, 2]  # the prompt and the agreed prefix, up to the step that differed
+    seen = []
+
+    def next_logits(ids):  # the top two differ by 0.25 after 3 tokens, by 0.5 elsewhere
+        seen.append(ids)
+        row = np.zeros(5, dtype=np.float32)
+        row[2], row[3] = 1.0, (0.75 if len(ids) == 3 else 0.5)
+        return row
+
+    assert divergence_margin(next_logits, [9, 9], [2, 2, 2], [2, 2, 2]) == 0.0 and not seen  # never parted
+    assert divergence_margin(next_logits, [9, 9], [2, 2, 2], [2, 3, 2]) == pytest.approx(0.25)
+    assert seen[-1] == [9, 9, 2]  # the prompt and the agreed prefix, up to the step that differed
+    # one answer stopped (the streams drop EOS) where the other went on: they parted at the shorter one's end,
+    # measured there from either side, not reported as "never parted" (0.0) or as a certain bug (infinity)
+    for ours, theirs in (([2], [2, 4]), ([2, 4], [2])):
+        assert divergence_margin(next_logits, [9, 9], ours, theirs) == pytest.approx(0.25)
+        assert seen[-1] == [9, 9, 2]
+    assert divergence_margin(next_logits, [9, 9], [], [4]) == pytest.approx(0.5) and seen[-1] == [9, 9]

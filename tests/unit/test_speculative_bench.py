@@ -4,8 +4,7 @@ is not a near-tie reported as one."""
 
 from __future__ import annotations
 
-import math
-
+import numpy as np
 import pytest
 
 from slmops_helpers.deploy.runtime import OnnxCausalLM
@@ -13,7 +12,6 @@ from slmops_helpers.speculative import PromptLookupDraft
 from slmops_helpers.speculative_bench import (
     Draft,
     best_rows,
-    divergence_margin,
     format_rows,
     pass_costs,
     speculative_metrics,
@@ -71,14 +69,24 @@ def test_metrics_pick_each_drafts_fastest_gamma_and_carry_the_costs(race):
     assert "target alone" in table and table.count("\n") == len(rows)
 
 
-def test_a_divergence_reports_the_targets_margin_and_a_length_mismatch_is_a_bug(lms, race):
+def test_a_divergence_reports_the_targets_margin_where_the_answers_part(lms, race):
+    from slmops_helpers.decoding import divergence_margin
+
     target, _ = lms
     ids = race[2][0]
     ours = [t.id for t in target.stream(ids, 6, stop_at_eos=False)]
-    assert divergence_margin(target.decoder, ids, ours, ours) == 0.0  # never parted
-    assert math.isinf(divergence_margin(target.decoder, ids, ours, ours[:-1]))
+
+    def next_logits(x):
+        return target.decoder().feed(x)[-1]
+
+    def gap(prefix):  # the target's own top-two gap after ``prefix``
+        top2 = np.sort(next_logits(ids + prefix))[-2:]
+        return float(top2[1] - top2[0])
+
+    assert divergence_margin(next_logits, ids, ours, ours) == 0.0  # never parted
+    assert divergence_margin(next_logits, ids, ours, ours[:-1]) == pytest.approx(gap(ours[:-1]))  # one stopped
     other = ours[:2] + [(ours[2] + 1) % 27] + ours[3:]
-    assert 0 <= divergence_margin(target.decoder, ids, ours, other) < math.inf
+    assert divergence_margin(next_logits, ids, ours, other) == pytest.approx(gap(ours[:2])) and gap(ours[:2]) > 0
     row = {"draft": "x", "target": "t", "gamma": 2, "identical": False, "divergence_margin": 0.5, "speedup": 1.0}
     row |= {"acceptance": 0.5, "ms_per_token": 1.0, "ttft_ms": 1.0, "speedup_same_threads": 1.0}
     alone = {"draft": "none", "target": "t", "gamma": 0, "ms_per_token": 1, "ttft_ms": 1}
