@@ -27,10 +27,10 @@ from .deploy import bench, export
 from .deploy.bench import summarize
 from .deploy.package import PackageError, verify_package
 from .deploy.runtime import OnnxCausalLM
+from .deploy.steps import PACKAGE_NAME as PACKAGE_NAME  # re-exported: section 4 packages what section 5 releases
 from .distill import TeacherOutputs, entry_path, read_entry, teacher_cache_dir
 from .fleet import Variant
 
-PACKAGE_NAME = "kestrel-k2-assistant"
 # The benchmark columns the gate may check (notebooks/configs/gate.yaml): same names in both.
 GATE_KEYS = ("score", "size_mib", "ms_per_token_p50", "ms_per_token_p95", "tok_s", "ttft_ms", "peak_mib", "agreement")
 

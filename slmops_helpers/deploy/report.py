@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..fleet import VARIANTS  # the benchmark's torch and ONNX rows, named once
 from ..uncertainty import difference_sentence, score_text
 from .steps import GGUF_4BIT
 
@@ -26,9 +27,6 @@ def size_reading(m: dict[str, Any]) -> str:
         "int4 saves against an **fp16** baseline (16 → 4 bits), not against fp32. Our int8 recipe keeps the tied "
         f"embedding in fp32, which is why it is only ×{m['onnx_int8_ratio']:.2f}."
     )
-
-
-VARIANTS = ("torch_fp32", "onnx_fp32", "onnx_fp16", "onnx_int8", "onnx_int4")
 
 
 def benchmark_reading(m: dict[str, Any], n_tickets: int) -> str:
