@@ -25,29 +25,17 @@ import torch
 from tqdm.auto import tqdm
 
 from slmops_helpers import training
-from slmops_helpers.models import PeakMemory
+from slmops_helpers.models import PeakMemory, random_llama
 from slmops_helpers.training import IGNORE, TrainConfig, collate
 
 TARGET_RATIO = 1.05
 
 
 def setup(steps: int) -> tuple[torch.nn.Module, list, TrainConfig]:
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(
-        LlamaConfig(
-            vocab_size=4096,
-            hidden_size=256,
-            intermediate_size=688,
-            num_hidden_layers=4,
-            num_attention_heads=8,
-            num_key_value_heads=4,
-            max_position_embeddings=128,
-            tie_word_embeddings=True,
-            pad_token_id=0,
-        )
-    )
+    model = random_llama(
+        4096, hidden_size=256, intermediate_size=688, num_hidden_layers=4, num_attention_heads=8, num_key_value_heads=4,
+        pad_token_id=0,
+    )  # fmt: skip
     gen = torch.Generator().manual_seed(1)
     examples = []
     for i in range(64):

@@ -280,6 +280,27 @@ def noise_bound(noise: float, logit_scale: float) -> float:
     return NOISE_FACTOR * max(noise, FLOAT32_EPS * logit_scale)
 
 
+TINY_LLAMA = {  # 2 blocks, hidden 32, tied embeddings: ~10 k parameters besides the embedding
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "max_position_embeddings": 128,
+    "tie_word_embeddings": True,
+}
+
+
+def random_llama(vocab_size: int, seed: int = 0, **overrides: Any) -> Any:
+    """A seeded, randomly initialised Llama (``TINY_LLAMA``, in eval mode) for demonstrations and
+    tests where trained weights are not the point; ``overrides`` change its config."""
+    import torch  # torch and transformers: only callers that build a model pay for them
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    return LlamaForCausalLM(LlamaConfig(**(TINY_LLAMA | {"vocab_size": vocab_size} | overrides))).eval()
+
+
 def count_parameters(model: Any, trainable_only: bool = False) -> int:
     """Number of parameters; tied weights (shared embedding/LM head) count once."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)

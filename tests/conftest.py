@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAT_TEMPLATE = (
@@ -34,23 +33,11 @@ def tiny_tokenizer():
 
 
 def build_tiny_llama(tokenizer, **overrides):
-    """A random Llama small enough for unit tests; ``overrides`` change its config."""
-    from transformers import LlamaConfig, LlamaForCausalLM
+    """``models.random_llama`` sized to ``tokenizer`` (its pad and end ids); ``overrides`` change its config."""
+    from slmops_helpers.models import random_llama
 
-    torch.manual_seed(0)
-    config = dict(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=128,
-        tie_word_embeddings=True,
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-    )
-    return LlamaForCausalLM(LlamaConfig(**(config | overrides))).eval()
+    ids = {"pad_token_id": tokenizer.pad_token_id, "eos_token_id": tokenizer.eos_token_id}
+    return random_llama(len(tokenizer), **(ids | overrides))
 
 
 @pytest.fixture(scope="session")

@@ -14,29 +14,14 @@ import torch.nn.functional as F
 from slmops_helpers import distill, evaluate, training
 from slmops_helpers.distill import KDConfig
 from slmops_helpers.distill import teacher as teacher_module
-from slmops_helpers.models import MIB, count_parameters, tensor_bytes
+from slmops_helpers.models import MIB, count_parameters, random_llama, tensor_bytes
 from slmops_helpers.training import TrainConfig
 
 GOOD = "category: billing\nerror_code: E-104\nreply: Open the app and update the card on file today."
 
 
 def _llama(vocab_size: int, n_layers: int = 4, seed: int = 0):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=vocab_size,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=n_layers,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=128,
-        tie_word_embeddings=True,
-        pad_token_id=1,
-        eos_token_id=2,
-    )
-    return LlamaForCausalLM(config).eval()
+    return random_llama(vocab_size, seed, num_hidden_layers=n_layers, pad_token_id=1, eos_token_id=2)
 
 
 @pytest.fixture

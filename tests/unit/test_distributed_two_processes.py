@@ -18,27 +18,14 @@ from pathlib import Path
 
 import torch
 
-from slmops_helpers import training
+from slmops_helpers import models, training
 
 STEPS, GLOBAL_BATCH, TOLERANCE = 10, 8, 1e-4
 
 
 def tiny_setup() -> tuple[torch.nn.Module, list, list, training.TrainConfig]:
     """A seeded tiny Llama, 24 training and 4 validation examples of varied lengths, and the config."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=64,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-        pad_token_id=0,
-    )
-    model = LlamaForCausalLM(config)
+    model = models.random_llama(64, max_position_embeddings=64, pad_token_id=0, tie_word_embeddings=False)
     gen = torch.Generator().manual_seed(1)
 
     def example(i: int) -> dict[str, list[int]]:
