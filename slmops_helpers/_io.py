@@ -63,6 +63,30 @@ def atomic_directory(final: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+def is_complete(folder: str | os.PathLike, marker: str, *required: str) -> bool:
+    """True when ``folder`` is a finished cached build: its ``marker`` file (written last by
+    ``build_directory``), every ``required`` file, and every file the marker lists under
+    ``"files"`` at its recorded size (a file cut short or changed since fails)."""
+    folder = Path(folder)
+    try:
+        sizes = json.loads((folder / marker).read_text()).get("files", {})
+    except (OSError, ValueError, AttributeError):
+        return False
+    files = [*((name, size) for name, size in sizes.items()), *((name, None) for name in required)]
+    return all((folder / name).is_file() and size in (None, (folder / name).stat().st_size) for name, size in files)
+
+
+@contextmanager
+def build_directory(final: str | os.PathLike, marker: str, record: dict[str, Any]) -> Iterator[Path]:
+    """``atomic_directory`` for a cached build: fill the yielded temp folder; on success the
+    ``marker`` file is written last, holding ``record`` and the size of each file, and the
+    folder moves into place. ``is_complete`` recognises the result."""
+    with atomic_directory(final) as tmp:
+        yield tmp
+        files = {p.name: p.stat().st_size for p in sorted(tmp.iterdir()) if p.is_file()}
+        atomic_write_json(tmp / marker, {**record, "files": files})
+
+
 def ensure_writable_dir(path: str | os.PathLike, fix: str) -> Path:
     """Create ``path`` if needed and prove it is writable, or raise naming ``fix``."""
     path = Path(path)

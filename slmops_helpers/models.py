@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import json
 import os
 import resource
 import sys
@@ -23,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ._io import atomic_directory, atomic_write_json, ensure_writable_dir
+from ._io import build_directory, ensure_writable_dir, is_complete
 from .config import cache_dir
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
@@ -152,14 +151,7 @@ def prepared_dir(preset: ModelPreset, root: Path | None = None) -> Path:
 
 def is_prepared(folder: Path) -> bool:
     """True when ``folder`` holds a complete conversion (marker present, sizes match)."""
-    marker = folder / MARKER
-    if not marker.is_file():
-        return False
-    try:
-        sizes = json.loads(marker.read_text())["files"]
-    except (ValueError, KeyError):
-        return False
-    return all((folder / name).is_file() and (folder / name).stat().st_size == size for name, size in sizes.items())
+    return is_complete(folder, MARKER)
 
 
 def prepare_model(name: str = DEFAULT_MODEL, root: Path | None = None, force: bool = False) -> str:
@@ -180,10 +172,8 @@ def prepare_model(name: str = DEFAULT_MODEL, root: Path | None = None, force: bo
     # Fail fast, before the 30-second conversion starts.
     ensure_writable_dir(folder.parent, "set SLMOPS_CACHE to a folder you can write to")
     gguf_path = locate_gguf(preset.gguf)
-    with atomic_directory(folder) as tmp:
+    with build_directory(folder, MARKER, {"source": str(gguf_path), "sha256": preset.gguf.sha256}) as tmp:
         _convert_gguf(gguf_path, tmp)
-        files = {p.name: p.stat().st_size for p in tmp.iterdir()}
-        atomic_write_json(tmp / MARKER, {"source": str(gguf_path), "sha256": preset.gguf.sha256, "files": files})
     return str(folder)
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._io import atomic_directory, atomic_write_json
+from .._io import build_directory, is_complete
 from ..config import artifacts_dir, cache_dir
 from ..models import DEFAULT_MODEL, MIB, files_mib, is_prepared, prepare_model, sha256_file
 
@@ -112,7 +112,7 @@ def variant_dir(source: Path, recipe: Recipe, root: Path | None = None) -> Path:
 
 
 def is_built(folder: Path) -> bool:
-    return (folder / MARKER).is_file() and (folder / ONNX_FILE).is_file()
+    return is_complete(folder, MARKER, ONNX_FILE)
 
 
 UNTUNED = "the untuned base model"
@@ -207,13 +207,13 @@ def build_recipe(source: Path, recipe: Recipe, root: Path | None = None, force: 
     if is_built(folder) and not force:
         return folder
     fp32 = build_recipe(source, RECIPES["onnx_fp32"], root) if recipe.tool == "quantize_dynamic" else None
-    with atomic_directory(folder) as tmp:
+    record = {"source": str(source), "recipe": recipe.__dict__ | {"key": recipe.key()}}
+    with build_directory(folder, MARKER, record) as tmp:
         if fp32 is not None:
             quantize_int8(fp32, tmp, recipe.exclude)
         else:
             _run_builder(source, tmp, recipe)
         check_model(tmp)
-        atomic_write_json(tmp / MARKER, {"source": str(source), "recipe": recipe.__dict__ | {"key": recipe.key()}})
     return folder
 
 

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from .._io import atomic_directory, atomic_write_json
+from .._io import build_directory, is_complete
 from ..config import cache_dir
 from ..decoding import Constraint, StreamedToken, greedy_stream
 from ..models import MIB, files_mib
@@ -158,7 +158,7 @@ def gguf_dir(source: Path, variant: str, root: Path | None = None) -> Path:
 
 
 def is_built(folder: Path) -> bool:
-    return (folder / MARKER).is_file() and (folder / GGUF_FILE).is_file()
+    return is_complete(folder, MARKER, GGUF_FILE)
 
 
 def convert_command(source: Path, out: Path) -> list[str]:
@@ -200,7 +200,7 @@ def build_gguf(source: Path, variant: str, root: Path | None = None, force: bool
     if is_built(folder) and not force:
         return folder
     f16 = None if GGUF_TYPES[variant] is None else build_gguf(source, "gguf_f16", root) / GGUF_FILE
-    with atomic_directory(folder) as tmp:
+    with build_directory(folder, MARKER, {"source": str(source), "variant": variant}) as tmp:
         if f16 is None:
             convert(source, tmp / GGUF_FILE)
         else:
@@ -211,7 +211,6 @@ def build_gguf(source: Path, variant: str, root: Path | None = None, force: bool
         for name in GGUF_SIDE_FILES:
             os.replace(tmp / "tokenizer" / name, tmp / name)
         shutil.rmtree(tmp / "tokenizer")
-        atomic_write_json(tmp / MARKER, {"source": str(source), "variant": variant})
     return folder
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from .. import data, distributed, training
-from .._io import atomic_directory, atomic_write_json
+from .._io import build_directory
 from ..config import cache_dir
 from ..models import DEFAULT_MODEL, MARKER, is_prepared, load_model, pick_device
 from .methods import ATTENTION, MLP, MethodConfig, make_trainable
@@ -86,19 +86,14 @@ def prepare_tuned_model(
 
 
 def _save(model: Any, tokenizer: Any, folder: Path, model_name: str, recipe: TunedConfig, val_loss: float) -> None:
-    with atomic_directory(folder) as tmp:
+    record = {
+        "base": model_name,
+        "recipe": {"spec": asdict(recipe.spec), "config": asdict(recipe.config)},
+        "best_val_loss": val_loss,
+    }
+    with build_directory(folder, MARKER, record) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        files = {p.name: p.stat().st_size for p in tmp.iterdir()}
-        atomic_write_json(
-            tmp / MARKER,
-            {
-                "base": model_name,
-                "recipe": {"spec": asdict(recipe.spec), "config": asdict(recipe.config)},
-                "best_val_loss": val_loss,
-                "files": files,
-            },
-        )
 
 
 def load_tuned_model(model_name: str = DEFAULT_MODEL, device: str | None = None) -> tuple[Any, Any]:

@@ -1,6 +1,13 @@
 import pytest
 
-from slmops_helpers._io import atomic_directory, atomic_write_json, atomic_write_text, ensure_writable_dir
+from slmops_helpers._io import (
+    atomic_directory,
+    atomic_write_json,
+    atomic_write_text,
+    build_directory,
+    ensure_writable_dir,
+    is_complete,
+)
 
 
 def test_atomic_write_text_replaces_and_leaves_no_temp(tmp_path):
@@ -48,3 +55,34 @@ def test_ensure_writable_dir_names_the_fix(tmp_path):
     with pytest.raises(PermissionError, match="set SLMOPS_CACHE"):
         ensure_writable_dir(blocker / "cache", "set SLMOPS_CACHE")
     assert ensure_writable_dir(tmp_path / "ok", "x").is_dir()
+
+
+def test_build_directory_writes_its_marker_last_and_is_complete_checks_it(tmp_path):
+    import json
+
+    final = tmp_path / "build"
+    with build_directory(final, "done.json", {"source": "src"}) as tmp:
+        (tmp / "model.bin").write_bytes(b"weights")
+        (tmp / "logs").mkdir()  # a folder is not a listed file
+        assert not (tmp / "done.json").exists()  # not before the build is finished
+    assert json.loads((final / "done.json").read_text()) == {"source": "src", "files": {"model.bin": 7}}
+    assert is_complete(final, "done.json", "model.bin")
+    assert not is_complete(final, "done.json", "model.onnx")  # a required file is missing
+    (final / "model.bin").write_bytes(b"cut")
+    assert not is_complete(final, "done.json")  # changed since the build: the recorded size says so
+
+
+def test_an_interrupted_build_leaves_no_complete_folder(tmp_path):
+    with pytest.raises(KeyboardInterrupt), build_directory(tmp_path / "build", "done.json", {}) as tmp:
+        (tmp / "model.bin").write_bytes(b"half")
+        raise KeyboardInterrupt
+    assert not (tmp_path / "build").exists() and not is_complete(tmp_path / "build", "done.json")
+
+
+def test_a_marker_without_a_file_list_means_marker_and_required_files(tmp_path):
+    (tmp_path / "done.json").write_text('{"source": "an older build"}')
+    assert not is_complete(tmp_path, "done.json", "model.onnx")
+    (tmp_path / "model.onnx").write_bytes(b"x")
+    assert is_complete(tmp_path, "done.json", "model.onnx")
+    (tmp_path / "done.json").write_text("not json")
+    assert not is_complete(tmp_path, "done.json", "model.onnx")
