@@ -3,22 +3,33 @@
 Modules follow the life cycle of a small language model, lowest layer first; a module
 imports only from its own layer or below (``tests/unit/test_import_layers.py``):
 
-- ``config``, ``_io``       profiles (smoke / full), paths, atomic writes
-- ``decoding``              the greedy token loop every runtime shares, and its timing
-- ``compress``              quantization and pruning of single weight tensors (section 1)
-- ``data``                  the course dataset, chat formatting and the task score
-- ``metrics``               the metrics contract: one flat JSON file per notebook, units by suffix
-- ``models``                presets, offline preparation of the base model, loading, sizes
-- ``inference``             batched answers and timed generation with PyTorch
-- ``training``              the shared training loop and training-memory measurements
-- ``registry``, ``fleet``   the model registry with lineage; device classes and fleet cost
-- ``evaluate``              scoring, timing and sizing models the same way in every section
-- ``finetune``              full, LoRA, QLoRA, IA3; adapters, merging; the tuned model (section 3)
-- ``distill``               teacher answers, layer-kept students, the KD loss (section 2)
-- ``deploy``                ONNX export, runtime, package, benchmark, server (section 4)
-- ``gate``, ``rollout``     the quality gate; a staged rollout to a simulated fleet
-- ``pipeline``, ``widgets`` the capstone's release steps (section 5); notebook widgets
-- ``labs``, ``site``, ``runner``, ``cli``  lab checks, the course site, headless runs, ``slmops``
+- ``config``, ``_io``        profiles (smoke / full), paths, atomic writes, cached builds
+- ``decoding``               the token loop every runtime shares, and its timing
+- ``compress``               quantization and pruning of single weight tensors (section 1)
+- ``plots``, ``nbwatchdog``  figures; the papermill engine that catches a lost kernel message
+- ``data``                   the course dataset, chat formatting and the task score
+- ``metrics``                the metrics contract: one flat JSON file per notebook, units by suffix
+- ``models``                 presets, offline preparation of the base model, loading, sizes
+- ``reference``              the committed full-profile records a smoke run is read beside
+- ``uncertainty``            bootstrap intervals, paired differences, tickets a gate needs
+- ``speculative``            draft-then-verify decoding: the target's own answer, faster
+- ``constrained``            the ticket format as a token mask
+- ``inference``              batched answers and timed generation with PyTorch
+- ``training``               the shared training loop and training-memory measurements
+- ``distributed``            the same training loop on N processes or GPUs
+- ``registry``, ``fleet``    the model registry with lineage; device classes and fleet cost
+- ``speculative_bench``      the race of drafts against their target, with its cost model
+- ``evaluate``               scoring, timing and sizing models the same way in every section
+- ``intro``                  notebook 01's steps and readings (section 1)
+- ``finetune``               full, LoRA, QLoRA, IA3; adapters, merging; the tuned model (section 3)
+- ``distill``                teacher answers, layer-kept students, the KD loss (section 2)
+- ``deploy``                 ONNX and GGUF export, runtimes, package, benchmark, server (section 4)
+- ``gate``, ``rollout``      the quality gate; a staged rollout to a simulated fleet
+- ``pipeline``, ``release``  the capstone's release steps and its round (section 5)
+- ``release_report``         notebook 05's readings
+- ``widgets``                notebook widgets over tested functions
+- ``labs``, ``site``         lab checks; the course site
+- ``runner``, ``cli``        headless notebook runs; the ``slmops`` command
 
 Vocabulary, used the same way in code, metric keys and course text:
 

@@ -21,7 +21,7 @@ from .config import artifacts_dir, get_profile
 from .models import DEFAULT_MODEL
 from .reference import write_reference
 
-# The unit a key's suffix promises, one meaning per suffix (README, "Metrics and units").
+# The unit a key's suffix promises, one meaning per suffix (docs/guide.md, "Metrics and units").
 UNITS = {
     "_mib": "MiB (2^20 bytes): sizes on disk and memory",
     "_ms": "milliseconds",

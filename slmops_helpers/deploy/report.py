@@ -108,7 +108,7 @@ def gguf_reading(rows: list[dict[str, Any]], status: str) -> str:
 
 
 # A tokens/s ratio closer to 1 than this is read as a tie: between runs on one 2-core Xeon the
-# ratio drifted by more than 20 % (three runs: 0.78, 0.97, 1.00; README, "Two runtimes").
+# ratio drifted by more than 20 % (three runs: 0.78, 0.97, 1.00; docs/results.md, "two runtimes").
 RACE_TIE = 0.30
 
 

@@ -205,7 +205,7 @@ def make_loss_fn(
     batch's labels: validate on the human references and every run's validation curve
     measures the same thing, so curves compare and early stopping keeps the student
     that best predicts the references, not the one best at imitating. That is still a
-    loss, not the task score: see the README's full-profile runs for how far they can part.
+    loss, not the task score: see docs/history.md (section 2) for how far they can part.
     """
     needs_teacher = config.alpha > 0 or config.hidden_weight > 0
     if needs_teacher:

@@ -109,3 +109,37 @@ def test_committed_references_are_full_runs(root):
         ref = reference.read_reference(stem, root)
         assert ref.usable, ref.problem
         assert (root / "notebooks" / f"{stem}.ipynb").is_file(), f"{path.name} has no notebook"
+
+
+def _package_modules(root):
+    """The package's top-level modules and subpackages, by name (``_io``, ``deploy``, ...)."""
+    package = root / "slmops_helpers"
+    modules = {p.stem for p in package.glob("*.py") if p.stem != "__init__"}
+    return modules | {p.parent.name for p in package.glob("*/__init__.py")}
+
+
+def _readme_architecture(root):
+    """The module names of the README's architecture table (its second column)."""
+    lines = (root / "README.md").read_text().splitlines()
+    header = lines.index("| layer | module | what it does |")
+    body = lines[header + 2 :]  # after the header and its |---| line, up to the table's end
+    rows = body[: next((i for i, line in enumerate(body) if not line.startswith("|")), len(body))]
+    return {name.rstrip("/") for row in rows for name in re.findall(r"`([\w/]+)`", row.split("|")[2])}
+
+
+def _package_map(root):
+    """The module names of the map in ``slmops_helpers/__init__.py`` (lines ``- ``name``, ...  what``)."""
+    import ast
+
+    doc = ast.get_docstring(ast.parse((root / "slmops_helpers" / "__init__.py").read_text()))
+    entries = [line.split("  ")[0] for line in doc.split("Vocabulary")[0].splitlines() if line.startswith("- ``")]
+    return {name for entry in entries for name in re.findall(r"``(\w+)``", entry)}
+
+
+def test_readme_and_package_map_name_every_module(root):
+    modules = _package_modules(root)
+    assert {"cli", "_io", "deploy", "labs"} <= modules  # the scan sees modules and subpackages
+    for where, named in (("README.md's architecture table", _readme_architecture(root)),
+                         ("the package map in slmops_helpers/__init__.py", _package_map(root))):  # fmt: skip
+        assert not modules - named, f"{where} leaves out {sorted(modules - named)}"
+        assert not named - modules, f"{where} names {sorted(named - modules)}, which the package does not have"
