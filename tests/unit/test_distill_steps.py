@@ -1,37 +1,13 @@
-"""Notebook 02's steps and readings, on tiny random models and hand-made metrics.
-
-Readings are checked by their numbers and structure (bold verdicts, parenthesised intervals,
-table cells), not sentence by sentence: rewording one must not break a test, a wrong number must.
-"""
-
-import re
+"""Notebook 02's steps and readings, on tiny random models and hand-made metrics
+(readings checked by their numbers and structure: ``readings``)."""
 
 import pytest
+from readings import bold, in_parentheses, numbers, table_cells
 
 from slmops_helpers import distill, evaluate, training
 from slmops_helpers.distill import KDConfig, report, steps
 from slmops_helpers.reference import Reference
 from slmops_helpers.uncertainty import TicketScores
-
-
-def numbers(text: str) -> list[float]:
-    """Every number in ``text``, in order ("95 %" gives 95, "2.5×" 2.5, "1,234" 1234)."""
-    return [float(n.replace(",", "")) for n in re.findall(r"[-+]?\d+(?:,\d{3})*(?:\.\d+)?", text)]
-
-
-def bold(text: str) -> list[str]:
-    return re.findall(r"\*\*(.+?)\*\*", text)
-
-
-def in_parentheses(text: str) -> list[list[float]]:
-    """The numbers of each parenthesised aside: where a reading puts a difference's interval."""
-    return [numbers(aside) for aside in re.findall(r"\(([^()]*)\)", text)]
-
-
-def table_cells(table: str) -> dict[str, list[str]]:
-    """A Markdown table's body rows: first cell -> the other cells."""
-    rows = [[cell.strip() for cell in line.strip().strip("|").split("|")] for line in table.splitlines()[2:]]
-    return {row[0]: row[1:] for row in rows}
 
 
 @pytest.fixture
