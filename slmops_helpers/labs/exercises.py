@@ -4,14 +4,16 @@ bound into a notebook by ``bind_exercises``; ``progress`` prints the table of ou
 from __future__ import annotations
 
 import ast
+import contextvars
 import functools
 import inspect
 import textwrap
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from .checks import Outcome, PlaceholderError, Result, ____, incorrect
+from .own_work import CourseCodeUsedError, refusal, twin_reached, watching
 from .solutions import solution_code
 
 __all__ = ["TIERS", "Exercise", "Question", "bind_exercises", "progress", "learner_answer"]
@@ -30,6 +32,9 @@ class Exercise:
     # the solution block(s) of its cell that calls q1.check(), so the answer is written once.
     notebook: str | Path | None = None
     var: str | None = None  # learner's variable/function; None: the whole namespace
+    # The course's own implementations of what the learner writes: a learner's function that
+    # reaches one (by name, alias, import or at run time) is refused, "write it yourself".
+    course_twins: ClassVar[tuple[Callable[..., Any], ...]] = ()
 
     def check_value(self, value: Any) -> Result | None:
         """Judge the learner's answer.
@@ -46,6 +51,16 @@ class Exercise:
 
 class _LearnerError(Exception):
     """An exception raised inside the learner's own function, already described."""
+
+
+# The twins of the exercise being checked, for the learner functions it reads (see own_work).
+_TWINS: contextvars.ContextVar[tuple[Callable[..., Any], ...]] = contextvars.ContextVar("twins", default=())
+
+
+def _refuse_twins(func: Callable[..., Any]) -> None:
+    """Raise _LearnerError when the learner's function reaches the course's own implementation."""
+    if (twin := twin_reached(func, _TWINS.get())) is not None:
+        raise _LearnerError(f"`{func.__name__}`: {refusal(twin)}.")
 
 
 def _is_blank_statement(stmt: ast.stmt) -> bool:
@@ -76,9 +91,12 @@ def _guard(func: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(func)
     def guarded(*args: Any, **kwargs: Any) -> Any:
         try:
-            out = func(*args, **kwargs)
+            with watching(_TWINS.get()):
+                out = func(*args, **kwargs)
         except PlaceholderError:
             raise  # ____ left in the body: "not attempted", not a crash
+        except CourseCodeUsedError as err:
+            raise _LearnerError(f"`{func.__name__}`: {err}.") from None
         except Exception as exc:
             raise _LearnerError(f"calling `{func.__name__}` raised {type(exc).__name__}: {exc}") from exc
         if out is ____:
@@ -125,9 +143,11 @@ class Question:
         value = self._namespace if var is None else self._namespace[var]
         if value is ____ or (inspect.isfunction(value) and _has_blank_body(value)):
             return self._blank()
-        if inspect.isfunction(value):
-            value = _guard(value)
+        token = _TWINS.set(tuple(self.exercise.course_twins))
         try:
+            if inspect.isfunction(value):
+                _refuse_twins(value)
+                value = _guard(value)
             verdict = self.exercise.check_value(value)
         except PlaceholderError:
             return self._blank()
@@ -149,6 +169,8 @@ class Question:
             return incorrect(
                 f"checking `{var or self.name}` raised {type(exc).__name__}: {exc} — is it the right kind of value?"
             )
+        finally:
+            _TWINS.reset(token)
         return verdict or Result(Outcome.CORRECT, "well done.")
 
     def check(self) -> None:
@@ -234,4 +256,7 @@ def learner_answer(namespace: Mapping[str, Any], name: str) -> Any:
     value = namespace[name]
     if value is ____ or (inspect.isfunction(value) and _has_blank_body(value)):
         raise PlaceholderError(f"`{name}` is still ____")
-    return _guard(value) if inspect.isfunction(value) else value
+    if inspect.isfunction(value):
+        _refuse_twins(value)
+        return _guard(value)
+    return value

@@ -12,8 +12,9 @@ from ..compress import prune_weight
 from ..decoding import TimedGeneration, speed_summary
 from ..distill import count_config_parameters
 from ..fleet import model_ram_mib
-from ..models import MIB, PRESETS, weight_bytes
+from ..models import MIB, PRESETS, count_parameters, weight_bytes
 from . import Exercise, Result, close, incorrect, is_number, learner_answer
+from .checks import fresh_rng, fresh_seed
 from .quiz01 import QUIZ as QUIZ  # the lab's quiz, rendered at its end
 
 PRECISIONS = ("fp32", "fp16", "int8", "int4")
@@ -32,15 +33,26 @@ class FootprintMiB(Lab01Exercise):
         "Bytes per weight: fp32 4, fp16 2, int8 1, int4 0.5. Multiply by n_params, then divide by 2**20 for MiB."
     )
 
+    course_twins = (weight_bytes,)
+
     def check_value(self, footprint_mib: Any) -> Result | None:
-        for n_params in (1_000_000, 134_515_008):
+        rng = fresh_rng()  # hidden inputs, new at every attempt
+        for n_params in (int(rng.integers(10**5, 10**7)), int(rng.integers(10**8, 10**10))):
             for precision in PRECISIONS:
-                got = footprint_mib(n_params, precision)
-                wrong = is_number(got, name=f"footprint_mib({n_params:_}, {precision!r})") or close(
-                    got, weight_bytes(n_params, precision) / MIB, name=f"footprint_mib({n_params:_}, {precision!r})"
-                )
-                if wrong:
+                got, want = footprint_mib(n_params, precision), weight_bytes(n_params, precision) / MIB
+                name = f"footprint_mib({n_params:_}, {precision!r})"
+                if wrong := is_number(got, name=name):
                     return wrong
+                slips = {
+                    "is in bytes; the question asks for MiB (2**20 bytes)": want * MIB,
+                    "is in MB (10**6 bytes); a MiB is 2**20 bytes": want * MIB / 10**6,
+                    "counts bits, not bytes, per weight": want * 8,
+                }
+                for says, value in slips.items():
+                    if close(got, value, rtol=1e-4) is None:
+                        return incorrect(f"`{name}` {says}.")
+                if wrong := close(got, want, name=name):
+                    return incorrect(f"{wrong.message}: how many bytes does one weight take at {precision}?")
         return None
 
 
@@ -53,9 +65,11 @@ class SpeedSummary(Lab01Exercise):
     )
     KEYS = ("ttft_ms", "tok_s", "ms_per_token_p50", "ms_per_token_p95")  # the course's metric names
 
+    course_twins = (speed_summary,)
+
     def check_value(self, summarize_speed: Any) -> Result | None:
-        g = torch.Generator().manual_seed(11)
-        for n in (5, 12, 40):
+        g = torch.Generator().manual_seed(fresh_seed())  # hidden timings, new at every attempt
+        for n in sorted(int(n) for n in torch.randint(3, 60, (3,), generator=g)):
             ttft = 0.2 + float(torch.rand(1, generator=g))
             token_s = (0.02 + 0.05 * torch.rand(n, generator=g) ** 4).tolist()
             got = summarize_speed(ttft, token_s)
@@ -75,7 +89,7 @@ class SpeedSummary(Lab01Exercise):
                 if "ms" in key and close(got[key], value / 1000, rtol=1e-3) is None:
                     return incorrect(f"`{name}` is in seconds; the key says milliseconds.")
                 if wrong := close(got[key], value, rtol=1e-3, name=name):
-                    return incorrect(f"{wrong.message}. Which timings does {key} describe, and in what unit?")
+                    return incorrect(f"{wrong.message}: which timings does {key} describe, and in what unit?")
         return None
 
 
@@ -84,7 +98,12 @@ class MajorityFloor(Lab01Exercise):
     hint_text = "A model that always answers one label is right exactly when the true label is that one."
 
     def check_value(self, majority_accuracy: Any) -> Result | None:
-        cases = [["login", "billing", "bug", "billing", "billing"], ["c"] + ["a", "b"] * 3, ["x"] * 4]
+        rng = fresh_rng()  # hidden labels, new at every attempt
+        pool = ["login", "billing", "bug", "shipping", "setup", "refund", "privacy"]
+        cases = [
+            [str(x) for x in rng.choice(pool[:k], size=int(rng.integers(5, 30)), p=_skewed(rng, k))] for k in (2, 4, 7)
+        ]
+        cases.append([pool[int(rng.integers(len(pool)))]] * int(rng.integers(2, 6)))  # one label only
         for labels in cases:
             got = majority_accuracy(list(labels))
             name = f"majority_accuracy({len(labels)} labels)"
@@ -96,7 +115,7 @@ class MajorityFloor(Lab01Exercise):
             if close(got, 1 / len(set(labels)), rtol=1e-6) is None and want != 1 / len(set(labels)):
                 return incorrect(f"`{name}` is what random guessing gets; the floor answers the most common label.")
             if wrong := close(got, want, rtol=1e-6, name=name):
-                return incorrect(f"{wrong.message}. How often is the most common label the right answer?")
+                return incorrect(f"{wrong.message}: how often is the most common label the right answer?")
         return None
 
 
@@ -107,10 +126,14 @@ class MagnitudePrune(Lab01Exercise):
         "(sorting their magnitudes gives their positions), and zero them in a copy, not in w."
     )
 
+    course_twins = (prune_weight,)
+
     def check_value(self, magnitude_prune: Any) -> Result | None:
-        w = torch.randn(16, 24, generator=torch.Generator().manual_seed(1))
+        g = torch.Generator().manual_seed(fresh_seed())  # a hidden matrix, new at every attempt
+        rows, cols = (int(n) for n in torch.randint(4, 40, (2,), generator=g))
+        w = torch.randn(rows, cols, generator=g)
         original = w.clone()
-        for s in (0.0, 0.5, 0.9):
+        for s in (0.0, *(round(float(x), 2) for x in 0.05 + 0.9 * torch.rand(3, generator=g))):
             got = magnitude_prune(w, s)
             if not isinstance(got, torch.Tensor):
                 return incorrect(f"`magnitude_prune` should return a torch.Tensor, got {type(got).__name__}.")
@@ -118,7 +141,7 @@ class MagnitudePrune(Lab01Exercise):
                 return incorrect("`magnitude_prune` changed its input; prune a copy (w.clone()).")
             if wrong := close(got, prune_weight(w, s), name=f"magnitude_prune(w, {s})"):
                 return incorrect(
-                    wrong.message + " Are the zeroed entries the smallest |w|, and exactly round(sparsity·n) of them?"
+                    f"{wrong.message}: are the zeroed entries the smallest |w|, and exactly round(sparsity·n) of them?"
                 )
         return None
 
@@ -131,11 +154,22 @@ class CsrBreakEven(Lab01Exercise):
     )
 
     def check_value(self, csr_break_even: Any) -> Result | None:
-        for value_bytes, index_bytes in ((4, 4), (2, 4), (1, 2), (0.5, 2)):
+        rng = fresh_rng()  # hidden byte widths, new at every attempt
+        for _ in range(4):
+            value_bytes, index_bytes = round(float(rng.uniform(0.25, 8)), 2), int(rng.choice([1, 2, 4, 8]))
             got = csr_break_even(value_bytes, index_bytes)
             name = f"csr_break_even({value_bytes}, {index_bytes})"
-            if wrong := is_number(got, name=name) or close(got, index_bytes / (value_bytes + index_bytes), name=name):
+            if wrong := is_number(got, name=name):
                 return wrong
+            if (
+                close(got, 1 - index_bytes / (value_bytes + index_bytes), rtol=1e-6) is None
+                and value_bytes != index_bytes
+            ):
+                return incorrect(
+                    f"`{name}` is the density (share of non-zeros) at break-even; the question asks for sparsity."
+                )
+            if wrong := close(got, index_bytes / (value_bytes + index_bytes), name=name):
+                return incorrect(f"{wrong.message}: write both sizes for n entries at sparsity s and set them equal.")
         return None
 
 
@@ -166,7 +200,9 @@ class LargestOnTablet(Lab01Exercise):
                 f"{name} needs {need:.0f} MiB: compare that with the assistant's share of the tablet's RAM."
             )
         if chosen.params_millions < max(p.params_millions for p in fits):
-            return incorrect(f"{name} fits, but a larger preset fits too: check every preset's need.")
+            return incorrect(
+                f"{name} is not the preset the question asks for: compare every preset's need with the budget."
+            )
         return None
 
 
@@ -175,24 +211,32 @@ class Int4BytesPerWeight(Lab01Exercise):
     hint_text = "A scale is shared by the weights of its group: what share of its bytes does each weight carry?"
 
     def check_value(self, int4_bytes_per_weight: Any) -> Result | None:
-        for group_size, scale_bytes in ((32, 2), (128, 2), (64, 4)):
+        rng = fresh_rng()  # hidden group sizes, new at every attempt
+        for _ in range(3):
+            group_size, scale_bytes = int(rng.integers(4, 513)), int(rng.choice([1, 2, 4]))
             got = int4_bytes_per_weight(group_size, scale_bytes)
             name = f"int4_bytes_per_weight({group_size}, {scale_bytes})"
-            if wrong := is_number(got, name=name) or close(got, 0.5 + scale_bytes / group_size, name=name):
+            if wrong := is_number(got, name=name):
                 return wrong
+            if close(got, 0.5, rtol=1e-6) is None:
+                return incorrect(f"`{name}` leaves out the scale each group stores.")
+            if close(got, 4 + 8 * scale_bytes / group_size, rtol=1e-6) is None:
+                return incorrect(f"`{name}` counts bits; the question asks for bytes per weight.")
+            if wrong := close(got, 0.5 + scale_bytes / group_size, name=name):
+                return incorrect(f"{wrong.message}: what share of one scale does each weight of its group carry?")
         return None
 
 
-# q8: shapes to count, each a different corner of the Llama architecture (tied or not, grouped or full
-# key/value heads); the truth is PyTorch's own count (distill.count_config_parameters, on the meta device)
-CONFIG_SHAPES = (
-    dict(vocab_size=1000, hidden_size=64, intermediate_size=160, num_hidden_layers=3, num_attention_heads=8,
-         num_key_value_heads=2, tie_word_embeddings=True),
-    dict(vocab_size=500, hidden_size=48, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-         num_key_value_heads=4, tie_word_embeddings=False),
-    dict(vocab_size=320, hidden_size=96, intermediate_size=256, num_hidden_layers=4, num_attention_heads=6,
-         num_key_value_heads=3, tie_word_embeddings=False),
-)  # fmt: skip
+def random_shape(rng: Any) -> dict[str, Any]:
+    """q8's hidden config, drawn at every attempt: grouped or full key/value heads, tied or not."""
+    heads = int(rng.choice([2, 4, 6, 8, 12]))
+    kv = int(rng.choice([d for d in range(1, heads + 1) if heads % d == 0]))
+    head_dim = int(rng.choice([8, 16, 32]))
+    return dict(
+        vocab_size=int(rng.integers(100, 5000)), hidden_size=heads * head_dim,
+        intermediate_size=int(rng.integers(2, 6)) * heads * head_dim, num_hidden_layers=int(rng.integers(1, 7)),
+        num_attention_heads=heads, num_key_value_heads=kv, tie_word_embeddings=bool(rng.integers(2)),
+    )  # fmt: skip
 
 
 class ParametersFromConfig(Lab01Exercise):
@@ -203,10 +247,17 @@ class ParametersFromConfig(Lab01Exercise):
         "the output layer has weights of its own."
     )
 
+    course_twins = (count_config_parameters, count_parameters)
+
     def check_value(self, count_parameters: Any) -> Result | None:
         from transformers import LlamaConfig
 
-        for shape in CONFIG_SHAPES:
+        rng = fresh_rng()  # hidden shapes, new at every attempt
+        shapes = [random_shape(rng) for _ in range(3)]
+        # every attempt meets both corners of the architecture: grouped key/value heads, tied and untied heads
+        shapes[0]["num_key_value_heads"] = min(shapes[0]["num_key_value_heads"], shapes[0]["num_attention_heads"] // 2)
+        shapes[0]["tie_word_embeddings"], shapes[1]["tie_word_embeddings"] = True, False
+        for shape in shapes:
             config = LlamaConfig(**shape)
             got, want = count_parameters(config), count_config_parameters(config)
             name = f"count_parameters({_describe(shape)})"
@@ -233,8 +284,15 @@ class ParametersFromConfig(Lab01Exercise):
                 )
             if got in slips:
                 return incorrect(f"`{name}` {slips[got]}.")
-            return incorrect(f"`{name}` returned {got:,}; PyTorch counts {want:,}. Which part did you miss?")
+            return incorrect(f"`{name}` is not PyTorch's count: walk one block again, then what sits outside them.")
         return None
+
+
+def _skewed(rng: Any, k: int) -> Any:
+    """Label frequencies with one clear favourite, so the floor differs from 1 / k."""
+    p = rng.random(k) + 0.1
+    p[int(rng.integers(k))] += 1.0
+    return p / p.sum()
 
 
 def _describe(shape: dict) -> str:

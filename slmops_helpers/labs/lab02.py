@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from .. import training
+from ..data import CATEGORIES
 from ..distill import (
     KDConfig,
     block_choices,
@@ -30,6 +31,7 @@ from ..distill.steps import course_splits
 from ..distill.teacher import output_problem
 from ..models import DEFAULT_MODEL, prepare_model
 from . import Exercise, PlaceholderError, Result, close, contains_blank, incorrect, is_number, learner_answer
+from .checks import fresh_rng
 from .quiz02 import QUIZ as QUIZ  # the lab's quiz, rendered at its end
 
 PARAM_BUDGET = 0.40  # the student may keep at most this share of the teacher's parameters
@@ -100,7 +102,48 @@ TEACHER_SAMPLES = (
 )
 
 
+_REPLIES = (
+    "Your invoice lists the monthly plan; a refund takes five days.",
+    "Restart the hub, then rejoin it to your Wi-Fi network.",
+    "Keep the hub powered while the update installs.",
+    "Open Settings, then Privacy, to download or delete your data.",
+    "Your parcel will arrive on Monday next week.",
+    "Sign out everywhere, then reset the password from the login page.",
+)
+_LOOPS = ("reset the hub " * 5, "ok " * 7, "please wait please wait please wait please wait")
+_BAD_CATEGORIES = ("payments", "hardware", "misc", "Billing issue")
+_BAD_CODES = ("E-12", "E-1x4", "error", "E--104")
+
+
+def teacher_samples(rng: Any, n: int = 14) -> list[str]:
+    """q5's hidden teacher answers, drawn at every attempt: fit ones and every kind of unfit one."""
+
+    def pick(options: Any) -> str:
+        return str(options[int(rng.integers(len(options)))])
+
+    def answer(category: str, code: str, reply: str) -> str:
+        return f"category: {category}\nerror_code: {code}\nreply: {reply}"
+
+    def code() -> str:
+        return "none" if rng.random() < 0.5 else f"E-{int(rng.integers(1000)):03d}"
+
+    makers = (
+        lambda: answer(pick(CATEGORIES), code(), pick(_REPLIES)),  # fit
+        lambda: answer(pick(CATEGORIES), code(), pick(_REPLIES)),  # fit
+        lambda: pick(("", "   \n", "\n\n")),  # empty
+        lambda: f"The customer has a {pick(CATEGORIES)} problem and should contact support.",  # no format
+        lambda: f"category: {pick(CATEGORIES)}\nreply: {pick(_REPLIES)}",  # a field missing
+        lambda: answer(pick(_BAD_CATEGORIES), code(), pick(_REPLIES)),  # unknown category
+        lambda: answer(pick(CATEGORIES), pick(_BAD_CODES), pick(_REPLIES)),  # bad code
+        lambda: answer(pick(CATEGORIES), code(), pick(_LOOPS)),  # a loop
+    )
+    samples = [maker() for maker in makers[1:]]  # every kind at least once
+    samples += [makers[int(rng.integers(len(makers)))]() for _ in range(n - len(makers))]
+    return [makers[0](), *(samples[i] for i in rng.permutation(len(samples)))]
+
+
 def _random_case(seed: int, n: int = 10, vocab: int = 40) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Student logits, teacher logits and labels; the checks pass a fresh seed at every attempt."""
     g = torch.Generator().manual_seed(seed)
     return (
         torch.randn(n, vocab, generator=g) * 3,
@@ -119,8 +162,13 @@ class Soften(Lab02Exercise):
     name, title, tier, var = "q1", "Soften a distribution with temperature", "warm-up", "soften"
     hint_text = "A temperature scales the logits before the softmax; which dimension holds the vocabulary?"
 
+    course_twins = (soften,)
+
     def check_value(self, soften_fn: Any) -> Result | None:
-        cases = [(example_logits(), 1.0), (example_logits(), 4.0), (_random_case(0)[0], 0.5), (_random_case(1)[0], 2.0)]
+        rng = fresh_rng()  # hidden logits and temperatures, new at every attempt
+        temperatures = [round(float(t), 2) for t in rng.uniform(0.3, 8.0, 4)]
+        cases = [(_random_case(int(rng.integers(2**31)))[0], t) for t in temperatures]
+        cases[0] = (cases[0][0][0], 1.0)  # one vector of logits, at T = 1
         for logits, temperature in cases:
             original = logits.clone()
             got = soften_fn(logits, temperature)
@@ -129,8 +177,12 @@ class Soften(Lab02Exercise):
                 return incorrect(f"`soften` should return a torch.Tensor, got {type(got).__name__}.")
             if not torch.equal(logits, original):
                 return incorrect("`soften` changed its input; compute on logits / T, a new tensor.")
+            if close(got, soften(logits, 1 / temperature), rtol=1e-4, atol=1e-6) is None and temperature != 1:
+                return incorrect(f"`{name}` multiplies the logits by T; a temperature divides them.")
             if wrong := close(got, soften(logits, temperature), name=name):
-                return incorrect(wrong.message + " Do the probabilities of each row sum to 1, and did you divide by T?")
+                return incorrect(
+                    f"{wrong.message}: do the probabilities of each row sum to 1, and did you divide by T?"
+                )
         return None
 
 
@@ -142,9 +194,14 @@ class KDLoss(Lab02Exercise):
         "cross-entropy. Then weigh them as the formula above says; the T² belongs to the soft term."
     )
 
+    course_twins = (kd_loss, soften, make_loss_fn)
+
     def check_value(self, kd_loss_fn: Any) -> Result | None:
-        for seed, (temperature, alpha) in enumerate([(2.0, 0.5), (1.0, 1.0), (4.0, 0.9), (0.5, 0.0), (3.0, 0.3)]):
-            s, t, y = _random_case(seed)
+        rng = fresh_rng()  # hidden logits, temperatures and weights, new at every attempt
+        settings = [(round(float(rng.uniform(0.5, 5)), 2), round(float(rng.uniform(0.1, 0.9)), 2)) for _ in range(3)]
+        settings += [(1.0, 1.0), (float(rng.uniform(1.5, 5)), 0.0)]  # the soft term alone, the hard term alone
+        for temperature, alpha in settings:
+            s, t, y = _random_case(int(rng.integers(2**31)))
             got = kd_loss_fn(s, t, y, temperature, alpha)
             name = f"kd_loss(..., T={temperature}, alpha={alpha})"
             if isinstance(got, torch.Tensor) and got.numel() == 1:
@@ -171,7 +228,7 @@ class KDLoss(Lab02Exercise):
         for slip, value in slips.items():
             if abs(got - float(value)) <= 1e-4 * abs(float(value)) + 1e-6:
                 return f"`{name}` is not right: {slip}."
-        return f"`{name}` does not match the reference on random logits; compare your steps with the formula above."
+        return f"`{name}` is not right on random logits; compare your steps with the formula above."
 
 
 class KeepBlocks(Lab02Exercise):
@@ -235,8 +292,12 @@ class PredictParams(Lab02Exercise):
         "Does the output head add parameters of its own?"
     )
 
+    course_twins = (count_config_parameters, student_config, build_student, student_params)
+
     def check_value(self, predict_params: Any) -> Result | None:
-        for n_blocks in (1, 6, 7, 30):
+        n_layers = course_config().num_hidden_layers
+        rng = fresh_rng()  # hidden depths, new at every attempt
+        for n_blocks in (*(int(n) for n in rng.choice(range(2, n_layers + 1), 3, replace=False)), 1):
             got = predict_params(n_blocks)
             name = f"predict_params({n_blocks})"
             if wrong := is_number(got, name=name):
@@ -247,7 +308,8 @@ class PredictParams(Lab02Exercise):
             head = course_config().vocab_size * course_config().hidden_size
             if got == expected + head:
                 return incorrect(f"`{name}` counts the output head, which shares the embedding's weights.")
-            return close(got, expected, rtol=0, atol=0.5, name=name)
+            if wrong := close(got, expected, rtol=0, atol=0.5, name=name):
+                return incorrect(f"{wrong.message}: which parts are paid once, and which once per block?")
         return None
 
 
@@ -259,8 +321,10 @@ class FitToTrain(Lab02Exercise):
         "and is the reply real words rather than a loop?"
     )
 
+    course_twins = (output_problem,)
+
     def check_value(self, fit_to_train: Any) -> Result | None:
-        for text in TEACHER_SAMPLES:
+        for text in teacher_samples(fresh_rng()):  # hidden answers, new at every attempt
             got = fit_to_train(text)
             if not isinstance(got, (bool, np.bool_)):
                 return incorrect(f"`fit_to_train` should return True or False, got {type(got).__name__}.")
@@ -301,21 +365,32 @@ class HalfTemperature(Lab02Exercise):
                 )
         p_at, p_before = (float(soften(example_logits(), t).max()) for t in (t_half, before))
         if p_at >= 0.5:
-            return incorrect("your probabilities show the favourite still at or above 0.5 at `t_half`: go higher.")
+            return incorrect(
+                "your own `p_top_at` is not below 0.5: `t_half` is where the favourite loses its majority."
+            )
         if p_before < 0.5:
-            return incorrect("your probabilities show the favourite already below 0.5 before `t_half`: go lower.")
+            return incorrect("your own `p_top_before` is already below 0.5: `t_half` is the *first* such temperature.")
         return None
 
 
-# q7: raw measurements of made-up runs (notebook 02's metric names); the last student is slower than its teacher
-CLAIM_RUNS = (
-    dict(teacher_ms_per_token=24.0, student_ms_per_token=9.0, teacher_peak_mib=610.0, student_peak_mib=180.0,
-         teacher_score=52.0, student_score=40.0, undistilled_score=37.5),
-    dict(teacher_ms_per_token=30.0, student_ms_per_token=6.0, teacher_peak_mib=900.0, student_peak_mib=45.0,
-         teacher_score=60.0, student_score=57.0, undistilled_score=58.2),
-    dict(teacher_ms_per_token=10.0, student_ms_per_token=12.5, teacher_peak_mib=300.0, student_peak_mib=250.0,
-         teacher_score=40.0, student_score=10.0, undistilled_score=4.0),
-)  # fmt: skip
+def claim_runs(rng: Any) -> list[dict[str, float]]:
+    """q7's hidden raw measurements (notebook 02's metric names), drawn at every attempt; the last
+    student is slower and scores worse than its undistilled twin, so no sign can be assumed."""
+    runs = []
+    for slower in (False, False, True):
+        teacher_ms, teacher_mib, teacher_score = (float(round(x, 1)) for x in rng.uniform([8, 200, 30], [40, 900, 70]))
+        share = rng.uniform(1.05, 1.4) if slower else rng.uniform(0.2, 0.6)
+        student_score = float(round(teacher_score * rng.uniform(0.3, 0.95), 1))
+        twin_gap = rng.uniform(0.5, 3) if slower else -rng.uniform(0.5, 5)  # the twin beats a slower student
+        runs.append(dict(
+            teacher_ms_per_token=teacher_ms, student_ms_per_token=float(round(teacher_ms * share, 2)),
+            teacher_peak_mib=teacher_mib, student_peak_mib=float(round(teacher_mib * rng.uniform(0.1, 0.9), 1)),
+            teacher_score=teacher_score, student_score=student_score,
+            undistilled_score=float(round(student_score + twin_gap, 1)),
+        ))  # fmt: skip
+    return runs
+
+
 CLAIM_KEYS = ("inference_time_saved_pct", "memory_saved_pct", "retention_pct", "credit_points")
 
 
@@ -352,8 +427,10 @@ class ClaimsFromMeasurements(Lab02Exercise):
         ),
     }
 
+    course_twins = (measured_claims, reference_claims)
+
     def check_value(self, claims: Any) -> Result | None:
-        for i, run in enumerate(CLAIM_RUNS, start=1):
+        for i, run in enumerate(claim_runs(fresh_rng()), start=1):  # hidden runs, new at every attempt
             got = claims(dict(run))
             name = f"claims(run {i})"
             if not isinstance(got, Mapping):
@@ -368,7 +445,7 @@ class ClaimsFromMeasurements(Lab02Exercise):
                 if close(got[key], slip(run), rtol=1e-6) is None:
                     return incorrect(f"`{name}[{key!r}]` {says}.")
                 if wrong := close(got[key], want[key], rtol=1e-6, name=f"{name}[{key!r}]"):
-                    return incorrect(wrong.message + ". Which two measurements does this claim compare?")
+                    return incorrect(f"{wrong.message}: which two measurements does this claim compare?")
         return None
 
 

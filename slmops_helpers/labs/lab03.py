@@ -9,11 +9,17 @@ import warnings
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import torch
 
-from ..uncertainty import bootstrap_interval
+from ..finetune.artifacts import merge_with_parity
+from ..finetune.grid import expand_grid as course_expand_grid
+from ..finetune.methods import lora_parameter_count
+from ..uncertainty import bootstrap_interval, paired_difference, resampled_means
 from . import Exercise, Result, close, incorrect, is_number, learner_answer
+from .checks import fresh_rng, fresh_seed
 from .quiz03 import QUIZ as QUIZ  # the lab's quiz, rendered at its end
+from .quiz03 import early_stop as reference_early_stop  # one walk of a curve, for q4 and quiz 4
 
 # SmolLM2-135M's linear layers, (in_features, out_features), and its depth: the numbers a
 # learner reads off `model.config` (hidden 576, 3 KV heads of 64, MLP 1536, 30 layers).
@@ -67,26 +73,36 @@ class Lab03Exercise(Exercise):
 
 class LoraForward(Lab03Exercise):
     name, title, tier, var = "q2", "A LoRA forward pass", "core", "lora_forward"
+    course_twins = (_peft_lora_layer,)
     hint_text = (
         "A Linear computes x @ W.T + bias. LoRA adds the low-rank path x @ A.T @ B.T, scaled by alpha / r, "
         "where r = A.shape[0]."
     )
 
     def check_value(self, lora_forward: Any) -> Result | None:
-        g = torch.Generator().manual_seed(3)
-        for rank, alpha in ((4, 8), (2, 2), (8, 32)):
-            w, bias = torch.randn(12, 10, generator=g), torch.randn(12, generator=g)
-            a, b = torch.randn(rank, 10, generator=g), torch.randn(12, rank, generator=g)
-            x = torch.randn(3, 5, 10, generator=g)
+        g = torch.Generator().manual_seed(fresh_seed())  # hidden weights and shapes, new at every attempt
+        for rank, alpha in (
+            (int(r), float(a)) for r, a in zip(torch.randint(1, 9, (3,), generator=g), (8, 2, 32), strict=True)
+        ):
+            out_f, in_f = (int(n) for n in torch.randint(6, 20, (2,), generator=g))
+            w, bias = torch.randn(out_f, in_f, generator=g), torch.randn(out_f, generator=g)
+            a, b = torch.randn(rank, in_f, generator=g), torch.randn(out_f, rank, generator=g)
+            x = torch.randn(3, 5, in_f, generator=g)
             got = lora_forward(x, w, bias, a, b, alpha)
             if not isinstance(got, torch.Tensor):
                 return incorrect(f"`lora_forward` should return a torch.Tensor, got {type(got).__name__}.")
             with torch.no_grad():
                 expected = _peft_lora_layer(w, bias, a, b, alpha)(x)
             if got.shape != expected.shape:
-                return incorrect(f"Output shape {tuple(got.shape)}, expected {tuple(expected.shape)}.")
+                return incorrect(
+                    f"Output shape {tuple(got.shape)}: it should be the input's, with the layer's outputs last."
+                )
+            if close(got.detach(), x @ w.T + bias, rtol=1e-4, atol=1e-4) is None:
+                return incorrect("`lora_forward` gives the base layer's output alone: the low-rank path is missing.")
+            if close(got.detach(), x @ w.T + bias + x @ a.T @ b.T, rtol=1e-4, atol=1e-4) is None and alpha != rank:
+                return incorrect("`lora_forward` adds the low-rank path unscaled: LoRA scales it by alpha / r.")
             if wrong := close(got.detach(), expected, rtol=1e-4, atol=1e-4, name=f"rank {rank}, alpha {alpha}"):
-                return incorrect(wrong.message + " Compared with peft's LoRA layer. Is the scale alpha / r?")
+                return incorrect(f"{wrong.message}, compared with peft's LoRA layer: is the scale alpha / r?")
         return None
 
 
@@ -97,13 +113,23 @@ class CountLoraParams(Lab03Exercise):
         "Sum over the targets, then multiply by the number of decoder layers."
     )
 
+    course_twins = (lora_parameter_count, lora_params)
+
     def check_value(self, count_lora_params: Any) -> Result | None:
-        cases = [(8, ["q_proj", "v_proj"]), (4, ["q_proj", "k_proj", "v_proj", "o_proj"]), (16, ["down_proj"])]
-        for rank, targets in cases:
-            got = count_lora_params(SMOLLM2_135M_LINEARS, SMOLLM2_135M_LAYERS, rank, targets)
-            expected = lora_params(SMOLLM2_135M_LINEARS, SMOLLM2_135M_LAYERS, rank, targets)
-            if wrong := is_number(got, name=f"rank {rank}, {targets}") or close(got, expected, name=f"{targets}"):
+        rng = fresh_rng()  # hidden ranks, depths and targets, new at every attempt
+        names = list(SMOLLM2_135M_LINEARS)
+        for _ in range(3):
+            rank, layers = int(rng.choice([1, 2, 4, 8, 16, 32])), int(rng.integers(1, 40))
+            targets = [str(t) for t in rng.choice(names, int(rng.integers(1, len(names) + 1)), replace=False)]
+            got = count_lora_params(SMOLLM2_135M_LINEARS, layers, rank, targets)
+            expected = lora_params(SMOLLM2_135M_LINEARS, layers, rank, targets)
+            name = f"count_lora_params(..., {layers}, {rank}, {targets})"
+            if wrong := is_number(got, name=name):
                 return wrong
+            if close(got, expected / layers, rtol=1e-9) is None and layers > 1:
+                return incorrect(f"`{name}` counts one layer; every decoder layer gets its own adapter.")
+            if wrong := close(got, expected, name=name):
+                return incorrect(f"{wrong.message}: what shapes do A and B have for one targeted layer?")
         return None
 
 
@@ -143,35 +169,33 @@ class PickTargets(Lab03Exercise):
         return None
 
 
-def reference_early_stop(val_losses: list[float], patience: int) -> tuple[int, int]:
-    """(best evaluation, evaluation at which training stops): stop after ``patience`` without a new best."""
-    best, waited = 0, 0
-    for i in range(1, len(val_losses)):
-        if val_losses[i] < val_losses[best]:
-            best, waited = i, 0
-        else:
-            waited += 1
-        if waited == patience:
-            return best, i
-    return best, len(val_losses) - 1
-
-
 class EarlyStop(Lab03Exercise):
     name, title, tier, var = "q4", "Early stopping on a validation curve", "core", "early_stop"
+    course_twins = (reference_early_stop,)
     hint_text = (
         "Walk the curve once, remembering the best loss so far and how many evaluations have passed without "
         "beating it. What happens to that count when a new best arrives?"
     )
-    CURVES = (
-        ([2.0, 1.7, 1.6, 1.65, 1.62, 1.7, 1.5], 2),
-        ([3.0, 2.5, 2.2, 2.1, 2.05, 2.0], 2),  # never stops early
-        ([1.0, 1.1, 0.9, 0.95, 0.97, 0.96, 0.8], 3),
-        ([1.0, 1.0, 1.0, 1.0], 1),  # equal is not better
-        ([5.0, 4.0, 4.5, 3.0, 3.5, 3.6, 3.7, 2.0], 3),
-    )
+
+    @staticmethod
+    def curves(rng: Any) -> list[tuple[list[float], int]]:
+        """Hidden validation curves, drawn at every attempt: noisy descents that level off, one that
+        never stops early, one flat (equal is not better)."""
+        cases = []
+        for _ in range(4):
+            n = int(rng.integers(6, 14))
+            trend = 3.0 * np.exp(-np.arange(n) / rng.uniform(1.5, 4)) + rng.uniform(0.5, 1.5)
+            losses = np.round(trend + rng.normal(0, 0.08, n) + np.linspace(0, rng.uniform(0, 0.6), n), 2)
+            cases.append(([float(v) for v in losses], int(rng.integers(1, 4))))
+        patience = int(rng.integers(1, 4))  # a late dip after the stop: patience is a bet, and the run never sees it
+        plateau = round(float(rng.uniform(1.0, 2.0)), 2)
+        dip = [3.0, 2.4, plateau, *(round(plateau + 0.01 * (i + 1), 2) for i in range(patience + 1)), plateau - 0.5]
+        cases.append(([round(3.0 - 0.1 * i, 2) for i in range(int(rng.integers(4, 8)))], 2))  # never stops early
+        cases.append(([1.0] * int(rng.integers(3, 6)), 1))  # equal is not better
+        return [(dip, patience), *(cases[i] for i in rng.permutation(len(cases)))]  # the dip first: it tells most
 
     def check_value(self, early_stop: Any) -> Result | None:
-        for losses, patience in self.CURVES:
+        for losses, patience in self.curves(fresh_rng()):
             got = early_stop(list(losses), patience)
             name = f"early_stop({losses}, patience={patience})"
             if not (isinstance(got, tuple | list) and len(got) == 2):
@@ -199,7 +223,13 @@ class QLoRABaseMemory(Lab03Exercise):
     )
 
     def check_value(self, qlora_base_mib: Any) -> Result | None:
-        for n_layers, n_params, block in ((30, N_PARAMS, 64), (30, N_PARAMS, 32), (12, 60_000_000, 64)):
+        rng = fresh_rng()  # hidden depths, sizes and blocks, new at every attempt
+        cases = []
+        for _ in range(2):
+            n_layers = int(rng.integers(4, 40))
+            linear = n_layers * sum(i * o for i, o in SMOLLM2_135M_LINEARS.values())
+            cases.append((n_layers, linear + int(rng.integers(10**6, 10**8)), int(rng.choice([16, 32, 64, 128]))))
+        for n_layers, n_params, block in (*cases, (30, N_PARAMS, 64)):
             got = qlora_base_mib(SMOLLM2_135M_LINEARS, n_layers, n_params, block)
             name = f"qlora_base_mib(..., n_layers={n_layers}, n_params={n_params:_}, block={block})"
             if wrong := is_number(got, name=name):
@@ -210,22 +240,39 @@ class QLoRABaseMemory(Lab03Exercise):
                 return incorrect(f"`{name}` quantizes every parameter; the embedding and the norms stay in fp32.")
             if close(got, (linear * 0.5 + (n_params - linear) * 4) / 2**20, rtol=1e-4) is None:
                 return incorrect(f"`{name}` forgets the fp32 scale (absmax) that every block of NF4 weights stores.")
+            if close(got, want * 2**20 / 10**6, rtol=1e-4) is None:
+                return incorrect(f"`{name}` is in MB (10**6 bytes); a MiB is 2**20 bytes.")
             if wrong := close(got, want, rtol=1e-4, name=name):
-                return incorrect(f"{wrong.message}. Which parameters are linear weights of the blocks?")
+                return incorrect(f"{wrong.message}: which parameters are linear weights of the blocks?")
         return None
 
 
 class ExpandGrid(Lab03Exercise):
     name, title, tier, var = "q6", "Expand a hyperparameter grid", "core", "expand_grid"
     hint_text = "Every value of one key meets every value of every other key: itertools has a tool for that."
-    GRIDS = (
-        {"rank": [4, 8], "lr": [1e-4, 3e-4, 1e-3]},
-        {"rank": [8], "alpha": [16], "targets": [["q_proj"], ["q_proj", "v_proj"]]},
-        {"lr": [2e-4, 5e-4], "epochs": [1, 2], "rank": [4, 16]},
-    )
+    course_twins = (course_expand_grid,)
+    VALUES = {
+        "rank": [2, 4, 8, 16, 32],
+        "lr": [1e-4, 2e-4, 3e-4, 5e-4, 1e-3],
+        "alpha": [8, 16, 32],
+        "epochs": [1, 2, 3],
+        "targets": [["q_proj"], ["q_proj", "v_proj"], ["down_proj"]],
+    }
+
+    def grids(self, rng: Any) -> list[dict[str, list[Any]]]:
+        """Hidden grids, drawn at every attempt: two to four keys, one to three values each."""
+        grids = []
+        for n_keys in (2, int(rng.integers(2, 5)), int(rng.integers(3, 5))):
+            keys = [str(k) for k in rng.choice(list(self.VALUES), n_keys, replace=False)]
+            picks = {k: rng.choice(len(self.VALUES[k]), int(rng.integers(1, 4)), replace=False) for k in keys}
+            grids.append({k: [self.VALUES[k][i] for i in sorted(picks[k])] for k in keys})
+        for key in grids[0]:  # two keys of two or three values each: pairing them up shows
+            picked = rng.choice(len(self.VALUES[key]), int(rng.integers(2, 4)), replace=False)
+            grids[0][key] = [self.VALUES[key][i] for i in sorted(picked)]
+        return grids
 
     def check_value(self, expand_grid: Any) -> Result | None:
-        for grid in self.GRIDS:
+        for grid in self.grids(fresh_rng()):
             got = expand_grid({k: list(v) for k, v in grid.items()})
             name = f"expand_grid({grid})"
             if not isinstance(got, list) or not all(isinstance(run, dict) for run in got):
@@ -236,7 +283,7 @@ class ExpandGrid(Lab03Exercise):
             if len(got) == min(len(v) for v in grid.values()) < len(want):
                 return incorrect(f"`{name}` pairs the values up; a grid combines every value with every other.")
             if len(got) != len(want) or any(run not in got for run in want):
-                return incorrect(f"`{name}` has {len(got)} runs; the grid has {len(want)} distinct combinations.")
+                return incorrect(f"`{name}` does not hold each combination of the grid's values exactly once.")
         return None
 
 
@@ -244,17 +291,23 @@ class MergeLora(Lab03Exercise):
     name, title, tier, var = "q7", "Merge an adapter into the weight", "stretch", "merge_lora"
     hint_text = "The merged weight must give x @ W'.T = x @ W.T + (alpha/r) · x @ A.T @ B.T for every x."
 
+    course_twins = (merge_with_parity,)
+
     def check_value(self, merge_lora: Any) -> Result | None:
-        g = torch.Generator().manual_seed(4)
-        w, bias = torch.randn(12, 10, generator=g), torch.zeros(12)
-        a, b = torch.randn(4, 10, generator=g), torch.randn(12, 4, generator=g)
-        got = merge_lora(w, a, b, 16)
+        g = torch.Generator().manual_seed(fresh_seed())  # hidden weights and shapes, new at every attempt
+        out_f, in_f, rank = (int(n) for n in torch.randint(3, 16, (3,), generator=g))
+        w, bias = torch.randn(out_f, in_f, generator=g), torch.zeros(out_f)
+        a, b = torch.randn(rank, in_f, generator=g), torch.randn(out_f, rank, generator=g)
+        alpha = float(torch.randint(1, 33, (1,), generator=g))
+        got = merge_lora(w, a, b, alpha)
         if not isinstance(got, torch.Tensor) or got.shape != w.shape:
             return incorrect(f"`merge_lora` should return a tensor shaped like the weight, {tuple(w.shape)}.")
-        layer = _peft_lora_layer(w, bias, a, b, 16)
+        layer = _peft_lora_layer(w, bias, a, b, alpha)
         layer.merge()
+        if close(got, w + b @ a, rtol=1e-4, atol=1e-4) is None and alpha != rank:
+            return incorrect("the merged weight adds B·A unscaled: the adapter's path is scaled by alpha / r.")
         if wrong := close(got, layer.base_layer.weight.detach(), rtol=1e-4, atol=1e-4, name="merged weight"):
-            return incorrect(wrong.message + " Compared with peft's merge.")
+            return incorrect(f"{wrong.message}, compared with peft's merge.")
         return None
 
 
@@ -275,9 +328,12 @@ class PairedBootstrap(Lab03Exercise):
     RESAMPLES = 10_000
     TOLERANCE = 0.05  # of the interval's width: 10,000 resamples move a bound by about 1 % of it
 
+    course_twins = (bootstrap_interval, paired_difference, resampled_means)
+
     def check_value(self, paired_interval: Any) -> Result | None:
-        for n, seed in ((40, 1), (24, 2), (60, 3)):
-            a, b = _paired_case(n, seed)
+        rng = fresh_rng()  # hidden scores, new at every attempt
+        for n in (int(n) for n in rng.integers(20, 70, 3)):
+            a, b = _paired_case(n, int(rng.integers(2**31)))
             got = paired_interval(list(a), list(b), resamples=self.RESAMPLES, seed=0)
             name = f"paired_interval(a, b) on {n} tickets"
             if not (isinstance(got, tuple | list) and len(got) == 3):
@@ -290,19 +346,17 @@ class PairedBootstrap(Lab03Exercise):
             if close(estimate, -want.estimate, rtol=1e-6) is None and want.estimate != 0:
                 return incorrect(f"`{name}`: the estimate has the wrong sign; the question is a − b.")
             if close(estimate, want.estimate, rtol=1e-6) is not None:
-                return incorrect(f"`{name}`: the estimate {estimate:.2f} is not the mean of a − b over the tickets.")
+                return incorrect(f"`{name}`: the estimate is not the mean of a − b over the tickets.")
             width = want.high - want.low
             if high - low > 2 * width:
                 return incorrect(
-                    f"`{name}`: the interval is {high - low:.1f} points wide, more than twice a paired one. Did you "
-                    "resample the two models' tickets separately? Pairing draws the same tickets for both."
+                    f"`{name}` is what resampling the two models' tickets separately gives. Pairing draws the "
+                    "same tickets for both."
                 )
-            if high - low < (1 - 4 * self.TOLERANCE) * width:
-                return incorrect(f"`{name}`: the interval is too narrow for 95 %: which quantiles did you take?")
             if abs(low - want.low) > self.TOLERANCE * width or abs(high - want.high) > self.TOLERANCE * width:
                 return incorrect(
-                    f"`{name}`: ({low:.2f}, {high:.2f}) is off the paired bootstrap's 95 % interval by more than "
-                    "its resampling noise. Are you taking the 2.5 % and 97.5 % quantiles of the resampled means?"
+                    f"`{name}` is not the paired bootstrap's 95 % interval, within its resampling noise: which "
+                    "quantiles of the resampled means bound 95 %?"
                 )
         return None
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from ..compress import relative_error
+from ..compress import quantize_weight, relative_error
 from ..deploy.package import CONTENT, PackageError, validate_inference_model
 from ..deploy.runtime import render_chat
 from . import (
@@ -26,6 +26,7 @@ from . import (
     is_number,
     learner_answer,
 )
+from .checks import fresh_seed
 from .lab04_bench import BenchAndGate, CountFlips, StreamReport
 from .lab04_decoding import DraftPays, FieldMask
 from .quiz04 import QUIZ as QUIZ  # the lab's quiz, rendered at its end
@@ -138,6 +139,8 @@ class ExpectedSizes(Lab04Exercise):
                 return wrong
             if close(got, size_mib(N_PARAMS, bits) * MIB / DECIMAL_MB, rtol=1e-3) is None:
                 return _wrong_unit(name)
+            if close(got, size_mib(N_PARAMS, bits) * 8, rtol=1e-3) is None:
+                return incorrect(f"`{name}` counts bits, not bytes: bytes per weight = bits / 8.")
             if wrong := close(got, size_mib(N_PARAMS, bits), rtol=1e-3, name=name):
                 return incorrect(wrong.message + ". Bytes per weight = bits / 8.")
         if _is_blank(ns, "int4_block_mib"):
@@ -156,6 +159,7 @@ class ExpectedSizes(Lab04Exercise):
 
 class QuantizeInt8(Lab04Exercise):
     name, title, tier, var = "q2", "int8 per-row quantization and its error", "core", None
+    course_twins = (reference_quantize_int8, reference_dequantize_int8, quantize_weight)
     hint_text = (
         "One scale per row: the row's largest |w| must land on 127, and the scale must broadcast against the "
         "(rows, columns) weight. Round, clamp to the int8 range, then convert the dtype. The error compares the "
@@ -164,8 +168,9 @@ class QuantizeInt8(Lab04Exercise):
 
     def check_value(self, ns: Mapping[str, Any]) -> Result | None:
         quantize, dequantize = learner_answer(ns, "quantize_int8"), learner_answer(ns, "dequantize_int8")
-        g = torch.Generator().manual_seed(5)
-        cases = [torch.randn(8, 32, generator=g), torch.randn(16, 48, generator=g) * 0.02, example_weight()]
+        g = torch.Generator().manual_seed(fresh_seed())  # hidden matrices, new at every attempt
+        shapes = [tuple(int(n) for n in torch.randint(4, 64, (2,), generator=g)) for _ in range(2)]
+        cases = [torch.randn(*shapes[0], generator=g), torch.randn(*shapes[1], generator=g) * 0.02, example_weight()]
         cases[0][3] *= 40  # one row far larger than the others: its scale must not leak into theirs
         for w in cases:
             original, where = w.clone(), f"a {tuple(w.shape)} matrix"
@@ -197,8 +202,8 @@ class QuantizeInt8(Lab04Exercise):
             off = (q.int() - ref_q.int()).abs()
             if off.max() > 1 or (off > 0).float().mean() > 0.001:
                 return incorrect(
-                    f"For {where}: {int((off > 0).sum())} of {q.numel()} integers differ from round(w / scale) "
-                    "clamped to [-127, 127]. Round to the nearest integer; do not truncate."
+                    f"For {where}: the integers are not round(w / scale) clamped to [-127, 127]. Round to the "
+                    "nearest integer; do not truncate."
                 )
             w_hat = dequantize(q, scale)
             if not isinstance(w_hat, torch.Tensor):
@@ -251,7 +256,10 @@ class InferenceModel(Lab04Exercise):
         if spec["Name"] != MODEL_NAME:
             return incorrect(f"`Name` is {spec['Name']!r}; use MODEL_NAME, the name the server will list.")
         template = spec["PromptTemplate"]["prompt"]
-        for message in _TEST_MESSAGES:
+        g = torch.Generator().manual_seed(fresh_seed())  # a hidden user message too, new at every attempt
+        words = ("reset", "my", "hub", "E-104", "{braces}", "ünïcode ✓", "\n", "price", "?")
+        hidden = " ".join(words[int(i)] for i in torch.randint(0, len(words), (6,), generator=g))
+        for message in (*_TEST_MESSAGES, hidden):
             got, want = template.replace(CONTENT, message), reference_prompt(message)
             if got == want:
                 continue

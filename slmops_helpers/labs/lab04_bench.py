@@ -13,6 +13,7 @@ import torch
 
 from ..decoding import percentile
 from . import Exercise, Result, close, incorrect, is_number, learner_answer
+from .checks import fresh_seed
 
 MAX_DROP = 5.0  # q4: a variant ships when its score is at most this many points below fp32's (section 4.5)
 
@@ -28,11 +29,13 @@ def reference_flips(ref: np.ndarray, cand: np.ndarray, bound: float) -> int:
     return int((untied & (ref.argmax(axis=1) != cand.argmax(axis=1))).sum())
 
 
-def parity_cases() -> list[tuple[np.ndarray, np.ndarray, float]]:
-    """Reference and candidate logits (positions × vocabulary) with near-ties and real flips."""
-    g = np.random.default_rng(7)
+def parity_cases(seed: int = 7) -> list[tuple[np.ndarray, np.ndarray, float]]:
+    """Reference and candidate logits (positions × vocabulary) with near-ties and real flips;
+    the check passes a fresh seed at every attempt."""
+    g = np.random.default_rng(seed)
     cases = []
-    for n, vocab, bound in ((6, 10, 1e-3), (12, 30, 1e-4), (9, 16, 5e-3)):
+    for _ in range(3):
+        n, vocab, bound = int(g.integers(4, 16)), int(g.integers(8, 40)), float(g.choice([1e-4, 1e-3, 5e-3]))
         ref = g.normal(size=(n, vocab)).astype(np.float32) * 4
         cand = ref + g.uniform(-bound / 2, bound / 2, size=ref.shape).astype(np.float32)
         top = ref.argmax(axis=1)
@@ -46,13 +49,14 @@ def parity_cases() -> list[tuple[np.ndarray, np.ndarray, float]]:
 
 class CountFlips(Lab04BenchExercise):
     name, title, tier, var = "q3", "Parity: flips that are not near-ties", "core", "count_flips"
+    course_twins = (reference_flips,)
     hint_text = (
         "Two conditions at each position: the two runtimes pick different tokens, and the reference's two best "
         "logits are far enough apart that rounding could not explain it (section 4.2 says how far)."
     )
 
     def check_value(self, count_flips: Any) -> Result | None:
-        for ref, cand, bound in parity_cases():
+        for ref, cand, bound in parity_cases(fresh_seed()):  # hidden logits, new at every attempt
             got = count_flips(ref.copy(), cand.copy(), bound)
             name = f"count_flips(({ref.shape[0]} positions), bound={bound})"
             if isinstance(got, np.integer | torch.Tensor) and np.size(got) == 1:
@@ -63,7 +67,7 @@ class CountFlips(Lab04BenchExercise):
                 return incorrect(f"`{name}` counts a near-tie as a flip; rounding may break a tie either way.")
             if got != reference_flips(ref, cand, bound):
                 return incorrect(
-                    f"`{name}` is {got}: count positions where the argmax differs and the reference's top two "
+                    f"`{name}` is not right: count positions where the argmax differs and the reference's top two "
                     "logits are more than 2 × bound apart."
                 )
         return None
@@ -75,11 +79,13 @@ class BenchAndGate(Lab04BenchExercise):
         "The percentiles describe the per-token timings (seconds in, milliseconds out). The gate compares a "
         "variant's score with fp32's: how far below it may a variant fall and still ship?"
     )
-    TIMINGS = ([0.010, 0.011, 0.012, 0.010, 0.030, 0.011, 0.013], [0.020 + 0.001 * i for i in range(20)], [0.05])
+    course_twins = (percentile,)
 
     def check_value(self, ns: Mapping[str, Any]) -> Result | None:
         percentiles_ms = learner_answer(ns, "percentiles_ms")
-        for token_s in self.TIMINGS:
+        rng = np.random.default_rng(fresh_seed())  # hidden timings and scores, new at every attempt
+        timings = [[round(float(t), 4) for t in 0.01 + 0.04 * rng.random(int(n)) ** 3] for n in rng.integers(5, 40, 2)]
+        for token_s in [*timings, [round(float(rng.uniform(0.01, 0.1)), 4)]]:
             got = percentiles_ms(list(token_s))
             name = f"percentiles_ms({len(token_s)} timings)"
             if not (isinstance(got, tuple | list) and len(got) == 2):
@@ -99,7 +105,10 @@ class BenchAndGate(Lab04BenchExercise):
                 if wrong := close(value, expected, rtol=1e-3, name=f"{name}'s {which}"):
                     return incorrect(f"{wrong.message}. Use linear interpolation, as np.percentile does.")
         ships = learner_answer(ns, "ships")
-        for score, fp32 in ((56.2, 56.3), (50.0, 55.0), (51.4, 56.3), (49.9, 55.0), (37.1, 56.3), (60.0, 56.3)):
+        fp32 = float(rng.integers(160, 280)) / 4  # quarters: the edge fp32 − MAX_DROP is exact in binary
+        edges = (fp32 - MAX_DROP, fp32 - MAX_DROP - 0.25, fp32 - MAX_DROP + 0.25, fp32 + 2)  # on and either side
+        scores = [*edges, *(round(float(x), 1) for x in rng.uniform(fp32 - 3 * MAX_DROP, fp32 + 3, 4))]
+        for score in scores:
             got = ships(score, fp32)
             if not isinstance(got, bool | np.bool_):
                 return incorrect(f"`ships` should return True or False, got {type(got).__name__}.")
@@ -115,14 +124,18 @@ class BenchAndGate(Lab04BenchExercise):
 STREAMS_BEFORE = 1 / 3  # q9: a reply streams when its first chunk arrives before a third of its last's time
 
 
-def stream_cases() -> dict[str, list[float]]:
-    """Arrival times (seconds after the request) of each chunk of a reply, by how it was sent."""
-    decode = [0.3 + 0.02 * i for i in range(40)]  # prefill 0.3 s, then 20 ms per token
+def stream_cases(seed: int = 0) -> dict[str, list[float]]:
+    """Arrival times (seconds after the request) of each chunk of a reply, by how it was sent;
+    the check passes a fresh seed at every attempt."""
+    g = np.random.default_rng(seed)
+    prefill, per_token, n = float(g.uniform(0.1, 0.6)), float(g.uniform(0.01, 0.05)), int(g.integers(20, 60))
+    decode = [round(prefill + per_token * i + float(g.uniform(0, per_token / 3)), 4) for i in range(n)]
+    stall_at, stall = int(g.integers(3, n - 3)), float(g.uniform(0.8, 2.5))
     return {
         "streamed": decode,
         "buffered": [decode[-1]] * len(decode),  # every chunk written after the whole generation
-        "a stall": decode[:20] + [t + 1.5 for t in decode[20:]],  # one 1.5 s pause in the middle
-        "two chunks": [0.25, 0.9],
+        "a stall": decode[:stall_at] + [t + stall for t in decode[stall_at:]],  # one long pause in the middle
+        "two chunks": [round(prefill, 4), round(prefill + float(g.uniform(0.3, 1.0)), 4)],
     }
 
 
@@ -143,9 +156,10 @@ class StreamReport(Lab04BenchExercise):
         "complete, and the pauses between consecutive chunks. The pauses are differences, not arrival times."
     )
     KEYS = ("ttft_ms", "total_ms", "gap_p95_ms", "streams")
+    course_twins = (reference_stream_report, percentile)
 
     def check_value(self, stream_report: Any) -> Result | None:
-        for label, arrivals in stream_cases().items():
+        for label, arrivals in stream_cases(fresh_seed()).items():  # hidden arrivals, new at every attempt
             got = stream_report(list(arrivals))
             name = f"stream_report(<{label}>)"
             if not isinstance(got, Mapping):
@@ -165,7 +179,7 @@ class StreamReport(Lab04BenchExercise):
                     return wrong
             if not isinstance(got["streams"], bool | np.bool_) or bool(got["streams"]) != want["streams"]:
                 return incorrect(
-                    f"`{name}['streams']` is {got['streams']!r}: a reply streams when its first chunk arrives "
+                    f"`{name}['streams']` is not right: a reply streams when its first chunk arrives "
                     f"before {STREAMS_BEFORE:.2f} of the time of its last (True or False)."
                 )
         return None

@@ -7,8 +7,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ..constrained import TicketFormat
 from ..speculative import expected_speedup, expected_tokens_per_round
 from . import Exercise, Result, close, incorrect, is_number, learner_answer
+from .checks import fresh_rng
 
 # q6: the speedup a team wants, and the costs of the CPU it measured (relative to one target pass)
 TARGET_SPEEDUP = 1.5
@@ -44,11 +46,19 @@ class DraftPays(Lab04DecodingExercise):
         "alone would spend on those tokens by what the round costs."
     )
 
-    CASES = ((0.0, 3), (1.0, 4), (0.5, 2), (0.8, 5), (0.3, 1))
+    course_twins = (expected_tokens_per_round, expected_speedup)
+
+    @staticmethod
+    def cases(rng: Any) -> list[tuple[float, int]]:
+        """Hidden acceptance rates and draft lengths, drawn at every attempt (the edges 0 and 1 included)."""
+        cases = [(round(float(rng.uniform(0.05, 0.95)), 2), int(rng.integers(1, 8))) for _ in range(3)]
+        return cases + [(0.0, int(rng.integers(1, 6))), (1.0, int(rng.integers(1, 6)))]
 
     def check_value(self, ns: Mapping[str, Any]) -> Result | None:
         per_round = learner_answer(ns, "tokens_per_round")
-        for a, gamma in self.CASES:
+        rng = fresh_rng()
+        cases = self.cases(rng)
+        for a, gamma in cases:
             got, want = per_round(a, gamma), expected_tokens_per_round(a, gamma)
             name = f"tokens_per_round({a}, {gamma})"
             if wrong := is_number(got, name=name):
@@ -62,8 +72,11 @@ class DraftPays(Lab04DecodingExercise):
             if wrong := close(got, want, rtol=1e-6, name=name):
                 return wrong
         speedup = learner_answer(ns, "speedup")
-        for a, gamma in self.CASES:
-            for draft_ms, target_ms, verify_ms in ((8.7, 25.0, 30.5), (1.0, 20.0, 21.0), (5.0, 5.0, 9.0)):
+        for a, gamma in cases:
+            for _ in range(2):
+                target_ms = round(float(rng.uniform(5, 40)), 1)
+                draft_ms = round(target_ms * float(rng.uniform(0.05, 1.0)), 2)
+                verify_ms = round(target_ms * float(rng.uniform(1.05, 1.8)), 2)
                 got = speedup(a, gamma, draft_ms, target_ms, verify_ms)
                 want = expected_speedup(a, gamma, draft_ms, target_ms, verify_ms)
                 name = f"speedup({a}, {gamma}, {draft_ms}, {target_ms}, {verify_ms})"
@@ -100,20 +113,33 @@ class FieldMask(Lab04DecodingExercise):
         "tokens that end the line."
     )
 
+    course_twins = (reference_field_tokens, TicketFormat.allowed, TicketFormat.follow)
+
+    @staticmethod
+    def hidden_cases(rng: Any) -> tuple[tuple[str, ...], list[str]]:
+        """VOCAB in a fresh order (token ids change) and fresh typed prefixes, at every attempt."""
+        vocab = ("", *(VOCAB[1:][i] for i in rng.permutation(len(VOCAB) - 1)))  # id 0 stays the empty token
+        codes = [CODES[int(i)] for i in rng.integers(0, len(CODES), 4)]
+        typed = ["", *(c[: int(rng.integers(1, len(c) + 1))] for c in codes), "n", "no"]
+        return vocab, typed
+
     def check_value(self, field_tokens: Any) -> Result | None:
-        for typed in TYPED:
-            got = field_tokens(typed, VOCAB)
-            name = f"field_tokens({typed!r}, VOCAB)"
+        vocab, typed_cases = self.hidden_cases(fresh_rng())
+        for typed in typed_cases:
+            got = field_tokens(typed, vocab)
+            name = f"field_tokens({typed!r}, <the vocabulary, shuffled>)"
             try:
                 got = {int(i) for i in got}
             except (TypeError, ValueError):
                 return incorrect(f"`{name}` should return token ids (ints), got {got!r}.")
-            want = reference_field_tokens(typed)
-            texts = lambda ids: sorted(VOCAB[i] for i in ids)  # noqa: E731
+            want = reference_field_tokens(typed, vocab)
             if 0 in got:
                 return incorrect(f"`{name}` allows token 0, whose text is empty: it would never move the answer on.")
-            if extra := got - want:
-                return incorrect(f"`{name}` allows {texts(extra)!r}, which would leave the field's format.")
-            if missing := want - got:
-                return incorrect(f"`{name}` forbids {texts(missing)!r}, which keep the answer inside the format.")
+            if got != want:  # one example teaches the rule; the whole list would be an answer key
+                example = sorted(got - want or want - got, key=lambda i: vocab[i])[0]
+                which = "allows" if example in got else "forbids"
+                return incorrect(
+                    f"`{name}` {which} {vocab[example]!r} wrongly: after {typed!r}, what could that token's whole "
+                    "text still grow into?"
+                )
         return None

@@ -201,10 +201,6 @@ class ReadRollout(Lab05Exercise):
 # --- q1: the feedback ---------------------------------------------------------------------
 
 
-def reference_feedback_by_class(report: RolloutResult) -> dict[str, int]:
-    return dict(Counter(record["device_class"] for record in report.feedback))
-
-
 class FeedbackByClass(Lab05Exercise):
     name, title, tier, var = "q1", "Where the feedback comes from", "warm-up", "feedback_by_class"
     hint_text = (
@@ -214,7 +210,7 @@ class FeedbackByClass(Lab05Exercise):
 
     def check_value(self, counts: Any) -> Result | None:
         report = lab_rollout()
-        expected = reference_feedback_by_class(report)
+        expected = dict(Counter(record["device_class"] for record in report.feedback))  # inline: nothing to call
         if not isinstance(counts, Mapping):
             return incorrect(
                 f"`feedback_by_class` should be a dict from device class to a count, got {type(counts).__name__}."

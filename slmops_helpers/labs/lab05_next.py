@@ -10,8 +10,10 @@ from collections.abc import Mapping
 from statistics import NormalDist
 from typing import Any
 
+from ..registry import Registry
 from ..uncertainty import tickets_needed
 from . import Exercise, PlaceholderError, Result, close, contains_blank, incorrect, is_number, learner_answer
+from .checks import fresh_rng
 
 EVAL_PROMPTS = ("My hub shows E-104 after the update.", "How do I export my data?")  # q4: the held-out set
 # q4: feedback records as the fleet returns them (made up for the exercise, in the rollout's format).
@@ -33,6 +35,27 @@ class Lab05NextExercise(Exercise):
     notebook = "05_slmops_pipeline.ipynb"  # in labs/source/
 
 
+_PROMPTS = tuple(dict.fromkeys(r["prompt"] for r in FEEDBACK_SAMPLE)) + (
+    "The app logs me out every hour.",
+    "My refund has not arrived.",
+    "Can two people share one account?",
+)
+
+
+def random_feedback(rng: Any) -> tuple[list[dict[str, Any]], tuple[str, ...]]:
+    """q4's hidden feedback and held-out prompts, drawn at every attempt: repeats, both kinds, mixed order."""
+    prompts = list(_PROMPTS)
+    held_out = tuple(str(p) for p in rng.choice(prompts, 2, replace=False))
+    records = [
+        {"prompt": str(rng.choice(prompts)), "kind": str(rng.choice(["failed", "low_confidence"])),
+         "stage": str(rng.choice(["canary", "wider", "all"]))}
+        for _ in range(int(rng.integers(8, 16)))
+    ]  # fmt: skip
+    records.append({"prompt": held_out[0], "kind": "failed", "stage": "all"})  # a held-out prompt comes back
+    records.insert(int(rng.integers(len(records))), dict(records[int(rng.integers(len(records)))]))  # a repeat
+    return records, held_out
+
+
 def reference_next_round(feedback: list[dict[str, Any]], eval_prompts: tuple[str, ...], limit: int) -> list[str]:
     """Prompts to label: held-out ones dropped, each once, failed before low confidence, at most ``limit``."""
     order: list[str] = []
@@ -46,20 +69,22 @@ def reference_next_round(feedback: list[dict[str, Any]], eval_prompts: tuple[str
 
 class NextRound(Lab05NextExercise):
     name, title, tier, var = "q4", "The next round's prompts to label", "core", "next_round"
+    course_twins = (reference_next_round,)
     hint_text = (
         "Three rules: a prompt of the held-out evaluation set must stay unseen by training; a prompt flagged "
         "twice is labelled once; the answers that failed matter more than the unsure ones."
     )
 
     def check_value(self, next_round: Any) -> Result | None:
-        feedback = [dict(r) for r in FEEDBACK_SAMPLE]
-        for limit in (10, 4, 1):
-            got = next_round([dict(r) for r in feedback], EVAL_PROMPTS, limit)
-            name = f"next_round(FEEDBACK_SAMPLE, EVAL_PROMPTS, limit={limit})"
+        rng = fresh_rng()  # hidden feedback, new at every attempt
+        for limit in (20, int(rng.integers(2, 6)), 1):
+            feedback, eval_prompts = random_feedback(rng)
+            got = next_round([dict(r) for r in feedback], eval_prompts, limit)
+            name = f"next_round(<{len(feedback)} records>, <{len(eval_prompts)} held-out prompts>, limit={limit})"
             if not isinstance(got, list) or not all(isinstance(p, str) for p in got):
                 return incorrect(f"`{name}` should be a list of prompts (str), got {type(got).__name__}.")
-            want = reference_next_round(feedback, EVAL_PROMPTS, limit)
-            if leaked := [p for p in got if p in EVAL_PROMPTS]:
+            want = reference_next_round(feedback, eval_prompts, limit)
+            if leaked := [p for p in got if p in eval_prompts]:
                 return incorrect(f"`{name}` keeps {leaked[0]!r}, a held-out evaluation prompt: it must stay unseen.")
             if len(set(got)) != len(got):
                 return incorrect(f"`{name}` lists a prompt twice; label each once.")
@@ -69,8 +94,8 @@ class NextRound(Lab05NextExercise):
                 return incorrect(f"`{name}` has the right prompts in the wrong order: failed answers first.")
             if got != want:
                 return incorrect(
-                    f"`{name}` is not the set to label: {len(got)} prompt(s) where {len(want)} are wanted, or the "
-                    "wrong ones. Failed first, then unsure, in the order they arrived."
+                    f"`{name}` is not the list to label: failed first, then unsure, each in the order it arrived, "
+                    "held-out prompts left out, at most `limit`."
                 )
         return None
 
@@ -82,23 +107,26 @@ def reference_lineage(entries: Mapping[str, Mapping[str, Any]], entry_id: str) -
     return chain
 
 
-REGISTRIES = (
-    {
-        "kestrel-v1": {"parent": None, "data": "references"},
-        "kestrel-v2": {"parent": "kestrel-v1", "data": "references + teacher"},
-        "kestrel-v3": {"parent": "kestrel-v2", "data": "feedback round 1"},
-        "kestrel-v2-int4-bad": {"parent": "kestrel-v2", "data": "references + teacher"},
-    },
-    {"base": {"parent": None}, "a": {"parent": "base"}, "b": {"parent": "a"}, "c": {"parent": "b"}},
-)
-
-
 class Lineage(Lab05NextExercise):
     name, title, tier, var = "q5", "An entry's lineage", "core", "lineage"
     hint_text = "Each entry names its parent; the first model has none. Follow the names until you reach it."
 
+    course_twins = (reference_lineage, Registry.lineage)
+
+    @staticmethod
+    def registries(rng: Any) -> list[dict[str, dict[str, Any]]]:
+        """Hidden registries, drawn at every attempt: each entry's parent is an earlier entry (or none)."""
+        found = []
+        for n in (int(rng.integers(3, 7)), int(rng.integers(5, 10))):
+            ids = [f"{rng.choice(['kestrel', 'wren', 'heron'])}-v{i}-{int(rng.integers(100, 999))}" for i in range(n)]
+            entries = {ids[0]: {"parent": None, "data": "references"}}
+            for i in range(1, n):
+                entries[ids[i]] = {"parent": ids[int(rng.integers(max(0, i - 2), i))], "data": f"round {i}"}
+            found.append({k: entries[k] for k in (ids[i] for i in rng.permutation(n))})
+        return found
+
     def check_value(self, lineage: Any) -> Result | None:
-        for entries in REGISTRIES:
+        for entries in self.registries(fresh_rng()):
             for entry_id in entries:
                 got = lineage({k: dict(v) for k, v in entries.items()}, entry_id)
                 name = f"lineage(registry, {entry_id!r})"
@@ -110,7 +138,7 @@ class Lineage(Lab05NextExercise):
                 if got == want[1:]:
                     return incorrect(f"`{name}` leaves out the entry itself; the lineage starts with it.")
                 if got != want:
-                    return incorrect(f"`{name}` is {got}: follow each entry's 'parent' until one has None.")
+                    return incorrect(f"`{name}` is not the lineage: follow each entry's 'parent' until one has None.")
         return None
 
 
@@ -144,7 +172,9 @@ class ToleratedFactor(Lab05NextExercise):
             return incorrect(f"at {factor} the rollout halts: your evidence shows a stage over its latency budget.")
         faster = [f for f in LATENCY_FACTORS if f > factor]
         if faster and not lab_rollout(faster[0]).halted:
-            return incorrect(f"the rollout still completes at {faster[0]}: a larger factor of the grid is tolerated.")
+            return incorrect(
+                "`tolerated_factor` is not the largest factor of LATENCY_FACTORS whose rollout completes: try each."
+            )
         return None
 
 
@@ -155,16 +185,25 @@ class TicketsNeeded(Lab05NextExercise):
         "with probability `power` it must do so for a real drop. A standard error is sd / √n: solve for n, "
         "and a number of tickets is a whole number."
     )
-    CASES = ((11.6, 2.0, 0.8, 0.05), (11.6, 5.0, 0.8, 0.05), (20.0, 3.0, 0.9, 0.05), (8.0, 1.0, 0.8, 0.01))
+    course_twins = (tickets_needed,)
+
+    @staticmethod
+    def cases(rng: Any) -> list[tuple[float, float, float, float]]:
+        """Hidden settings, drawn at every attempt: spread, drop, power and significance."""
+        return [
+            (round(float(rng.uniform(5, 25)), 1), round(float(rng.uniform(0.5, 6)), 1),
+             float(rng.choice([0.8, 0.9, 0.95])), float(rng.choice([0.01, 0.05, 0.1])))
+            for _ in range(4)
+        ]  # fmt: skip
 
     def check_value(self, tickets_for: Any) -> Result | None:
         z = NormalDist().inv_cdf
-        for sd, drop, power, significance in self.CASES:
+        for sd, drop, power, significance in self.cases(fresh_rng()):
             got = tickets_for(sd, drop, power=power, significance=significance)
             name = f"tickets_for(sd={sd}, drop={drop}, power={power}, significance={significance})"
             if wrong := is_number(got, name=name):
                 return wrong
-            want = tickets_needed(sd, drop, power=power, significance=significance)
+            want = math.ceil(((z(1 - significance) + z(power)) * sd / drop) ** 2)
             raw = ((z(1 - significance) + z(power)) * sd / drop) ** 2
             slips = {
                 "tests both sides; the gate only asks whether the candidate is worse (one-sided)": math.ceil(
@@ -181,7 +220,9 @@ class TicketsNeeded(Lab05NextExercise):
                 if got == value != want:
                     return incorrect(f"`{name}` {says}.")
             if got != want and close(got, raw, rtol=1e-6) is None:
-                return incorrect(f"`{name}` is {got:.2f}: a number of tickets is whole; round up, never down.")
+                return incorrect(f"`{name}` is not a whole number: a number of tickets is whole; round up, never down.")
             if got != want:
-                return incorrect(f"`{name}` is {got}: which two z values add up, and what is squared?")
+                return incorrect(
+                    f"`{name}` is not right: which two z values add up, what is squared, and which way is it rounded?"
+                )
         return None

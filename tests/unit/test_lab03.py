@@ -92,7 +92,16 @@ def test_no_target_list_passes_without_its_cost():
 
 
 def early(losses, patience):
-    return lab03.reference_early_stop(losses, patience)
+    """Early stopping written out here: the check refuses the course's own as a learner's answer."""
+    best, waited = 0, 0
+    for i in range(1, len(losses)):
+        if losses[i] < losses[best]:
+            best, waited = i, 0
+        else:
+            waited += 1
+        if waited == patience:
+            return best, i
+    return best, len(losses) - 1
 
 
 @pytest.mark.parametrize(
@@ -141,8 +150,8 @@ def test_qlora_memory_slips_are_named(fn, says):
     "fn, says",
     [
         (lambda g: [dict(zip(g, v, strict=False)) for v in zip(*g.values(), strict=False)], "pairs the values up"),
-        (lambda g: [{k: v[0] for k, v in g.items()}], "runs"),
-        (lambda g: [dict(zip(g, v, strict=True)) for v in itertools.product(*g.values())][:-1], "runs"),
+        (lambda g: [{k: v[0] for k, v in g.items()}], "exactly once"),
+        (lambda g: [dict(zip(g, v, strict=True)) for v in itertools.product(*g.values())][:-1], "exactly once"),
         (lambda g: list(g.items()), "list of dicts"),
     ],
 )
@@ -195,7 +204,7 @@ def test_a_paired_bootstrap_on_its_own_random_stream_passes():
     "fn, says",
     [
         (lambda a, b, resamples, seed: _bootstrap(a, b, resamples, seed, paired=False), "separately"),
-        (lambda a, b, resamples, seed: _bootstrap(a, b, resamples, seed, level=0.80), "too narrow"),
+        (lambda a, b, resamples, seed: _bootstrap(a, b, resamples, seed, level=0.80), "quantiles"),
         (lambda a, b, resamples, seed: _bootstrap(a, b, resamples, seed, level=0.90), "quantiles"),
         (lambda a, b, resamples, seed: _bootstrap(a, b, resamples, seed, sign=-1), "sign"),
         (lambda a, b, resamples, seed: (float(np.mean(a)), 0.0, 1.0), "mean of a − b"),

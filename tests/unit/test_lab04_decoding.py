@@ -89,7 +89,7 @@ def test_the_field_mask_right_answer_passes():
     "mask, says",
     [
         (lambda typed, vocab: [i for i, t in enumerate(vocab) if len(t) == 1 and _ok(typed, t)], "forbids"),
-        (lambda typed, vocab: [i for i, t in enumerate(vocab) if _ok(typed, t.rstrip("\n"))], "leave"),
+        (lambda typed, vocab: [i for i, t in enumerate(vocab) if _ok(typed, t.rstrip("\n"))], "wrongly"),
         (
             lambda typed, vocab: [i for i, t in enumerate(vocab) if t and any(c.startswith(typed + t) for c in CODES)],
             "forbids",

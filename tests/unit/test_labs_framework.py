@@ -149,10 +149,10 @@ def test_placeholder_value_is_not_attempted():
     assert result.message == ("replace ____ in the cell that defines `fp16_mib`, then run q1.check() again")
 
 
-def test_wrong_value_is_incorrect_and_says_how_far_off():
-    result = _question(Fp16Memory, fp16_mib=SECRET * 1.05).result()
-    assert result.outcome is Outcome.INCORRECT
-    assert "`fp16_mib` is off by 5%" in result.message and "too high" in result.message
+def test_wrong_value_is_incorrect_without_saying_how_far_off_or_which_way():
+    high, low = (_question(Fp16Memory, fp16_mib=SECRET * f).result() for f in (1.05, 0.2))
+    assert high.outcome is low.outcome is Outcome.INCORRECT
+    assert high.message == low.message == "`fp16_mib` is not right"  # one wrong try must not give the answer
 
 
 def test_wrong_type_is_incorrect_with_a_type_message():
@@ -246,7 +246,7 @@ def test_check_prints_one_line_per_outcome(capsys):
     _question(Fp16Memory, fp16_mib=____).check()
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "✅ q1 (core): correct — well done."
-    assert lines[1].startswith("❌ q1: incorrect — `fp16_mib` is off by")
+    assert lines[1] == "❌ q1: incorrect — `fp16_mib` is not right"
     assert lines[2] == (
         "⏳ q1: not attempted — replace ____ in the cell that defines `fp16_mib`, then run q1.check() again"
     )
@@ -326,22 +326,19 @@ def test_close_accepts_numbers_within_tolerance_and_rejects_others():
     assert close(1.00001, 1.0) is None
     assert close(1e-7, 0.0) is None  # atol covers values near zero
     result = close(0.5, 1.0, name="ratio")
-    assert result == incorrect("`ratio` is off by 50% (too low)")
+    assert result == incorrect("`ratio` is not right")
 
 
-def test_close_reports_a_factor_for_unit_mistakes():
-    result = close(2.0**30, 1024.0, name="size_mib")
-    assert result is not None and "more than a factor of 1,000,000" in result.message
-    result = close(1.0, SECRET, name="size_mib")  # the exact factor would be SECRET itself
-    assert result is not None and "more than a factor of 1,000 " in result.message
+def test_close_says_neither_a_factor_nor_a_side_for_far_misses():
+    far = {close(v, 1024.0, name="size_mib").message for v in (2.0**30, 1.0, -1024.0)}
+    assert far == {"`size_mib` is not right"}  # a factor would be a unit-free answer key
 
 
-def test_close_with_numpy_arrays_counts_the_bad_values():
+def test_close_with_numpy_arrays_says_only_that_values_are_wrong():
     expected = np.arange(1.0, 5.0)
     assert close(expected + 1e-9, expected) is None
-    result = close(np.array([1.0, 2.0, 3.0, 8.0]), expected, name="probs")
-    assert result is not None
-    assert "1 of 4 values in `probs`" in result.message and "off by 100%" in result.message
+    one, all_four = (close(np.array(v), expected, name="probs") for v in ([1.0, 2.0, 3.0, 8.0], [9.0] * 4))
+    assert one == all_four == incorrect("`probs` has values that are not right")  # no count, no position
 
 
 def test_close_with_torch_tensors_of_any_dtype():
@@ -374,14 +371,13 @@ def test_same_set_ignores_order_and_repeats():
     assert same_set(["b", "a", "a"], {"a", "b"}) is None
 
 
-def test_same_set_counts_missing_items_without_naming_them():
-    result = same_set(["q_proj"], ["q_proj", "secret_module"], name="targets")
-    assert result == incorrect("`targets` is missing 1 item(s)")
+def test_same_set_neither_counts_nor_names_missing_or_extra_items():
+    missing = same_set(["q_proj"], ["q_proj", "secret_module"], name="targets")
+    extra = same_set(["q_proj", "lm_head"], ["q_proj"], name="targets")
+    assert missing == extra == incorrect("`targets` is not the right set of items")
 
 
-def test_same_set_names_extra_items_and_rejects_strings():
-    result = same_set(["q_proj", "lm_head"], ["q_proj"], name="targets")
-    assert result is not None and "'lm_head'" in result.message
+def test_same_set_rejects_strings():
     result = same_set("q_proj", ["q_proj"], name="targets")
     assert result == incorrect("`targets` should be a collection (set, list or tuple), got str")
 
