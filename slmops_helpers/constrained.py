@@ -174,6 +174,14 @@ class FormatCursor:
             allowed = self.fmt.allowed(self.node)
         return int(allowed[np.argmax(logits[allowed])])
 
+    def allowed(self, vocab_size: int) -> np.ndarray | None:
+        """The tokens ``choose`` picks among, as a mask over ``vocab_size`` logits (``None``: any token)."""
+        if self.node is REPLY and self.reply_started:
+            return None
+        mask = np.zeros(vocab_size, dtype=bool)
+        mask[self.fmt.not_eos if self.node is REPLY else self.fmt.allowed(self.node)] = True
+        return mask
+
     def advance(self, token: int) -> None:
         text, i = self.fmt.texts[token], 0
         while self.node is not REPLY and i < len(text):  # the part of the token inside the header

@@ -37,7 +37,7 @@ import numpy as np
 
 from .._io import build_directory, is_complete
 from ..config import cache_dir
-from ..decoding import Constraint, StreamedToken, greedy_stream
+from ..decoding import Constraint, Sampler, StreamedToken, greedy_stream
 from ..models import MIB, files_mib
 from . import llamacpp_setup
 from .export import source_fingerprint
@@ -272,10 +272,16 @@ class LlamaCppLM(FolderTokenizer):
         return np.ctypeslib.as_array(last, shape=(self.n_vocab,)).copy()
 
     def stream(
-        self, ids: list[int], max_new_tokens: int, stop_at_eos: bool = True, constraint: Constraint | None = None
+        self,
+        ids: list[int],
+        max_new_tokens: int,
+        stop_at_eos: bool = True,
+        constraint: Constraint | None = None,
+        sampler: Sampler | None = None,
     ) -> Iterator[StreamedToken]:
-        """Greedy decoding of prompt ``ids`` through the loop every runtime of the course shares."""
+        """Greedy decoding of prompt ``ids`` (sampled with a ``sampler``) through the loop every
+        runtime of the course shares."""
         self.check_length(len(ids), max_new_tokens)
         self.llm.reset()  # the next eval starts at position 0 and drops the old cache
         eos = self.eos_ids if stop_at_eos else set()
-        return greedy_stream(self._step, ids, max_new_tokens, eos, self.decode, constraint)
+        return greedy_stream(self._step, ids, max_new_tokens, eos, self.decode, constraint, sampler)

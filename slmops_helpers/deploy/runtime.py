@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ..decoding import Constraint, StreamedToken, TorchDecoder, decoder_stream
+from ..decoding import Constraint, Sampler, StreamedToken, TorchDecoder, decoder_stream
 
 GENAI_CONFIG = "genai_config.json"
 
@@ -191,13 +191,18 @@ class OnnxCausalLM(FolderTokenizer):
         return OnnxDecoder(self)
 
     def stream(
-        self, ids: list[int], max_new_tokens: int, stop_at_eos: bool = True, constraint: Constraint | None = None
+        self,
+        ids: list[int],
+        max_new_tokens: int,
+        stop_at_eos: bool = True,
+        constraint: Constraint | None = None,
+        sampler: Sampler | None = None,
     ) -> Iterator[StreamedToken]:
-        """Greedy decoding of prompt ``ids``, yielding each token as soon as it exists;
-        ``constraint`` keeps the answer inside a format (``constrained.TicketFormat``)."""
+        """Greedy decoding of prompt ``ids`` (sampled with a ``sampler``), yielding each token as
+        soon as it exists; ``constraint`` keeps the answer inside a format (``constrained.TicketFormat``)."""
         self.check_length(len(ids), max_new_tokens)
         eos = self.eos_ids if stop_at_eos else set()
-        return decoder_stream(self.decoder(), ids, max_new_tokens, eos, self.decode, constraint)
+        return decoder_stream(self.decoder(), ids, max_new_tokens, eos, self.decode, constraint, sampler)
 
 
 class GenaiLM(FolderTokenizer):
