@@ -112,7 +112,6 @@ _REPLIES = (
 )
 _LOOPS = ("reset the hub " * 5, "ok " * 7, "please wait please wait please wait please wait")
 _BAD_CATEGORIES = ("payments", "hardware", "misc", "Billing issue")
-_BAD_CODES = ("E-12", "E-1x4", "error", "E--104")
 
 
 def teacher_samples(rng: Any, n: int = 14) -> list[str]:
@@ -134,7 +133,6 @@ def teacher_samples(rng: Any, n: int = 14) -> list[str]:
         lambda: f"The customer has a {pick(CATEGORIES)} problem and should contact support.",  # no format
         lambda: f"category: {pick(CATEGORIES)}\nreply: {pick(_REPLIES)}",  # a field missing
         lambda: answer(pick(_BAD_CATEGORIES), code(), pick(_REPLIES)),  # unknown category
-        lambda: answer(pick(CATEGORIES), pick(_BAD_CODES), pick(_REPLIES)),  # bad code
         lambda: answer(pick(CATEGORIES), code(), pick(_LOOPS)),  # a loop
     )
     samples = [maker() for maker in makers[1:]]  # every kind at least once
