@@ -112,3 +112,20 @@ def course_gguf(course_source) -> dict[str, Path]:
             pytest.fail(reason)
         pytest.skip(reason)
     return llamacpp.build_all(course_source)
+
+
+@pytest.fixture(scope="session")
+def byte_tokenizer_dir(tmp_path_factory) -> Path:
+    """A folder with a byte-level BPE ``tokenizer.json`` (each of the 256 bytes a token, then an
+    end token ``<|end|>``): it can write any JSON, which the tiny word-level tokenizer cannot."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    vocab = {c: i for i, c in enumerate(alphabet)} | {"<|end|>": len(alphabet)}
+    tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    tokenizer.add_special_tokens(["<|end|>"])
+    folder = tmp_path_factory.mktemp("byte_tokenizer")
+    tokenizer.save(str(folder / "tokenizer.json"))
+    return folder
