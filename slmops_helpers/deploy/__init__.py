@@ -10,9 +10,10 @@ One module per step, in the order the notebook takes them:
 - ``package``  a Foundry-Local-style model folder (ONNX or GGUF) with a hashed manifest, and its
                verifying loader
 - ``bench``    size, load time, time to first token, ms per token, peak RSS, quality; ``slmops bench``
-- ``serve``    an OpenAI-compatible local server; ``slmops serve``
+- ``serve``    an OpenAI-compatible local server; ``slmops serve``; ``chat_api`` its protocol (the
+               request validated, the response shapes), ``grammar`` JSON by schema (llguidance)
 - ``checklist`` the module's validation checklist, run as code
 
-``runtime``, ``llamacpp`` (to run a file), ``package`` and ``serve`` never import torch, so a
+``runtime``, ``llamacpp`` (to run a file), ``package``, ``grammar`` and ``serve`` never import torch, so a
 deployed process stays small.
 """

@@ -128,5 +128,9 @@ def malformed_requests(model: str, n: int = 50) -> list[bytes]:
         json.dumps({"model": "gpt-unknown", "messages": [good]}).encode(),
         json.dumps({"model": model, "messages": [{"role": "user", "content": "word " * 5000}]}).encode(),
         "\udcff".encode("utf-8", "surrogateescape"),
+        json.dumps({"model": model, "messages": [good], "temperature": -1}).encode(),
+        json.dumps({"model": model, "messages": [good], "top_p": 0}).encode(),
+        json.dumps({"model": model, "messages": [good], "n": 99}).encode(),
+        json.dumps({"model": model, "messages": [{"role": "user", "content": [{"type": "image_url"}]}]}).encode(),
     ]
     return [kinds[i % len(kinds)] for i in range(n)]

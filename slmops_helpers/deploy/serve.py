@@ -2,26 +2,42 @@
 GGUF (``package.load_package`` picks onnxruntime or llama.cpp from the manifest; every
 limit, error and parameter below is the same for both).
 
-Endpoints: ``GET /v1/models``, ``POST /v1/chat/completions`` (``"stream": true`` sends
-server-sent events, as OpenAI's API does: one per token as it is generated; an error after
-the stream has started comes as a last ``data: {"error": ...}`` event, then the connection
-closes), ``GET /health``. Bound to loopback. Every request is bounded (body size, prompt
-tokens, ``max_tokens``, requests waiting); anything malformed gets a 4xx JSON error in
-OpenAI's shape and the server carries on. Generation is greedy and one at a time (a 2-core
-device gains nothing from running two at once); other requests wait their turn, up to
-``max_waiting``.
+Endpoints: ``POST /v1/chat/completions`` (``"stream": true`` sends server-sent events, as
+OpenAI's API does: one per token as it is generated; an error after the stream has
+started comes as a last ``data: {"error": ...}`` event, then the stream ends),
+``GET /v1/models``, ``GET /health``, and the API's OpenAPI description at
+``/openapi.json`` (browsable at ``/docs``). Bound to loopback. Every request is bounded
+(body size, prompt tokens, ``max_tokens``, ``n``, requests waiting); anything malformed
+gets a 4xx JSON error in OpenAI's shape naming the fix, and the server carries on.
+Generation is one request at a time (a 2-core device gains nothing from running two at
+once); other requests wait their turn, up to ``max_waiting``.
 
-OpenAI parameters: ``max_tokens`` / ``max_completion_tokens``, ``stream``, ``stop`` (the
-answer ends before the first stop string, ``finish_reason: "stop"``) and ``n=1`` are
-served; ``seed`` is accepted because greedy decoding gives the same answer for every seed.
-``response_format`` is ``{"type": "text"}`` (the default) or this server's own
-``{"type": "ticket_format"}``: the answer is decoded under the ticket format's token mask
-(``constrained``), so its category and error code are always well-formed; JSON formats are
-refused, since the answer is three lines, not JSON. Sampling and scoring options
-(``temperature``, ``top_p``, ``logprobs``, penalties) are accepted only at their greedy
-defaults; any other value, and any unknown field, is refused with a 400 naming it, never
-silently ignored. Standard library only (``http.server``): a device package should not
-need a web framework to answer.
+OpenAI parameters served:
+
+- ``messages``: roles ``system``, ``developer`` (read as system), ``user``, ``assistant``;
+  ``content`` a string or a list of ``{"type": "text", "text": ...}`` parts (joined by
+  newlines; other part types are refused by name);
+- ``max_tokens`` / ``max_completion_tokens``, ``stream``, ``stream_options``
+  (``include_usage``: a last chunk with the token counts), ``stop`` (the answer ends
+  before the first stop string, ``finish_reason: "stop"``), ``n`` answers per request;
+- sampling (``decoding.SamplingParams``): ``temperature`` (0, the default, is greedy: the
+  answers the notebooks measure), ``top_p``, ``presence_penalty``, ``frequency_penalty``,
+  and llama.cpp's and vLLM's ``top_k`` and ``min_p``; ``seed`` makes a sampled answer
+  reproducible (same seed, same request, same answers);
+- ``logprobs`` / ``top_logprobs``: the model's own log-probability of each answer token and
+  of the most likely tokens at its position;
+- ``response_format``: ``{"type": "text"}`` (the default); ``json_object`` (any JSON
+  object) and ``json_schema`` (``{"name": ..., "schema": {...}}``), both decoded under a
+  grammar (``grammar``: llguidance), so the answer parses and validates unless
+  ``max_tokens`` cut it (``finish_reason: "length"``); and this server's own
+  ``{"type": "ticket_format"}``: the course's three-line format under its token mask
+  (``constrained``);
+- ``user`` is accepted as metadata and not used. Every other field (``tools``,
+  ``logit_bias``, a typo) is refused with a 400 naming it, never silently ignored.
+
+The protocol (the request's validation, the response objects) is ``chat_api``; here are the
+model behind it (``ChatService``) and the HTTP layer: FastAPI on uvicorn with sse-starlette's
+event streams, what llama-cpp-python's and vLLM's OpenAI servers stand on.
 
     curl -s 127.0.0.1:8000/v1/chat/completions -H 'Content-Type: application/json' \\
       -d '{"model": "kestrel-k2-assistant", "messages": [{"role": "user", "content": "E-104 again"}]}'
@@ -30,187 +46,82 @@ need a web framework to answer.
 from __future__ import annotations
 
 import errno
-import itertools
 import json
+import socket
 import threading
 import time
 import uuid
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from sse_starlette import EventSourceResponse
+from starlette.exceptions import HTTPException
+
 from ..constrained import TicketFormat
+from ..decoding import Constraint, Sampler, StreamedToken
+from .chat_api import (
+    CHAT_REQUEST_SCHEMA,
+    ChatRequest,
+    Finish,
+    Piece,
+    RequestError,
+    ServeConfig,
+    Usage,
+    chunks,
+    completion,
+    cut_at_stop,
+    error_body,
+    parse_chat_request,
+)
+from .grammar import GrammarError, JsonGrammar
 from .package import fill_prompt, load_package
 
-ROLES = ("system", "user", "assistant")
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
-
-
-@dataclass(frozen=True)
-class ServeConfig:
-    max_tokens: int = 256  # per answer
-    max_prompt_tokens: int = 1024
-    max_body_bytes: int = 64_000
-    max_waiting: int = 32  # requests queued behind the one being answered
-
-    def __post_init__(self) -> None:
-        for name, value in vars(self).items():
-            if value < 1:
-                raise ValueError(f"ServeConfig.{name} must be >= 1, got {value}.")
-
-
-class RequestError(Exception):
-    """A client mistake: becomes a 4xx JSON answer."""
-
-    def __init__(self, status: int, message: str, code: str) -> None:
-        super().__init__(message)
-        self.status, self.code = status, code
-
-
-# What this server does with each OpenAI chat parameter. Anything else is refused with a 400
-# naming it: a client that asks for something and silently gets something else is worse off.
-SUPPORTED = ("model", "messages", "max_tokens", "max_completion_tokens", "stream", "stop", "n", "seed")
-GREEDY_ONLY = {  # accepted at the value that means greedy decoding, refused otherwise
-    "temperature": 0,
-    "top_p": 1,
-    "logprobs": False,
-    "top_logprobs": 0,
-    "frequency_penalty": 0,
-    "presence_penalty": 0,
-}
-MAX_STOP = 4  # OpenAI's own limit on stop sequences
-RESPONSE_FORMATS = {"text": {"type": "text"}, "ticket_format": {"type": "ticket_format"}}
-
-
-def _refuse(name: str, why: str) -> RequestError:
-    return RequestError(400, f"Unsupported value for '{name}': {why}", "unsupported_parameter")
-
-
-def _check_options(request: dict[str, Any]) -> None:
-    for name, value in request.items():
-        if name in GREEDY_ONLY:
-            neutral = GREEDY_ONLY[name]
-            if value is not None and (isinstance(value, bool) != isinstance(neutral, bool) or value != neutral):
-                raise _refuse(name, f"this server decodes greedily; send {neutral!r} or leave '{name}' out.")
-        elif name == "response_format":
-            if value not in (None, *RESPONSE_FORMATS.values()):
-                raise _refuse(
-                    name,
-                    f"send one of {list(RESPONSE_FORMATS.values())}; the answer is the three-line ticket format, "
-                    "not JSON.",
-                )
-        elif name not in SUPPORTED:
-            raise RequestError(
-                400,
-                f"Unknown or unsupported parameter '{name}'. This server accepts {list(SUPPORTED)}, "
-                f"and {sorted(GREEDY_ONLY)} / response_format at their greedy defaults.",
-                "unsupported_parameter",
-            )
-    n = request.get("n", 1)
-    if n != 1 or isinstance(n, bool):
-        raise _refuse("n", "this server generates one answer per request; send n=1 or leave it out.")
-    seed = request.get("seed")
-    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
-        raise RequestError(
-            400, "'seed' must be an integer (greedy decoding gives one answer for every seed).", "invalid_seed"
-        )
-
-
-def _stop_list(stop: Any) -> list[str]:
-    stops = [] if stop is None else [stop] if isinstance(stop, str) else stop
-    if not isinstance(stops, list) or not all(isinstance(x, str) and x for x in stops) or len(stops) > MAX_STOP:
-        raise RequestError(
-            400, f"'stop' must be a non-empty string or a list of at most {MAX_STOP} non-empty strings.", "invalid_stop"
-        )
-    return stops
-
-
-def parse_chat_request(body: bytes, model_name: str, limits: ServeConfig) -> dict[str, Any]:
-    """Validate a /v1/chat/completions body; return messages, max_tokens, stream, stop."""
-    try:
-        request = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise RequestError(400, f"Body is not valid JSON ({err}).", "invalid_json") from err
-    if not isinstance(request, dict):
-        raise RequestError(400, "Body must be a JSON object.", "invalid_request")
-    if request.get("model", model_name) != model_name:
-        raise RequestError(
-            404, f"Model {request['model']!r} is not served here; use {model_name!r}.", "model_not_found"
-        )
-    messages = request.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise RequestError(400, "'messages' must be a non-empty list of {role, content} objects.", "invalid_messages")
-    for i, message in enumerate(messages):
-        if (
-            not isinstance(message, dict)
-            or message.get("role") not in ROLES
-            or not isinstance(message.get("content"), str)
-        ):
-            raise RequestError(
-                400, f"messages[{i}] needs 'role' in {list(ROLES)} and a string 'content'.", "invalid_messages"
-            )
-    max_tokens = request.get("max_tokens", request.get("max_completion_tokens", limits.max_tokens))
-    if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or not 1 <= max_tokens <= limits.max_tokens:
-        raise RequestError(400, f"'max_tokens' must be an integer in [1, {limits.max_tokens}].", "invalid_max_tokens")
-    stream = request.get("stream", False)
-    if not isinstance(stream, bool):
-        raise RequestError(400, "'stream' must be true or false.", "invalid_stream")
-    _check_options(request)
-    return {
-        "messages": messages,
-        "max_tokens": max_tokens,
-        "stream": stream,
-        "stop": _stop_list(request.get("stop")),
-        "constrained": request.get("response_format") == RESPONSE_FORMATS["ticket_format"],
-    }
-
-
-def cut_at_stop(pieces: Any, stops: list[str]) -> Any:
-    """Pass text pieces through until one of ``stops`` appears; yield the text before it and
-    end. Holds back only as many characters as a stop string could still be completed
-    with, so streaming stays incremental. The generator's return value says whether a stop
-    string ended the text."""
-    if not stops:
-        yield from pieces
-        return False
-    hold, buffer = max(map(len, stops)) - 1, ""
-    for piece in pieces:
-        buffer += piece
-        hits = [i for i in (buffer.find(s) for s in stops) if i >= 0]
-        if hits:
-            if buffer[: min(hits)]:
-                yield buffer[: min(hits)]
-            return True
-        if len(buffer) > hold:
-            yield buffer[: len(buffer) - hold]
-            buffer = buffer[len(buffer) - hold :]
-    if buffer:
-        yield buffer
-    return False
 
 
 class ChatService:
     """The model behind the server: prompt building, bounded, one generation at a time."""
 
-    def __init__(self, package: Path, limits: ServeConfig = ServeConfig()) -> None:
+    def __init__(self, package: Path, limits: ServeConfig | None = None) -> None:
         self.lm, self.manifest, self.spec = load_package(package)
-        self.name, self.limits = self.spec["Name"], limits
+        self.name, self.limits = self.spec["Name"], limits or ServeConfig()
         self._turn = threading.Lock()
-        self._slots = threading.BoundedSemaphore(limits.max_waiting + 1)
+        self._slots = threading.BoundedSemaphore(self.limits.max_waiting + 1)
         self._format: TicketFormat | None = None  # built on first use (a fraction of a second)
+        self._grammar: JsonGrammar | None = None  # likewise
+        self._texts: list[str] | None = None  # each token's own text, for logprobs
+        self._build = threading.Lock()
 
     def ticket_format(self) -> TicketFormat:
-        if self._format is None:
-            try:
-                self._format = TicketFormat.for_model(self.lm)
-            except ValueError as err:  # a tokenizer that cannot write the format: the request cannot be served
-                raise RequestError(
-                    400,
-                    f"response_format 'ticket_format' is not available for this model: {err}",
-                    "unsupported_parameter",
-                ) from err
-        return self._format
+        with self._build:
+            if self._format is None:
+                try:
+                    self._format = TicketFormat.for_model(self.lm)
+                except ValueError as err:  # a tokenizer that cannot write the format: the request cannot be served
+                    raise RequestError(
+                        400,
+                        f"response_format 'ticket_format' is not available for this model: {err}",
+                        "unsupported_parameter",
+                        "response_format",
+                    ) from err
+            return self._format
+
+    def json_grammar(self) -> JsonGrammar:
+        with self._build:
+            if self._grammar is None:
+                self._grammar = JsonGrammar.for_model(self.lm)
+            return self._grammar
+
+    def token_text(self, token: int) -> str:
+        if self._texts is None:
+            self._texts = self.lm.token_texts()
+        return self._texts[token] if 0 <= token < len(self._texts) else ""
 
     def prompt_ids(self, messages: list[dict[str, str]]) -> list[int]:
         # One user message: the package's own template (with its system prompt), as Foundry
@@ -226,175 +137,252 @@ class ChatService:
                 f"Prompt is {len(ids)} tokens; this server accepts at most {self.limits.max_prompt_tokens}. "
                 "Shorten the messages.",
                 "prompt_too_long",
+                "messages",
             )
         return ids
 
-    def answer(
-        self, messages: list[dict[str, str]], max_tokens: int, stop: list[str] | None = None, constrained: bool = False
-    ):
-        """Yield the answer's text pieces; the last item is (finish_reason, prompt_tokens, completion_tokens).
+    def constraints(self, request: ChatRequest) -> Callable[[], Constraint | None]:
+        """A fresh constraint per answer for ``request.response_format``; checked now, so a
+        schema that cannot compile is a 400 before the request waits for its turn."""
+        if request.response_format == "ticket_format":
+            fmt = self.ticket_format()
+            return fmt.cursor
+        if request.response_format in ("json_object", "json_schema"):
+            grammar = self.json_grammar()
+            try:
+                grammar.compile(request.schema)
+            except GrammarError as err:
+                raise RequestError(
+                    400,
+                    f"The JSON schema in response_format cannot be compiled to a grammar: {err}. "
+                    "Fix: simplify or correct the schema.",
+                    "invalid_schema",
+                    "response_format",
+                ) from err
+            return lambda: grammar.cursor(request.schema)
+        return lambda: None
 
-        ``stop`` strings end the answer before them, with finish_reason "stop" (OpenAI's rule);
-        ``constrained`` decodes under the ticket format's mask (an answer cut by ``max_tokens``
-        is still a prefix of the format)."""
-        ids = self.prompt_ids(messages)
-        cursor = self.ticket_format().cursor() if constrained else None
-        if len(ids) + max_tokens > self.lm.context_length:
+    def answer(self, request: ChatRequest) -> Iterator[Piece | Finish | Usage]:
+        """Yield each answer's ``Piece``s then its ``Finish``, answer by answer, and a last ``Usage``.
+
+        ``stop`` strings end an answer before them, with finish reason "stop" (OpenAI's
+        rule); a format keeps every answer inside it (an answer cut by ``max_tokens`` is
+        still a prefix of the format). A seeded request draws its answers from one
+        generator seeded with ``seed``, so it gives the same answers every time."""
+        ids = self.prompt_ids(request.messages)
+        make_constraint = self.constraints(request)
+        if len(ids) + request.max_tokens > self.lm.context_length:
             raise RequestError(
                 400,
-                f"Prompt of {len(ids)} tokens + max_tokens {max_tokens} exceeds the model's context of "
+                f"Prompt of {len(ids)} tokens + max_tokens {request.max_tokens} exceeds the model's context of "
                 f"{self.lm.context_length}. Shorten the messages or lower max_tokens.",
                 "context_length_exceeded",
+                "max_tokens",
             )
         if not self._slots.acquire(blocking=False):
             raise RequestError(429, "Too many requests waiting; retry shortly.", "server_busy")
         try:
             with self._turn:
-                count = 0
+                seed = None if request.seed is None else request.seed % 2**64
+                rng = np.random.default_rng(seed)
+                total = 0
+                for index in range(request.n):
+                    sampler = None if request.sampling.greedy else Sampler(request.sampling, rng)
+                    count = 0
 
-                def texts():
-                    nonlocal count
-                    for token in self.lm.stream(ids, max_tokens, constraint=cursor):
-                        count += 1
-                        yield token.text
+                    def tokens(sampler=sampler) -> Iterator[StreamedToken]:
+                        nonlocal count
+                        kwargs = {"sampler": sampler} if sampler is not None else {}
+                        stream = self.lm.stream(ids, request.max_tokens, constraint=make_constraint(), **kwargs)
+                        for token in stream:
+                            count += 1
+                            yield token
 
-                stopped = yield from cut_at_stop(texts(), stop or [])
-                yield ("stop" if stopped or count < max_tokens else "length", len(ids), count)
+                    pieces = cut_at_stop(tokens(), request.stop)
+                    while True:
+                        try:
+                            text, toks = next(pieces)
+                        except StopIteration as end:
+                            stopped = end.value
+                            break
+                        yield Piece(index, text, tuple(toks))
+                    total += count
+                    yield Finish(index, "stop" if stopped or count < request.max_tokens else "length")
+                yield Usage(len(ids), total)
         finally:
             self._slots.release()
 
 
-def _chunk(completion_id: str, model: str, delta: dict, finish: str | None) -> dict[str, Any]:
-    return {
-        "id": completion_id,
-        "object": "chat.completion.chunk",
-        "created": int(time.time()),
-        "model": model,
-        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-    }
+# --- the HTTP layer: FastAPI on uvicorn --------------------------------------------------------
 
 
-def make_handler(service: ChatService) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        server_version = "slmops-serve"
-        timeout = 30  # seconds a client may stall mid-request before its thread gives up
+def create_app(service: ChatService) -> FastAPI:
+    """The FastAPI application serving ``service`` (run it with uvicorn: ``serve``)."""
+    app = FastAPI(
+        title="slmops serve",
+        version=str(service.manifest.get("version", "")),
+        description=f"An OpenAI-compatible chat server for the package {service.name!r} (slmops-course).",
+        redoc_url=None,
+    )
+    # Requests wait for their turn in a worker thread: enough threads for every request the
+    # server admits, so a queue of waiting requests never starves the health checks.
+    state: dict[str, Any] = {}
 
-        def log_message(self, format: str, *args: Any) -> None:  # quiet: the notebook prints its own summary
-            pass
+    def limiter() -> anyio.CapacityLimiter:
+        if "limiter" not in state:
+            state["limiter"] = anyio.CapacityLimiter(service.limits.max_waiting + 3)
+        return state["limiter"]
 
-        def _json(self, status: int, payload: dict[str, Any]) -> None:
-            body = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def error(status: int, message: str, code: str, param: str | None = None) -> JSONResponse:
+        return JSONResponse(error_body(status, message, code, param), status_code=status)
 
-        def _error(self, status: int, message: str, code: str) -> None:
-            kind = "invalid_request_error" if status < 500 else "server_error"
-            self._json(status, {"error": {"message": message, "type": kind, "code": code}})
+    @app.exception_handler(RequestError)
+    async def request_error(_: Request, err: RequestError) -> JSONResponse:
+        return error(err.status, str(err), err.code, err.param)
 
-        def do_GET(self) -> None:
-            if self.path in ("/health", "/v1/health"):
-                self._json(200, {"status": "ok", "model": service.name})
-            elif self.path == "/v1/models":
-                model = {"id": service.name, "object": "model", "owned_by": "slmops-course"}
-                self._json(200, {"object": "list", "data": [model]})
-            else:
-                self._error(404, f"No route {self.path}; try /v1/chat/completions or /v1/models.", "not_found")
+    @app.exception_handler(HTTPException)
+    async def no_route(request: Request, err: HTTPException) -> JSONResponse:
+        if err.status_code in (404, 405):
+            return error(
+                404,
+                f"No route {request.method} {request.url.path}; POST to /v1/chat/completions, GET /v1/models.",
+                "not_found",
+            )
+        return error(err.status_code, str(err.detail), "http_error")
 
-        def do_POST(self) -> None:
+    @app.exception_handler(Exception)
+    async def internal(_: Request, err: Exception) -> JSONResponse:  # never let one request take the server down
+        return error(500, f"Internal error: {type(err).__name__}: {err}", "internal_error")
+
+    @app.get("/health", summary="Liveness: the model is loaded")
+    @app.get("/v1/health", include_in_schema=False)
+    async def health() -> dict[str, str]:
+        return {"status": "ok", "model": service.name}
+
+    @app.get("/v1/models", summary="The one model served")
+    async def models() -> dict[str, Any]:
+        model = {"id": service.name, "object": "model", "owned_by": "slmops-course"}
+        return {"object": "list", "data": [model]}
+
+    async def in_thread(call: Callable[..., Any], *args: Any) -> Any:
+        return await anyio.to_thread.run_sync(call, *args, limiter=limiter())
+
+    @app.post(
+        "/v1/chat/completions",
+        summary="OpenAI chat completions (plain or server-sent events)",
+        openapi_extra={
+            "requestBody": {"required": True, "content": {"application/json": {"schema": CHAT_REQUEST_SCHEMA}}}
+        },
+    )
+    async def chat(http: Request) -> Any:
+        try:
+            length = int(http.headers.get("content-length") or 0)
+        except ValueError as err:
+            raise RequestError(400, "Content-Length must be an integer.", "bad_content_length") from err
+        if not 0 < length <= service.limits.max_body_bytes:
+            raise RequestError(
+                413, f"Body must be 1..{service.limits.max_body_bytes} bytes; got {length}.", "bad_body_size"
+            )
+        request = parse_chat_request(await http.body(), service.name, service.limits)
+        events = service.answer(request)
+        # The first event runs validation and waits for this request's turn, before any header is sent.
+        first = await in_thread(next, events, None)
+        completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
+        if not request.stream:
+            rest = await in_thread(list, events)
+            whole = completion(service.name, request, [first, *rest], completion_id, service.token_text)
+            return JSONResponse(whole)
+
+        async def stream() -> Any:
+            pieces = chunks(service.name, request, _chain(first, events), completion_id, service.token_text)
             try:
-                if self.path != "/v1/chat/completions":
-                    raise RequestError(404, f"No route {self.path}; POST to /v1/chat/completions.", "not_found")
-                try:
-                    length = int(self.headers.get("Content-Length") or 0)
-                except ValueError as err:
-                    raise RequestError(400, "Content-Length must be an integer.", "bad_content_length") from err
-                if not 0 < length <= service.limits.max_body_bytes:
-                    raise RequestError(
-                        413, f"Body must be 1..{service.limits.max_body_bytes} bytes; got {length}.", "bad_body_size"
-                    )
-                request = parse_chat_request(self.rfile.read(length), service.name, service.limits)
-                pieces = service.answer(
-                    request["messages"], request["max_tokens"], request["stop"], request["constrained"]
-                )
-                first = next(pieces)  # runs validation and waits for our turn before any header is sent
-                self._reply(request["stream"], first, pieces)
-            except RequestError as err:
-                self._error(err.status, str(err), err.code)
-            except Exception as err:  # never let one request take the server down
-                self._error(500, f"Internal error: {type(err).__name__}: {err}", "internal_error")
-
-        def _reply(self, stream: bool, first: Any, pieces: Any) -> None:
-            completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
-            items = [first]
-            if not stream:
-                items += list(pieces)
-                finish, prompt_tokens, completion_tokens = items[-1]
-                message = {"role": "assistant", "content": "".join(items[:-1])}
-                choice = {"index": 0, "message": message, "finish_reason": finish}
-                usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens}
-                usage["total_tokens"] = prompt_tokens + completion_tokens
-                payload = {"id": completion_id, "object": "chat.completion", "created": int(time.time())}
-                self._json(200, payload | {"model": service.name, "choices": [choice], "usage": usage})
-                return
-            self.send_response(200)
-            self.send_header("Content-Type", "text/event-stream")
-            self.send_header("Cache-Control", "no-cache")
-            self.end_headers()  # HTTP/1.0: closing the connection ends the stream
-
-            def send(data: dict | str) -> None:
-                self.wfile.write(f"data: {data if isinstance(data, str) else json.dumps(data)}\n\n".encode())
-                self.wfile.flush()
-
-            send(_chunk(completion_id, service.name, {"role": "assistant"}, None))
-            try:
-                # One event per token as it is made: ``pieces`` is a generator, consumed lazily.
-                for item in itertools.chain([first], pieces):
-                    if isinstance(item, tuple):
-                        send(_chunk(completion_id, service.name, {}, item[0]))
-                    else:
-                        send(_chunk(completion_id, service.name, {"content": item}, None))
+                while (item := await in_thread(next, pieces, None)) is not None:
+                    yield {"data": json.dumps(item)}
             except Exception as err:  # headers are sent: report in the stream, never a 2nd response
-                error = {"message": f"Internal error: {type(err).__name__}: {err}", "type": "server_error"}
-                try:
-                    send({"error": error | {"code": "internal_error"}})
-                except OSError:
-                    pass  # the client has gone
+                body = error_body(500, f"Internal error: {type(err).__name__}: {err}", "internal_error")
+                yield {"data": json.dumps(body)}
                 return
-            send("[DONE]")
+            finally:
+                with anyio.CancelScope(shield=True):  # a client that left: give the turn back now
+                    await anyio.to_thread.run_sync(events.close)
+            yield {"data": "[DONE]"}
 
-    return Handler
+        return EventSourceResponse(stream(), sep="\n", ping=15)
 
-
-class CourseHTTPServer(ThreadingHTTPServer):
-    # socketserver's default listen backlog is 5: a burst of 20 clients overflows it and a
-    # loaded machine then resets some connections. Waiting requests are bounded by ServeConfig.
-    request_queue_size = 128
-    daemon_threads = True
+    return app
 
 
-def serve(package: Path, host: str = "127.0.0.1", port: int = 8000, limits: ServeConfig = ServeConfig()) -> None:
-    """Serve ``package`` until interrupted (Ctrl-C)."""
-    if host not in LOOPBACK:
-        raise ValueError(f"host {host!r} is not loopback; the course server only listens on {list(LOOPBACK)}.")
-    service = ChatService(Path(package), limits)
+def _chain(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
+    yield first
+    yield from rest
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
+        raise ValueError(f"Port {port} is out of range. Fix: pass --port from 1 to 65535 (0 picks a free port).")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        server = CourseHTTPServer((host, port), make_handler(service))
+        sock.bind((host, port))
     except OSError as err:
+        sock.close()
         if err.errno != errno.EADDRINUSE:
             raise
         raise ValueError(
             f"Port {port} on {host} is taken (another `slmops serve`?). Fix: pass --port with a free port, "
             "or stop the other server."
         ) from None
-    print(
-        f"Serving {service.name} ({service.manifest['version']}) at http://{host}:{server.server_port}/v1", flush=True
+    # Listening before uvicorn starts: a client that connects as soon as the address is
+    # printed waits in the backlog instead of being refused.
+    sock.listen(128)
+    return sock
+
+
+def _uvicorn(service: ChatService) -> Any:
+    import uvicorn
+
+    config = uvicorn.Config(
+        create_app(service), log_level="warning", access_log=False, timeout_graceful_shutdown=5, backlog=128
     )
+    return uvicorn.Server(config)
+
+
+def _url(host: str, port: int) -> str:
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}/v1"
+
+
+@contextmanager
+def running(service: ChatService, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+    """Serve ``service`` from a background thread for the length of a ``with`` block; yields the base URL."""
+    sock = _bind(host, port)
+    server = _uvicorn(service)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
     try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
+        deadline = time.monotonic() + 30
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("The server thread did not start.")
+            time.sleep(0.01)
+        yield _url(host, sock.getsockname()[1])
     finally:
-        server.server_close()
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+def serve(package: Path, host: str = "127.0.0.1", port: int = 8000, limits: ServeConfig | None = None) -> None:
+    """Serve ``package`` until interrupted (Ctrl-C)."""
+    if host not in LOOPBACK:
+        raise ValueError(f"host {host!r} is not loopback; the course server only listens on {list(LOOPBACK)}.")
+    sock = _bind(host, port)  # a bad or taken port fails before the model loads
+    try:
+        service = ChatService(Path(package), limits)
+        server = _uvicorn(service)
+        print(
+            f"Serving {service.name} ({service.manifest['version']}) at {_url(host, sock.getsockname()[1])}", flush=True
+        )
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
