@@ -282,12 +282,22 @@ def parse_chat_request(body: bytes, model_name: str, limits: ServeConfig) -> Cha
             404, f"Model {request['model']!r} is not served here; use {model_name!r}.", "model_not_found", "model"
         )
     messages = _messages(request.get("messages"))
-    max_tokens = request.get("max_tokens", request.get("max_completion_tokens", limits.max_tokens))
+    # null means "not given" for every optional field, as in OpenAI's own API description
+    given = {name: request[name] for name in ("max_tokens", "max_completion_tokens") if request.get(name) is not None}
+    if len(set(map(repr, given.values()))) > 1:
+        raise RequestError(
+            400,
+            f"'max_tokens' ({given['max_tokens']!r}) and 'max_completion_tokens' ({given['max_completion_tokens']!r}) "
+            "differ. Fix: send one of them.",
+            "invalid_max_tokens",
+            "max_tokens",
+        )
+    max_tokens = next(iter(given.values()), limits.max_tokens)
     if not _is_int(max_tokens) or not 1 <= max_tokens <= limits.max_tokens:
         raise RequestError(
             400, f"'max_tokens' must be an integer in [1, {limits.max_tokens}].", "invalid_max_tokens", "max_tokens"
         )
-    stream = request.get("stream", False)
+    stream = False if request.get("stream") is None else request["stream"]
     if not isinstance(stream, bool):
         raise RequestError(400, "'stream' must be true or false.", "invalid_stream", "stream")
     options = request.get("stream_options")

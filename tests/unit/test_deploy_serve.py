@@ -119,7 +119,7 @@ def test_parse_sampling_logprobs_n_usage_and_formats():
         ({"messages": [USER], "max_tokens": "ten"}, 400, "invalid_max_tokens"),
         ({"messages": [USER], "max_tokens": 4.0}, 400, "invalid_max_tokens"),
         ({"messages": [USER], "max_tokens": True}, 400, "invalid_max_tokens"),
-        ({"messages": [USER], "max_tokens": None}, 400, "invalid_max_tokens"),
+        ({"messages": [USER], "max_tokens": 4, "max_completion_tokens": 5}, 400, "invalid_max_tokens"),
         ({"messages": [USER], "max_completion_tokens": 99}, 400, "invalid_max_tokens"),
         ({"messages": [USER], "stream": "yes"}, 400, "invalid_stream"),
         ({"messages": [USER], "stream": 1}, 400, "invalid_stream"),
@@ -537,6 +537,8 @@ SERVED = [
     {"response_format": {"type": "json_object"}},
     {"response_format": {"type": "json_schema", "json_schema": {"name": "t", "schema": {"type": "object"}}}},
     {"temperature": None},
+    {"max_tokens": None, "stream": None, "stop": None},  # null is "not given", as in OpenAI's API
+    {"max_tokens": 4, "max_completion_tokens": 4},
 ]
 REFUSED = [
     ({"tools": [{"type": "function"}]}, "tools"),
@@ -982,7 +984,7 @@ def course_ticket_schema():
         "properties": {
             "category": {"enum": list(CATEGORIES)},
             "error_code": {"type": "string", "pattern": "^(none|E-[0-9]{3})$"},
-            "reply": {"type": "string", "maxLength": 160},
+            "reply": {"type": "string", "maxLength": 80},  # a bound, so that every answer can end in max_tokens
         },
         "required": ["category", "error_code", "reply"],
         "additionalProperties": False,
@@ -1032,7 +1034,7 @@ def test_both_runtimes_answer_every_openai_parameter(runtime, request):
         assert all(c.top_logprobs[0].token == c.token for c in content)  # greedy: the most likely token
         parts = [{"role": "developer", "content": "Answer briefly."}, {"role": "user", "content": [
             {"type": "text", "text": ticket[0]["content"]}]}]  # fmt: skip
-        modern = create(messages=parts, max_completion_tokens=8, user="learner-1")
+        modern = create(messages=parts, max_tokens=None, max_completion_tokens=8, user="learner-1")
         as_system = [{"role": "system", "content": "Answer briefly."}, ticket[0]]
         assert modern.choices[0].message.content == "".join(_expected(service, as_system, 8)[1])
         # JSON by grammar
@@ -1063,12 +1065,12 @@ def test_json_schema_answers_validate_in_twenty_sampled_tries(model, request):
     schema = course_ticket_schema()
     fmt = {"type": "json_schema", "json_schema": {"name": "ticket", "schema": schema}}
     messages = [{"role": "user", "content": "The app says E-231 and my hub will not pair. Help?"}]
-    with running(ChatService(package, ServeConfig(max_tokens=96))) as url:
+    with running(ChatService(package, ServeConfig(max_tokens=200))) as url:
         api = openai.OpenAI(base_url=url, api_key="not-needed-locally", max_retries=0, timeout=300)
         answers = []
         for seed in range(5):
             reply = api.chat.completions.create(
-                model=MODEL, messages=messages, max_tokens=96, response_format=fmt, temperature=0.8, seed=seed, n=4
+                model=MODEL, messages=messages, max_tokens=200, response_format=fmt, temperature=0.8, seed=seed, n=4
             )
             for choice in reply.choices:
                 assert choice.finish_reason == "stop", choice.message.content
