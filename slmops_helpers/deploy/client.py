@@ -14,6 +14,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,6 +103,38 @@ class ServerProcess:
             self.process.wait()
         self.log.close()
         Path(self.log.name).unlink(missing_ok=True)
+
+
+def ticket_schema(categories: Sequence[str], reply_chars: int = 120) -> dict[str, Any]:
+    """The course's answer as a JSON schema, for ``response_format`` ``json_schema``: a category
+    from ``categories``, an error code shaped like the dataset's, and a reply of at most
+    ``reply_chars`` characters (a bound that also lets every answer end within ``max_tokens``)."""
+    return {
+        "type": "object",
+        "properties": {
+            "category": {"enum": list(categories)},
+            "error_code": {"type": "string", "pattern": "^(none|E-[0-9]{3})$"},
+            "reply": {"type": "string", "maxLength": reply_chars},
+        },
+        "required": ["category", "error_code", "reply"],
+        "additionalProperties": False,
+    }
+
+
+def json_format(schema: dict[str, Any], name: str = "ticket") -> dict[str, Any]:
+    """``response_format`` asking for JSON that follows ``schema``."""
+    return {"type": "json_schema", "json_schema": {"name": name, "schema": schema}}
+
+
+def follows_schema(content: str, schema: dict[str, Any]) -> bool:
+    """Whether ``content`` parses as JSON and validates against ``schema``."""
+    import jsonschema
+
+    try:
+        jsonschema.validate(json.loads(content), schema)
+    except (json.JSONDecodeError, jsonschema.ValidationError):
+        return False
+    return True
 
 
 def load_test(url: str, payloads: list[dict[str, Any]], concurrency: int) -> list[Reply]:

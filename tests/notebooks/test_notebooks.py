@@ -118,6 +118,8 @@ def test_04_deployment(notebook_run):
     assert m["server_ok"] == 20 and m["server_p95_s"] >= m["server_p50_s"] > 0
     assert m["server_malformed_4xx"] == 50 and m["server_healthy_after"] is True
     assert m["server_ticket_format_ok"] is True
+    # through the openai client: a seeded sampled answer reproduces, a json_schema answer validates
+    assert m["server_sampled_reproducible"] is True and m["server_json_valid"] is True
     # speculative decoding never changes a greedy answer: identical, or parted at a near-tie that the
     # wider verification pass tipped (float32 sums in another order, as in the genai check below)
     assert m["speculative_identical"] is True or m["speculative_divergence_margin"] < 1e-3

@@ -979,16 +979,25 @@ def untuned_package(tmp_path_factory):
 def course_ticket_schema():
     from slmops_helpers.data import CATEGORIES
 
-    return {
-        "type": "object",
-        "properties": {
-            "category": {"enum": list(CATEGORIES)},
-            "error_code": {"type": "string", "pattern": "^(none|E-[0-9]{3})$"},
-            "reply": {"type": "string", "maxLength": 80},  # a bound, so that every answer can end in max_tokens
-        },
-        "required": ["category", "error_code", "reply"],
-        "additionalProperties": False,
-    }
+    return client.ticket_schema(CATEGORIES, reply_chars=80)  # a short reply: every answer can end in max_tokens
+
+
+def test_the_ticket_schema_accepts_a_dataset_answer_and_refuses_others():
+    from slmops_helpers.data import CATEGORIES
+
+    schema = client.ticket_schema(CATEGORIES, reply_chars=20)
+    good = {"category": CATEGORIES[0], "error_code": "E-104", "reply": "Restart the hub."}
+    assert client.follows_schema(json.dumps(good), schema)
+    for bad in (
+        good | {"category": "weather"},
+        good | {"error_code": "E-1045"},
+        good | {"reply": "x" * 21},
+        good | {"extra": 1},
+        {k: v for k, v in good.items() if k != "reply"},
+    ):
+        assert not client.follows_schema(json.dumps(bad), schema), bad
+    assert not client.follows_schema(json.dumps(good)[:-1], schema)  # cut short: not JSON
+    assert client.json_format(schema) == {"type": "json_schema", "json_schema": {"name": "ticket", "schema": schema}}
 
 
 @pytest.mark.slow
