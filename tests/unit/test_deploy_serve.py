@@ -485,6 +485,23 @@ def test_streaming_delivers_the_first_token_before_the_rest_exists(tiny_package)
     assert rest[2]["choices"][0]["finish_reason"] == "stop" and rest[3] == "[DONE]"
 
 
+def test_a_client_that_leaves_mid_stream_gives_the_turn_back(tiny_package):
+    release = threading.Event()
+    service = ChatService(tiny_package, LIMITS)
+    service.lm = ScriptedLM(service.lm, texts=["hub", " is", " down"], release=release)
+    with running(service) as url:
+        conn, response = _open_stream(url)
+        _next_event(response), _next_event(response)  # the role, then "hub": the model now waits
+        conn.close()  # the client leaves while its answer holds the model
+        release.set()
+        deadline = time.monotonic() + 20
+        while service._turn.locked() or service._slots._value < LIMITS.max_waiting + 1:
+            assert time.monotonic() < deadline, "the abandoned answer kept the model's turn"
+            time.sleep(0.02)
+        reply = _chat(url, {"messages": [USER], "max_tokens": 8}, timeout=20)
+    assert reply.status == 200 and reply.body["choices"][0]["message"]["content"] == "hub is down"
+
+
 @pytest.mark.parametrize("texts, max_tokens, finish", [(["a", "b"], 8, "stop"), (["a", "b", "c"], 3, "length")])
 def test_finish_reason_is_stop_at_eos_and_length_at_the_budget(tiny_package, texts, max_tokens, finish):
     # The scripted model ends after its texts, as the runtime does at EOS.
