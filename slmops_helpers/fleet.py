@@ -136,12 +136,33 @@ DEFAULT_FLEET = FleetConfig(
     ),
 )
 
-RUNTIME_OVERHEAD = 1.2  # KV cache, activations and runtime on top of the weights
+
+def measured_overhead(precision: str, metrics: dict[str, Any] | None = None) -> float:
+    """Peak memory ÷ file size of the course model's ONNX package at ``precision``, as section 4
+    measured them (``metrics``: a ``04_deployment`` record; default: its committed full reference
+    run). It holds the KV cache, activations, dequantized copies and the runtime itself, so it is
+    not a constant: 1.5 for fp32 and about 3 for int4 in the reference run. Part of it (the runtime)
+    does not grow with the model, so for a larger model it overstates the need: a safe side to err on."""
+    if metrics is None:
+        from .reference import read_reference
+
+        ref = read_reference("04_deployment")
+        if not ref.usable:
+            raise ValueError(f"No measured overhead without notebook 04's reference record: {ref.problem}")
+        metrics = ref.metrics
+    keys = (f"onnx_{precision}_peak_mib", f"onnx_{precision}_size_mib")
+    if not all(isinstance(metrics.get(k), int | float) and metrics[k] > 0 for k in keys):
+        raise ValueError(f"The record lacks a measured {keys[0]} and {keys[1]}. Fix: run notebook 04 (section 4.5).")
+    return metrics[keys[0]] / metrics[keys[1]]
 
 
-def model_ram_mib(n_params: int, precision: str) -> float:
-    """RAM to run a model: weights at ``precision`` plus a fixed runtime overhead."""
-    return weight_bytes(n_params, precision) * RUNTIME_OVERHEAD / MIB
+def model_ram_mib(n_params: int, precision: str, overhead: float | None = None) -> float:
+    """RAM to run a model: its weights at ``precision`` times the runtime's overhead, by default the
+    one section 4 measured for that precision (``measured_overhead``)."""
+    weights = weight_bytes(n_params, precision)  # refuses an unknown precision first
+    factor = measured_overhead(precision) if overhead is None else overhead
+    check_positive("model_ram_mib", overhead=factor)
+    return weights * factor / MIB
 
 
 @dataclass(frozen=True)

@@ -1,13 +1,21 @@
 import pytest
 
-from slmops_helpers.fleet import CostAssumptions, DeviceClass, FleetConfig, model_ram_mib, plan_fleet
+from slmops_helpers.fleet import (
+    CostAssumptions,
+    DeviceClass,
+    FleetConfig,
+    measured_overhead,
+    model_ram_mib,
+    plan_fleet,
+)
 from slmops_helpers.models import MIB
 
 
 def test_plan_fleet_fits_by_ram_budget():
     fleet = FleetConfig(15, (DeviceClass("small", 10 / 15, 1024, 0.5), DeviceClass("big", 5 / 15, 8192, 0.5)))
-    plan = plan_fleet(1_000_000_000, "int4", fleet)  # 0.5e9 bytes of weights, × 1.2 with overhead
-    assert plan.model_mib == pytest.approx(0.6e9 / MIB)  # 572 MiB: over small's 512, under big's 4096
+    plan = plan_fleet(1_000_000_000, "int4", fleet)  # 0.5e9 bytes of weights, × the measured overhead
+    assert plan.model_mib == pytest.approx(0.5e9 * measured_overhead("int4") / MIB)  # over small's 512 MiB
+    assert plan.model_mib < 4096  # under big's
     assert [r["fits"] for r in plan.rows] == [False, True]
     assert [r["count"] for r in plan.rows] == [10, 5]
     assert (plan.devices_fitting, plan.devices_total) == (5, 15)
@@ -20,7 +28,7 @@ def test_counts_follow_shares_and_sum_to_the_fleet():
 
 
 def test_plan_fleet_costs():
-    fleet = FleetConfig(100, (DeviceClass("d", 1.0, 16384),))
+    fleet = FleetConfig(100, (DeviceClass("d", 1.0, 65536),))  # 16 GiB budget: the fp16 model fits
     costs = CostAssumptions(
         requests_per_device_per_day=10,
         tokens_per_request=100,
@@ -57,3 +65,16 @@ def test_bad_values_are_named(make, message):
 def test_unknown_precision():
     with pytest.raises(ValueError, match="Unknown precision"):
         plan_fleet(10, "int2")
+
+
+def test_the_overhead_is_what_section_4_measured_not_a_constant():
+    record = {"onnx_int4_peak_mib": 300.0, "onnx_int4_size_mib": 100.0, "onnx_fp32_peak_mib": 780.0}
+    assert measured_overhead("int4", record) == pytest.approx(3.0)
+    assert model_ram_mib(10_000_000, "int4", overhead=3.0) == pytest.approx(10_000_000 * 0.5 * 3.0 / MIB)
+    with pytest.raises(ValueError, match="lacks a measured onnx_fp32_peak_mib and onnx_fp32_size_mib"):
+        measured_overhead("fp32", record)
+    # the committed reference: every precision measured, and the smaller files carry more runtime per byte
+    ratios = {p: measured_overhead(p) for p in ("fp32", "fp16", "int8", "int4")}
+    assert all(r > 1 for r in ratios.values()) and ratios["int4"] > ratios["fp32"]
+    with pytest.raises(ValueError, match="overhead"):
+        model_ram_mib(10, "int4", overhead=0.0)

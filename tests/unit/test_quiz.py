@@ -98,7 +98,11 @@ def test_every_usual_slip_is_named_and_a_far_miss_says_only_where_to_look(cls):
         got = result(cls, value)
         assert got.outcome is Outcome.INCORRECT and got.message == message
     want = question.expected()
-    far, near = result(cls, want * 3 + 7), result(cls, want * 1.3 + 0.5)
+    # a far miss that is no usual slip (a slip's own value may happen to lie 3× away)
+    far_value = next(
+        v for v in (want * k + 7 for k in (3, 4.5, 6)) if all(abs(v - s) > 0.1 * abs(s) for s in slips.values())
+    )
+    far, near = result(cls, far_value), result(cls, want * 1.3 + 0.5)
     assert far.outcome is near.outcome is Outcome.INCORRECT and question.look_at in far.message
     assert far.message == near.message, "a miss must not say how far off or which way"
 
