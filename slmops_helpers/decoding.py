@@ -73,7 +73,7 @@ class Constraint(Protocol):
 # --- sampling: what an OpenAI-style server offers besides greedy ---------------------------
 
 MAX_TOP_LOGPROBS = 20  # OpenAI's own bound
-_NUCLEUS_FIRST = 1024  # top-p first tries the most likely tokens alone: one partial sort, not a full one
+_NUCLEUS_HEADS = (1024, 8192)  # top-p looks among this many most likely tokens before sorting them all
 
 
 @dataclass(frozen=True)
@@ -157,20 +157,21 @@ class Sampler:
         if p.min_p:
             probs[probs < p.min_p] = 0.0  # relative to the most likely token, whose weight is exp(0) = 1
         probs /= probs.sum()
-        if p.top_p < 1:
-            order = self._nucleus(probs, p.top_p)
-        else:
-            order = np.flatnonzero(probs)
-        weights = np.cumsum(probs[order])
-        return int(order[min(np.searchsorted(weights, self.rng.random() * weights[-1], side="right"), len(order) - 1)])
+        order = self._nucleus(probs, p.top_p) if p.top_p < 1 else None
+        weights = np.cumsum(probs if order is None else probs[order])
+        i = min(int(np.searchsorted(weights, self.rng.random() * weights[-1], side="right")), len(weights) - 1)
+        return i if order is None else int(order[i])
 
     @staticmethod
     def _nucleus(probs: np.ndarray, top_p: float) -> np.ndarray:
         """The smallest set of most likely tokens whose probability reaches ``top_p``, most likely first."""
-        head = min(_NUCLEUS_FIRST, len(probs))
-        candidates = np.argpartition(-probs, head - 1)[:head] if head < len(probs) else np.arange(len(probs))
-        if probs[candidates].sum() < top_p:  # a flat distribution: sort everything
-            candidates = np.arange(len(probs))
+        candidates = np.arange(len(probs))
+        for head in _NUCLEUS_HEADS:  # the likeliest few usually hold top_p: partial sorts, not a full one
+            if head < len(probs):
+                likeliest = np.argpartition(-probs, head - 1)[:head]
+                if probs[likeliest].sum() >= top_p:
+                    candidates = likeliest
+                    break
         order = candidates[np.argsort(-probs[candidates], kind="stable")]
         keep = int(np.searchsorted(np.cumsum(probs[order]), top_p)) + 1
         return order[:keep]

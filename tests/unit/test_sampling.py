@@ -70,12 +70,14 @@ def test_filters_keep_exactly_the_tokens_they_promise(params, allowed):
     assert set(_draws(params, n=2000).tolist()) == allowed
 
 
-def test_top_p_on_a_large_flat_vocabulary_falls_back_to_a_full_sort():
-    # 5,000 near-equal tokens: the first 1,024 cannot reach top_p = 0.9, so the whole vocabulary is sorted.
-    logits = np.random.default_rng(1).normal(0, 0.01, 5000)
-    kept = Sampler._nucleus(np.exp(logits) / np.exp(logits).sum(), 0.9)
-    assert 4400 < len(kept) < 4600 and len(set(kept.tolist())) == len(kept)
-    probs = np.exp(logits) / np.exp(logits).sum()
+@pytest.mark.parametrize("size, spread", [(5000, 0.01), (20000, 0.01), (20000, 3.0)])
+def test_top_p_keeps_the_fewest_most_likely_tokens_however_flat(size, spread):
+    # near-equal tokens: the likeliest 1,024 (or 8,192) cannot reach top_p, so more are sorted
+    logits = np.random.default_rng(1).normal(0, spread, size)
+    probs = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
+    kept = Sampler._nucleus(probs, 0.9)
+    by_size = np.sort(probs)[::-1]
+    assert len(kept) == np.searchsorted(np.cumsum(by_size), 0.9) + 1 and len(set(kept.tolist())) == len(kept)
     assert probs[kept].min() >= np.delete(probs, kept).max()  # the most likely ones, nothing skipped
 
 
