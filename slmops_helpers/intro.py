@@ -147,7 +147,8 @@ def csr_reading(m: dict[str, Any]) -> str:
         "Zeros save memory only if you store the matrix sparsely, and a sparse format pays an index per kept weight: "
         f"at 50% sparsity CSR takes **{m['csr_over_dense_at_50']:.2f}×** the dense bytes, at 90% "
         f"**{m['csr_over_dense_at_90']:.2f}×**. Speed gains need kernels that skip zeros (or structured patterns such "
-        "as 2:4). That is why quantization, not pruning, is the everyday tool for shrinking SLMs."
+        "as 2:4). That is why unstructured pruning rarely pays on its own; structured pruning (whole blocks, heads or "
+        "channels) makes the matrices themselves smaller, and section 2's student is built that way."
     )
 
 

@@ -22,7 +22,8 @@ def size_reading(m: dict[str, Any]) -> str:
     return (
         f"Measured: int4 is **×{m['onnx_int4_ratio']:.3f}** of fp32, **{m['int4_reduction_pct']:.0f}%** smaller; "
         f"int8 is ×{m['onnx_int8_ratio']:.3f}, fp16 ×{m['onnx_fp16_ratio']:.3f}. ×0.125 counts 4 bits per weight and "
-        f"nothing else, but every block of 32 weights also stores a scale ({m['int4_scales_mib']:.1f} MiB here), the "
+        f"nothing else, but every block of 32 weights also stores a scale and a zero point ({m['int4_scales_mib']:.1f} "
+        "MiB here), the "
         f"output layer stays at 8 bits, and norms stay in float ({m['int4_float_mib']:.1f} MiB). 'About 75%' is what "
         "int4 saves against an **fp16** baseline (16 → 4 bits), not against fp32. Our int8 recipe keeps the tied "
         f"embedding in fp32, which is why it is only ×{m['onnx_int8_ratio']:.2f}."
@@ -245,11 +246,23 @@ def constrained_reading(m: dict[str, Any], n_tickets: int) -> str:
         f"{m['unconstrained_category_acc']:.0%}, error code {m['constrained_error_code_acc']:.0%} against "
         f"{m['unconstrained_error_code_acc']:.0%}. "
         + difference_sentence(m, "constrained_vs_unconstrained", "constrained", "unconstrained", n_tickets)
-        + f". The mask cost {m['constrained_mask_overhead_pct']:+.0f} % in ms per token "
+        + f". {_mask_moved(m)}The mask cost {m['constrained_mask_overhead_pct']:+.0f} % in ms per token "
         f"({m['constrained_ms_per_token']:.1f} against {m['unconstrained_ms_per_token']:.1f}; a few percent either "
         "way is timing noise): it is a lookup for the header's tokens and nothing at all in the reply. The mask "
         "guarantees the *form*; it cannot make a wrong category right, only pick the model's best-scoring "
         "allowed one."
+    )
+
+
+def _mask_moved(m: dict[str, Any]) -> str:
+    """Why a mask that only fixes form can move the fields' accuracy, when it did."""
+    fields = ("category_acc", "error_code_acc")
+    if all(m[f"constrained_{f}"] == m[f"unconstrained_{f}"] for f in fields):
+        return ""
+    return (
+        "The fields moved because the mask changes an answer where the model's best token was not allowed, and "
+        "from there the model continues from a prefix it would not have written, so later fields can change "
+        "either way. "
     )
 
 

@@ -34,12 +34,14 @@ from .loss import (
 )
 from .settings import SEED_CLAIMS, SIZES, DistillConfig, claims_vs_measured, get_config
 from .student import (
+    PassWeights,
     block_choices,
     build_student,
     check_same_vocabulary,
     count_config_parameters,
     keep_every,
     max_blocks_within,
+    pass_weights,
     student_config,
 )
 from .teacher import (
@@ -86,6 +88,8 @@ __all__ = [
     "max_blocks_within",
     "model_fingerprint",
     "output_problem",
+    "pass_weights",
+    "PassWeights",
     "read_entry",
     "soften",
     "student_config",

@@ -12,6 +12,7 @@ from typing import Any
 from ..reference import Reference
 from ..uncertainty import difference_from_metrics
 from .steps import TARGETS
+from .student import PassWeights
 
 
 def teacher_reading(m: dict[str, Any]) -> str:
@@ -201,8 +202,9 @@ def targets_reading(m: dict[str, Any], profile: str) -> str:
     )
 
 
-def drafting_reading(m: dict[str, Any], n_tickets: int) -> str:
-    """The two students as the teacher's drafts: agreement, not speed, tells them apart."""
+def drafting_reading(m: dict[str, Any], n_tickets: int, weights: PassWeights | None = None) -> str:
+    """The two students as the teacher's drafts: agreement, not speed, tells them apart; with
+    ``weights`` (from the model's config), why even a shallow student costs a large share of a pass."""
     same = (
         "every answer was the teacher's own, token for token"
         if m["speculative_identical"]
@@ -217,7 +219,19 @@ def drafting_reading(m: dict[str, Any], n_tickets: int) -> str:
         f"×{m['speculative_undistilled_speedup']:.2f} against the teacher alone. Both students cost the same per "
         f"pass ({ratio:.0%} of a teacher pass here), so whatever separates them as drafts is how often the teacher "
         "agrees with them. To pay at all, a draft must also cost far less than its teacher (notebook 04 works the "
-        "cost model through). transformers' assisted generation with the distilled student gave "
+        "cost model through). "
+        + ("" if weights is None else _head_sentence(weights))
+        + "transformers' assisted generation with the distilled student gave "
         + ("the same" if m["hf_assisted_identical"] else "**different**")
         + f" tokens as plain greedy generation and ran ×{m['hf_assisted_speedup']:.2f} on whole answers."
+    )
+
+
+def _head_sentence(w: PassWeights) -> str:
+    return (
+        f"A cut student cannot be much cheaper here: the output head ({w.head / 1e6:.1f} M weights) is multiplied in "
+        f"full at every token by student and teacher alike, and it is {w.head_share:.0%} of the student's "
+        f"{w.student / 1e6:.1f} M weights per token. By weights multiplied, this student's pass costs "
+        f"{w.floor:.0%} of the teacher's ({w.teacher / 1e6:.1f} M), and no student, however few blocks it keeps, "
+        f"goes below {w.head / w.teacher:.0%}. "
     )

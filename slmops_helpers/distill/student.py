@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import re
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -79,6 +80,45 @@ def count_config_parameters(config: Any) -> int:
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config)
     return sum(p.numel() for p in model.parameters())
+
+
+@dataclass(frozen=True)
+class PassWeights:
+    """Weights a causal LM multiplies for each generated token (its matrices and its output
+    head; an embedding lookup reads one row, so a separate input embedding does not count)."""
+
+    head: int  # the output layer, hidden × vocabulary
+    student: int
+    teacher: int
+
+    @property
+    def head_share(self) -> float:
+        """The head's share of the student's per-token weights."""
+        return self.head / self.student
+
+    @property
+    def floor(self) -> float:
+        """A student pass against a teacher pass, by weights multiplied: what a draft costs at best."""
+        return self.student / self.teacher
+
+
+def _weights_per_token(config: Any) -> int:
+    embedding = config.vocab_size * config.hidden_size
+    untied = not getattr(config, "tie_word_embeddings", False)
+    return count_config_parameters(config) - (embedding if untied else 0)
+
+
+def pass_weights(teacher_config: Any, n_layers: int) -> PassWeights:
+    """Per-token weights of a student with ``n_layers`` of the teacher's blocks, beside the
+    teacher's. The head is multiplied in full at every token by both, which is why a shallow
+    student still costs a large share of a teacher pass when the vocabulary is large."""
+    if not 0 < n_layers <= teacher_config.num_hidden_layers:
+        raise ValueError(f"n_layers must be in [1, {teacher_config.num_hidden_layers}], got {n_layers}.")
+    return PassWeights(
+        head=teacher_config.vocab_size * teacher_config.hidden_size,
+        student=_weights_per_token(student_config(teacher_config, n_layers)),
+        teacher=_weights_per_token(teacher_config),
+    )
 
 
 def build_student(teacher: Any, keep: list[int]) -> Any:

@@ -124,6 +124,20 @@ def test_other_readings():
     )
 
 
+def test_constrained_reading_explains_fields_that_moved():
+    m = {
+        f"{kind}_{k}": v
+        for kind in ("constrained", "unconstrained")
+        for k, v in (("format_ok", 1.0), ("category_acc", 0.25), ("error_code_acc", 0.75), ("ms_per_token", 10.0))
+    }
+    m |= {"constrained_vs_unconstrained_score_diff": 0.0, "constrained_vs_unconstrained_score_diff_ci_low": -1.0,
+          "constrained_vs_unconstrained_score_diff_ci_high": 1.0, "constrained_mask_overhead_pct": 0.0}  # fmt: skip
+    assert "prefix it would not have written" not in report.constrained_reading(m, 8)
+    for field in ("category_acc", "error_code_acc"):
+        moved = report.constrained_reading({**m, f"constrained_{field}": 0.5}, 8)
+        assert "prefix it would not have written" in moved
+
+
 def test_deploy_candidates_prefer_trained_models_and_end_with_the_untuned_base(tmp_path, monkeypatch, tiny_source):
     merged = tmp_path / "artifacts" / "03_fine_tuning" / "merged_lora"
     shutil.copytree(tiny_source, merged)

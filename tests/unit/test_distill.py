@@ -4,6 +4,7 @@ output validation, and the errors bad input must raise before training starts.""
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 
@@ -13,6 +14,7 @@ import torch.nn.functional as F
 
 from slmops_helpers import distill, evaluate, training
 from slmops_helpers.distill import KDConfig
+from slmops_helpers.distill import report as distill_report
 from slmops_helpers.distill import teacher as teacher_module
 from slmops_helpers.models import MIB, count_parameters, random_llama, tensor_bytes
 from slmops_helpers.training import TrainConfig
@@ -264,6 +266,38 @@ def test_max_blocks_within_a_parameter_budget(teacher):
     for budget in (0.0, 1.5):
         with pytest.raises(ValueError, match="in \\(0, 1\\]"):
             distill.max_blocks_within(config, budget)
+
+
+def test_pass_weights_count_the_head_every_pass(teacher):
+    config = teacher.config  # tied: the head is the embedding, counted once
+    head = config.vocab_size * config.hidden_size
+    whole = distill.pass_weights(config, 4)
+    assert whole.head == head and whole.student == whole.teacher == count_parameters(teacher)
+    one = distill.pass_weights(config, 1)
+    block = (whole.teacher - one.student) // 3
+    assert one.student == whole.teacher - 3 * block and one.head_share == pytest.approx(head / one.student)
+    assert one.floor == pytest.approx(one.student / whole.teacher) and head / whole.teacher < one.floor < 1
+    untied = copy.deepcopy(config)
+    untied.tie_word_embeddings = False  # a separate input embedding is a lookup, not a product
+    assert distill.pass_weights(untied, 4).teacher == whole.teacher
+    for n in (0, 5):
+        with pytest.raises(ValueError, match="n_layers must be in"):
+            distill.pass_weights(config, n)
+
+
+def test_drafting_reading_gives_the_heads_floor(teacher):
+    m = {
+        "speculative_identical": True, "speculative_distilled_pass_ms": 2.0,
+        "speculative_distilled_target_pass_ms": 4.0, "speculative_distilled_acceptance": 0.5,
+        "speculative_undistilled_acceptance": 0.25, "speculative_distilled_gamma": 2,
+        "speculative_undistilled_gamma": 1, "speculative_distilled_speedup": 0.8,
+        "speculative_undistilled_speedup": 0.7, "hf_assisted_identical": True, "hf_assisted_speedup": 0.9,
+    }  # fmt: skip
+    w = distill.PassWeights(head=28_311_552, student=53_092_800, teacher=134_515_008)
+    text = distill_report.drafting_reading(m, 3, w)
+    assert "28.3 M weights" in text and "53% of the student's 53.1 M" in text
+    assert "costs 39% of the teacher's (134.5 M)" in text and "goes below 21%" in text
+    assert "output head" not in distill_report.drafting_reading(m, 3)
 
 
 def test_student_keeping_every_block_is_the_teacher(teacher):
