@@ -6,6 +6,8 @@
                                 run time and slowest cells, links
     notebooks/NN_name.html      each executed notebook from artifacts/notebooks/, plots inline
     labs/NN_name.html           each section's lab, as the learner gets it (not executed)
+    glossary.html               GLOSSARY.md
+    prerequisites.html          docs/prerequisites.md: the math and ML each section assumes
 
 The site opens from disk with no network: pages use nbconvert's ``lab`` template minus
 every script it would fetch from a CDN (require.js, MathJax, mermaid, the widget
@@ -222,7 +224,7 @@ def render_index(sections: list[Section], generated: str) -> str:
 <p class="lead">Operate small language models through their whole life cycle, measured on a real model
 (SmolLM2-135M-Instruct), offline. The sections in order, with what each run measured.</p>
 {"".join(cards)}
-<p class="links"><a href="glossary.html">Glossary</a></p>
+<p class="links"><a href="prerequisites.html">Prerequisites</a> · <a href="glossary.html">Glossary</a></p>
 <p class="muted">Generated {html.escape(generated)} by <code>slmops site</code> from artifacts/notebooks/ and
 artifacts/metrics/. Opens from disk; nothing here loads from the network.</p>
 </body>
@@ -231,27 +233,34 @@ artifacts/metrics/. Opens from disk; nothing here loads from the network.</p>
 
 
 def _link_notebooks(page: str, stems: set[str], up: str = "../") -> str:
-    """Point links to course notebooks (``../notebooks/01_x.ipynb``) and to ``GLOSSARY.md`` at
-    their site pages; ``up`` leads from the page's folder to the site root ("" for the index)."""
+    """Point links to course notebooks (``../notebooks/01_x.ipynb``), ``GLOSSARY.md`` and
+    ``docs/prerequisites.md`` at their site pages; ``up`` leads from the page's folder to the
+    site root ("" for the index and the root's own pages)."""
 
     def repl(match: re.Match) -> str:
         folder, stem = match.group(2), match.group(3)
         return f'href="{up}{folder}/{stem}.html"' if stem in stems else match.group(0)
 
     page = re.sub(r'href="((?:\.\./)*)(notebooks|labs)/([\w-]+)\.ipynb"', repl, page)
+    page = re.sub(
+        r'href="((?:\.\./)*)docs/prerequisites\.md(#[\w-]*)?"',
+        lambda m: f'href="{up}prerequisites.html{m.group(2) or ""}"',
+        page,
+    )
     return re.sub(
         r'href="((?:\.\./)*)GLOSSARY\.md(#[\w-]*)?"', lambda m: f'href="{up}glossary.html{m.group(2) or ""}"', page
     )
 
 
-def render_glossary(text: str) -> str:
-    """``GLOSSARY.md`` as the site's glossary page (notebook pages link their terms to it)."""
+def render_glossary(text: str, title: str = "glossary") -> str:
+    """``GLOSSARY.md`` as the site's glossary page (notebook pages link their terms to it), or
+    another course document at the site root under ``title``."""
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1.0">
-<title>SLMOps course: glossary</title>
+<title>SLMOps course: {html.escape(title)}</title>
 <style>{INDEX_CSS}</style>
 </head>
 <body>
@@ -313,4 +322,8 @@ def build_site(
         glossary = root / "GLOSSARY.md"  # the index always links it, so the page always exists
         text = glossary.read_text() if glossary.is_file() else "# Glossary\n\nThis checkout has no GLOSSARY.md."
         (tmp / "glossary.html").write_text(render_glossary(text), encoding="utf-8")
+        prerequisites = root / "docs" / "prerequisites.md"  # linked from the index and each notebook's start
+        text = prerequisites.read_text() if prerequisites.is_file() else "# Prerequisites\n\nThis checkout has none."
+        page = _link_notebooks(render_glossary(text, "prerequisites"), stems, up="")
+        (tmp / "prerequisites.html").write_text(page, encoding="utf-8")
     return out / "index.html"

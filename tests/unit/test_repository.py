@@ -143,3 +143,23 @@ def test_readme_and_package_map_name_every_module(root):
                          ("the package map in slmops_helpers/__init__.py", _package_map(root))):  # fmt: skip
         assert not modules - named, f"{where} leaves out {sorted(modules - named)}"
         assert not named - modules, f"{where} names {sorted(named - modules)}, which the package does not have"
+
+
+def _glossary_ids(root):
+    return set(re.findall(r'<a id="([\w-]+)"></a>', (root / "GLOSSARY.md").read_text()))
+
+
+def test_each_notebook_opens_with_its_sections_prerequisites(root):
+    text = (root / "docs" / "prerequisites.md").read_text()
+    anchors = set(re.findall(r'<a id="(section-\d)"></a>', text))
+    notebooks = sorted(root.glob("notebooks/[0-9][0-9]_*.ipynb"))
+    assert anchors == {f"section-{int(p.name[:2])}" for p in notebooks}, "one prerequisites section per notebook"
+    for path in notebooks:
+        opening = "".join(json.loads(path.read_text())["cells"][0]["source"])
+        assert f"(../docs/prerequisites.md#section-{int(path.name[:2])})" in opening, f"{path.name}: link its section"
+    assert "(docs/prerequisites.md)" in (root / "README.md").read_text()
+
+
+def test_prerequisites_point_at_glossary_entries_that_exist(root):
+    linked = set(re.findall(r"\(\.\./GLOSSARY\.md#([\w-]+)\)", (root / "docs" / "prerequisites.md").read_text()))
+    assert len(linked) > 20 and not linked - _glossary_ids(root), sorted(linked - _glossary_ids(root))

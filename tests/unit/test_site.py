@@ -239,3 +239,21 @@ def test_glossary_links_point_at_the_site_glossary():
     rendered = site.render_glossary('# Glossary\n\n<a id="kv-cache"></a>**KV cache** — kept keys and values.')
     assert '<a id="kv-cache"></a>' in rendered and "<strong>KV cache</strong>" in rendered
     assert 'href="index.html"' in rendered
+
+
+def test_prerequisites_page_is_built_and_linked_from_notebooks_and_the_index(course):
+    root, artifacts = course
+    (root / "docs").mkdir()
+    (root / "docs" / "prerequisites.md").write_text(
+        '# Prerequisites\n\n<a id="section-1"></a>\n## Section 1\n\n[KL](../GLOSSARY.md#kl-divergence)\n'
+    )
+    intro = INTRO + "\nSee the [prerequisites](../docs/prerequisites.md#section-1).\n"
+    nbformat.write(_notebook(intro, [], None), artifacts / "notebooks" / "01_alpha.ipynb")
+    site.build_site(root, artifacts, run_missing=False)
+    out = artifacts / "site"
+    page = (out / "prerequisites.html").read_text()
+    assert "<title>SLMOps course: prerequisites</title>" in page and '<a id="section-1"></a>' in page
+    assert 'href="glossary.html#kl-divergence"' in page  # the page sits at the site root
+    assert 'href="prerequisites.html"' in (out / "index.html").read_text()
+    assert 'href="../prerequisites.html#section-1"' in (out / "notebooks" / "01_alpha.html").read_text()
+    assert site._link_notebooks('<a href="docs/prerequisites.md">', set(), up="") == '<a href="prerequisites.html">'
