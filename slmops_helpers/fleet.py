@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from .models import MIB, weight_bytes
+from .reference import read_reference
 
 GB = 1e9  # egress is priced per 10^9 bytes; every memory and file size here is in MiB
 DAYS_PER_MONTH = 30
@@ -144,8 +145,6 @@ def measured_overhead(precision: str, metrics: dict[str, Any] | None = None) -> 
     not a constant: 1.5 for fp32 and about 3 for int4 in the reference run. Part of it (the runtime)
     does not grow with the model, so for a larger model it overstates the need: a safe side to err on."""
     if metrics is None:
-        from .reference import read_reference
-
         ref = read_reference("04_deployment")
         if not ref.usable:
             raise ValueError(f"No measured overhead without notebook 04's reference record: {ref.problem}")
