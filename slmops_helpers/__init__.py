@@ -7,6 +7,7 @@ imports only from its own layer or below (``tests/unit/test_import_layers.py``):
 - ``decoding``               the token loop every runtime shares, and its timing
 - ``compress``               quantization and pruning of single weight tensors (section 1)
 - ``plots``, ``nbwatchdog``  figures; the papermill engine that catches a lost kernel message
+- ``diagrams``               concept pictures: LoRA, the KV cache, a speculative round, a quant block
 - ``data``                   the course dataset, chat formatting and the task score
 - ``metrics``                the metrics contract: one flat JSON file per notebook, units by suffix
 - ``models``                 presets, offline preparation of the base model, loading, sizes

@@ -8,7 +8,7 @@ import ast
 from pathlib import Path
 
 LAYERS = (
-    ("foundations", ("_io", "config", "decoding", "compress", "plots", "nbwatchdog", "deploy.client")),
+    ("foundations", ("_io", "config", "decoding", "compress", "plots", "diagrams", "nbwatchdog", "deploy.client")),
     ("data and models", ("data", "metrics", "models", "reference", "uncertainty", "speculative", "constrained")),
     ("running and training", ("inference", "training", "distributed", "registry", "fleet", "speculative_bench")),
     ("evaluation", ("evaluate", "intro")),
