@@ -163,3 +163,20 @@ def test_each_notebook_opens_with_its_sections_prerequisites(root):
 def test_prerequisites_point_at_glossary_entries_that_exist(root):
     linked = set(re.findall(r"\(\.\./GLOSSARY\.md#([\w-]+)\)", (root / "docs" / "prerequisites.md").read_text()))
     assert len(linked) > 20 and not linked - _glossary_ids(root), sorted(linked - _glossary_ids(root))
+
+
+# The field's own calls each notebook shows at the moment it teaches the idea (the helpers keep
+# the bookkeeping, but a learner must leave knowing the library calls they would reuse).
+FIELD_CALLS = {
+    "02_distillation": ("F.kl_div(", "F.log_softmax(", "F.cross_entropy(", "log_target=True"),
+    "03_fine_tuning": ("LoraConfig(", "get_peft_model(", "merge_and_unload("),
+    "04_deployment": ("builder_command(", "convert_command(", "OpenAI("),
+}
+
+
+def test_notebooks_show_the_fields_own_calls(root):
+    missing = []
+    for stem, calls in FIELD_CALLS.items():
+        code = "\n".join(s for _, s, _ in _code_cells(root / "notebooks" / f"{stem}.ipynb"))
+        missing += [f"{stem}: {call}" for call in calls if call not in code]
+    assert not missing, f"calls a learner should see in a code cell: {missing}"
