@@ -35,6 +35,9 @@ class Exercise:
     # The course's own implementations of what the learner writes: a learner's function that
     # reaches one (by name, alias, import or at run time) is refused, "write it yourself".
     course_twins: ClassVar[tuple[Callable[..., Any], ...]] = ()
+    # True for an exercise on the real tools and the course model: its check reads what the
+    # learner's cell made (files, an adapter, a package, an exit code), and takes seconds.
+    real_tools: ClassVar[bool] = False
 
     def check_value(self, value: Any) -> Result | None:
         """Judge the learner's answer.

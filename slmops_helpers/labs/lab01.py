@@ -1,5 +1,7 @@
 """Checks for lab 01 (introduction): footprint, the two speeds, the floor, pruning, sparse
-storage, fleet fit, the real bytes of int4, and a model's parameters from its config."""
+storage, fleet fit, the real bytes of int4, a model's parameters from its config, and, on
+the course model itself (in ``lab01_real``), a timed greedy loop and a half-precision copy
+written to disk."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from ..fleet import model_ram_mib
 from ..models import MIB, PRESETS, count_parameters, weight_bytes
 from . import Exercise, Result, close, incorrect, is_number, learner_answer
 from .checks import fresh_rng, fresh_seed
+from .lab01_real import HalfPrecisionCopy, TimeGeneration
 from .quiz01 import QUIZ as QUIZ  # the lab's quiz, rendered at its end
 
 PRECISIONS = ("fp32", "fp16", "int8", "int4")
@@ -309,4 +312,6 @@ EXERCISES = [
     LargestOnTablet,
     Int4BytesPerWeight,
     ParametersFromConfig,
+    TimeGeneration,
+    HalfPrecisionCopy,
 ]

@@ -10,7 +10,7 @@ from transformers import LlamaConfig
 
 from slmops_helpers import fleet, models
 from slmops_helpers.distill import count_config_parameters
-from slmops_helpers.labs import Outcome, Question, ____, lab01
+from slmops_helpers.labs import Outcome, Question, ____, lab01, lab01_real
 from slmops_helpers.labs.solutions import solution_code
 
 
@@ -27,7 +27,7 @@ def solution_namespace(exercise) -> dict:
     return namespace
 
 
-@pytest.mark.parametrize("exercise", lab01.EXERCISES, ids=lambda e: e.name)
+@pytest.mark.parametrize("exercise", [e for e in lab01.EXERCISES if not e.real_tools], ids=lambda e: e.name)
 def test_blank_is_not_attempted_and_the_solution_is_right(exercise):
     blank = {"largest_on_tablet": ____, "largest_need_mib": ____} if exercise.var is None else ____
     assert outcome(exercise, blank)[0] is Outcome.NOT_ATTEMPTED
@@ -198,3 +198,104 @@ def test_parameter_count_slips_are_named(wrong, says):
 def test_an_untied_model_without_its_output_layer_is_told_so():
     got, message = outcome(lab01.ParametersFromConfig, lambda c: _count(c, tied=True))
     assert got is Outcome.INCORRECT and "no output layer" in message, message
+
+
+# --- q9 and q10: on the real tools, checked here on a tiny random Llama -----------------------
+
+
+def _timed(model, tokenizer, prompt, n_tokens, *, first_s=0.1, next_s=0.01, cache=True, scale=1.0, wrong_at=None):
+    """A learner's time_generation whose passes take known times (slept), greedy or not."""
+    import time
+
+    ids, tokens, seconds = tokenizer(prompt).input_ids, [], []
+    with torch.inference_mode():
+        model(input_ids=torch.tensor([ids]))  # warm-up: the first call's one-off costs stay out of the times
+        for i in range(n_tokens):
+            start = time.perf_counter()
+            logits = model(input_ids=torch.tensor([ids + tokens])).logits[0, -1]
+            token = int(logits.argmax()) if i != wrong_at else int(logits.argmin())
+            time.sleep(first_s if i == 0 or not cache else next_s)
+            seconds.append((time.perf_counter() - start) * scale)
+            tokens.append(token)
+    return {"tokens": tokens, "ttft_s": seconds[0], "token_s": seconds[1:]}
+
+
+def _q9(tiny_tokenizer, tiny_model, **kwargs):
+    def time_generation(model, tokenizer, prompt, n_tokens):
+        return _timed(model, tokenizer, prompt, n_tokens, **kwargs)
+
+    namespace = {"model": tiny_model, "tokenizer": tiny_tokenizer, "time_generation": time_generation}
+    result = Question(lab01_real.TimeGeneration(), namespace).result()
+    return result.outcome, result.message
+
+
+def test_q9_passes_greedy_tokens_with_times_that_account_for_the_call(tiny_tokenizer, tiny_model):
+    assert _q9(tiny_tokenizer, tiny_model)[0] is Outcome.CORRECT
+
+
+@pytest.mark.parametrize(
+    "slip, says",
+    [
+        ({"wrong_at": 0}, "first token"),
+        ({"wrong_at": 3}, "token 3"),
+        ({"cache": False}, "KV cache"),
+        ({"scale": 1000.0}, "milliseconds"),
+        ({"scale": 0.2}, "less than half"),
+    ],
+)
+def test_q9_names_each_slip(tiny_tokenizer, tiny_model, slip, says):
+    got, message = _q9(tiny_tokenizer, tiny_model, **slip)
+    assert got is Outcome.INCORRECT and says in message, message
+
+
+def test_q9_refuses_the_course_timer(tiny_tokenizer, tiny_model):
+    from slmops_helpers import inference
+
+    def time_generation(model, tokenizer, prompt, n_tokens):
+        timed = inference.generate_timed(model, tokenizer, prompt, n_tokens)
+        return {"tokens": [], "ttft_s": timed.ttft_s, "token_s": timed.token_s}
+
+    namespace = {"model": tiny_model, "tokenizer": tiny_tokenizer, "time_generation": time_generation}
+    result = Question(lab01_real.TimeGeneration(), namespace).result()
+    assert result.outcome is Outcome.INCORRECT and "write it yourself" in result.message
+
+
+def _q10(model, folder, size):
+    namespace = {"model": model, "fp16_dir": folder, "fp16_mib": size}
+    result = Question(lab01_real.HalfPrecisionCopy(), namespace).result()
+    return result.outcome, result.message
+
+
+def test_q10_reads_the_folder_and_the_measured_size(tiny_model, tmp_path):
+    import copy
+
+    copy.deepcopy(tiny_model).to(torch.float16).save_pretrained(tmp_path / "half")
+    on_disk = models.files_mib(tmp_path / "half")
+    assert _q10(tiny_model, tmp_path / "half", ____)[0] is Outcome.NOT_ATTEMPTED
+    assert _q10(tiny_model, tmp_path / "half", on_disk)[0] is Outcome.CORRECT
+    n_params = models.count_parameters(tiny_model)
+    got, message = _q10(tiny_model, tmp_path / "half", n_params * 2 / 2**20)  # the formula, not the files
+    assert got is Outcome.INCORRECT and "formula" in message
+    got, message = _q10(tiny_model, tmp_path / "half", on_disk * 1.001)
+    assert got is Outcome.INCORRECT and "not the size" in message
+    got, message = _q10(tiny_model, tmp_path / "missing", on_disk)
+    assert got is Outcome.INCORRECT and "not a folder" in message
+
+
+def test_q10_refuses_float32_files_other_weights_and_a_model_halved_in_place(
+    tiny_tokenizer, tiny_model, tiny_llama_factory, tmp_path
+):
+    import copy
+
+    tiny_model.save_pretrained(tmp_path / "fp32")
+    got, message = _q10(tiny_model, tmp_path / "fp32", models.files_mib(tmp_path / "fp32"))
+    assert got is Outcome.INCORRECT and "not float16" in message
+    other = tiny_llama_factory(tiny_tokenizer)
+    torch.nn.init.normal_(other.model.layers[0].mlp.up_proj.weight)
+    other.to(torch.float16).save_pretrained(tmp_path / "other")
+    got, message = _q10(tiny_model, tmp_path / "other", models.files_mib(tmp_path / "other"))
+    assert got is Outcome.INCORRECT and "not the course model's weight" in message
+    halved = copy.deepcopy(tiny_model).to(torch.float16)
+    halved.save_pretrained(tmp_path / "half")
+    got, message = _q10(halved, tmp_path / "half", models.files_mib(tmp_path / "half"))
+    assert got is Outcome.INCORRECT and "in place" in message

@@ -91,15 +91,23 @@ def test_no_measurement_constants_named_measured_in_the_lab_code():
 
 NAMES = {  # the names each whole-namespace exercise reads
     ("01", "q6"): ("largest_on_tablet", "largest_need_mib"),
+    ("01", "q9"): ("time_generation", "model", "tokenizer"),
+    ("01", "q10"): ("fp16_mib", "fp16_dir", "model"),
     ("02", "q3"): ("keep", "initial_ce"),
     ("02", "q6"): ("t_half", "p_top_at", "p_top_before"),
     ("03", "q3"): ("my_targets", "targets_cost"),
+    ("03", "q9"): ("lora_config", "adapter_dir"),
+    ("03", "q10"): ("merged_dir", "adapter_dir"),
     ("04", "q1"): ("expected_mib", "int4_block_mib"),
     ("04", "q2"): ("quantize_int8", "dequantize_int8", "int8_error"),
     ("04", "q4"): ("percentiles_ms", "ships"),
     ("04", "q6"): ("tokens_per_round", "speedup", "max_draft_ratio"),
+    ("04", "q10"): ("package_mib", "p50_ms", "package_dir"),
+    ("04", "q11"): ("ask", "package_dir"),
     ("05", "q3"): ("halted_stage", "halt_cause", "rolled_back"),
     ("05", "q6"): ("tolerated_factor", "slow_share_there"),
+    ("05", "q8"): ("registry_root", "reference_id", "candidate_id"),
+    ("05", "q9"): ("policy_path", "gate_exit_code", "gate_output", "registry_root", "candidate_id", "reference_id"),
 }
 
 

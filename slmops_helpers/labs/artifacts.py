@@ -1,0 +1,91 @@
+"""What the real-tool exercises check: the artifacts a learner made with the course's tools.
+
+A real-tool exercise is judged on what exists after the learner's cell ran (a folder of
+weights, an adapter, a package, a policy file, a gate's exit code), measured again here,
+never on a number typed into the cell. These helpers read such artifacts:
+
+* ``work_dir``: where a lab's artifacts go (``artifacts/labs/labNN/``);
+* ``folder_of``: the learner's folder, or an INCORRECT result that names the fix;
+* ``safetensors_tensors``: every tensor a saved folder holds, read without building a model;
+* ``greedy_mismatch``: whether a list of tokens is the model's greedy continuation, in one
+  forward pass (teacher forcing), so a check need not generate the answer again.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..config import artifacts_dir
+from .checks import Result, incorrect
+
+__all__ = ["work_dir", "folder_of", "safetensors_tensors", "greedy_mismatch", "NEAR_TIE"]
+
+NEAR_TIE = 1e-3  # logits this close are a tie that float rounding may break either way
+
+
+def work_dir(lab: str, output_dir: str | os.PathLike[str] | None = None) -> Path:
+    """The folder for lab ``lab``'s artifacts ("01" → ``artifacts/labs/lab01``), created if missing."""
+    folder = artifacts_dir(output_dir) / "labs" / f"lab{lab}"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def folder_of(value: Any, name: str, must_hold: tuple[str, ...] = ()) -> Path | Result:
+    """The learner's ``value`` as an existing folder holding ``must_hold`` (file name patterns).
+
+    Args:
+        value: what the learner set ``name`` to: a str or a Path.
+        name: the variable's name, for the message.
+        must_hold: glob patterns that must each match a file in the folder.
+    Returns:
+        The folder, or an INCORRECT result saying what is missing.
+    """
+    if not isinstance(value, str | os.PathLike):
+        return incorrect(f"`{name}` should be the path of a folder (a str or a Path), got {type(value).__name__}.")
+    folder = Path(value)
+    if not folder.is_dir():
+        return incorrect(f"`{name}` is {str(folder)!r}, which is not a folder: run the cell that writes it.")
+    for pattern in must_hold:
+        if not any(folder.glob(pattern)):
+            return incorrect(
+                f"`{name}` ({folder}) holds no {pattern}: was the save interrupted, or is it another folder?"
+            )
+    return folder
+
+
+def safetensors_tensors(folder: Path) -> dict[str, Any]:
+    """Every tensor in the folder's ``*.safetensors`` files, by name (torch tensors, as stored)."""
+    from safetensors import safe_open
+
+    tensors: dict[str, Any] = {}
+    for path in sorted(Path(folder).glob("*.safetensors")):
+        with safe_open(str(path), framework="pt") as f:
+            for key in f.keys():  # noqa: SIM118  # safe_open has keys(), not iteration
+                tensors[key] = f.get_tensor(key)
+    return tensors
+
+
+def greedy_mismatch(model: Any, prompt_ids: list[int], tokens: list[int]) -> int | None:
+    """The first position where ``tokens`` is not the model's greedy choice after ``prompt_ids``
+    (a near-tie is not a mismatch), or None when every token is.
+
+    One forward pass over prompt and tokens gives the logits at every position: what a
+    greedy decoder would have picked there, without generating again.
+    """
+    import torch
+
+    if not tokens:
+        return None
+    device = next(model.parameters()).device
+    ids = torch.tensor([list(prompt_ids) + list(tokens)], device=device)
+    with torch.inference_mode():
+        logits = model(input_ids=ids).logits[0, len(prompt_ids) - 1 : -1].float().cpu().numpy()
+    for i, token in enumerate(tokens):
+        row = logits[i]
+        if not 0 <= token < row.shape[0] or row.max() - row[token] > NEAR_TIE * max(1.0, float(np.abs(row).max())):
+            return i
+    return None
