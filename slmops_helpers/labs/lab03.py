@@ -1,6 +1,8 @@
 """Checks for lab 03 (fine-tuning): LoRA's trainable parameters, its forward pass checked
 against peft, target modules under a budget, early stopping on a real (tiny) training curve,
-QLoRA's base memory, a hyperparameter grid, merging, and a paired bootstrap."""
+QLoRA's base memory, a hyperparameter grid, merging, a paired bootstrap, and, on the course
+model itself (in ``lab03_real``), a LoRA adapter trained for a few steps and its merge,
+checked for parity."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from ..finetune.methods import lora_parameter_count
 from ..uncertainty import bootstrap_interval, paired_difference, resampled_means
 from . import Exercise, Result, close, incorrect, is_number, learner_answer
 from .checks import fresh_rng, fresh_seed
+from .lab03_real import TARGET_BUDGET, LoraOnCourseModel, MergeOnCourseModel  # q3's budget: q9 keeps to it
 from .quiz03 import QUIZ as QUIZ  # the lab's quiz, rendered at its end
 from .quiz03 import early_stop as reference_early_stop  # one walk of a curve, for q4 and quiz 4
 
@@ -34,7 +37,6 @@ SMOLLM2_135M_LINEARS = {
 }
 SMOLLM2_135M_LAYERS = 30
 N_PARAMS = 134_515_008  # q5: SmolLM2-135M's parameters (the tied embedding counted once)
-TARGET_BUDGET = 1_000_000  # q3: LoRA parameters allowed at rank 8
 MLP = ("gate_proj", "up_proj", "down_proj")
 
 
@@ -370,6 +372,8 @@ EXERCISES = [
     ExpandGrid,
     MergeLora,
     PairedBootstrap,
+    LoraOnCourseModel,
+    MergeOnCourseModel,
 ]
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from slmops_helpers.labs import Outcome, Question, ____, lab03
+from slmops_helpers.labs import Outcome, Question, ____, lab03, lab03_real
 from slmops_helpers.labs.lab03 import (
     CountLoraParams,
     EarlyStop,
@@ -160,7 +160,7 @@ def test_grid_slips_are_named(fn, says):
     assert got is Outcome.INCORRECT and says in message, message
 
 
-@pytest.mark.parametrize("exercise", lab03.EXERCISES, ids=lambda e: e.name)
+@pytest.mark.parametrize("exercise", [e for e in lab03.EXERCISES if not e.real_tools], ids=lambda e: e.name)
 def test_blank_is_not_attempted_and_the_solution_is_right(exercise):
     namespace = {"torch": torch, **{k: getattr(lab03, k) for k in ("SMOLLM2_135M_LINEARS", "SMOLLM2_135M_LAYERS")}}
     if exercise is PickTargets:
@@ -215,3 +215,111 @@ def test_a_paired_bootstrap_on_its_own_random_stream_passes():
 def test_paired_bootstrap_slips_are_named(fn, says):
     got, message = outcome(PairedBootstrap, fn)
     assert got is Outcome.INCORRECT and says in message, message
+
+
+# --- q9 and q10: on the course model in the lab; here on a tiny random Llama --------------------
+
+
+@pytest.fixture
+def tiny_course(monkeypatch, tiny_tokenizer, tiny_llama_factory):
+    """The checks' course model replaced by a tiny Llama (its blocks have the same layer names)."""
+    base = tiny_llama_factory(tiny_tokenizer)
+    monkeypatch.setattr(lab03_real, "_course_base", lambda model_name=None: (base, tiny_tokenizer))
+    return base, tiny_tokenizer
+
+
+def _adapter(base, tokenizer, folder, steps=20, targets=("q_proj", "down_proj"), lr=0.05):
+    import copy
+
+    from peft import LoraConfig, get_peft_model
+
+    from slmops_helpers import training
+
+    torch.manual_seed(0)
+    config = LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=list(targets), task_type="CAUSAL_LM")
+    model = get_peft_model(copy.deepcopy(base), config)
+    batch = training.collate(lab03_real.lab_train_examples(tokenizer), tokenizer.pad_token_id)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
+    for _ in range(steps):
+        model(**batch).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    model.eval().save_pretrained(folder)
+    return config, model
+
+
+def _q(exercise, **namespace):
+    result = Question(exercise(), namespace).result()
+    return result.outcome, result.message
+
+
+def test_q9_reads_the_adapter_folder(tiny_course, tmp_path):
+    base, tokenizer = tiny_course
+    config, _ = _adapter(base, tokenizer, tmp_path / "adapter")
+    assert _q(lab03_real.LoraOnCourseModel, lora_config=____, adapter_dir=____)[0] is Outcome.NOT_ATTEMPTED
+    got = _q(lab03_real.LoraOnCourseModel, lora_config=config, adapter_dir=tmp_path / "adapter")
+    assert got[0] is Outcome.CORRECT, got[1]
+
+
+@pytest.mark.parametrize(
+    "slip, says",
+    [
+        ({"steps": 0}, "all zeros"),
+        ({"lr": 0.0}, "all zeros"),  # AdamW at lr 0 leaves B where peft put it
+        ({"other_config": True}, "another config"),
+        ({"folder": "missing"}, "not a folder"),
+        ({"config": "dict"}, "LoraConfig"),
+    ],
+)
+def test_q9_names_each_slip(tiny_course, tmp_path, slip, says):
+    from peft import LoraConfig
+
+    base, tokenizer = tiny_course
+    config, _ = _adapter(base, tokenizer, tmp_path / "adapter", steps=slip.get("steps", 20), lr=slip.get("lr", 0.05))
+    if slip.get("other_config"):
+        config = LoraConfig(r=8, target_modules=["q_proj"], task_type="CAUSAL_LM")
+    if slip.get("config"):
+        config = {"r": 4}
+    folder = tmp_path / slip.get("folder", "adapter")
+    got, message = _q(lab03_real.LoraOnCourseModel, lora_config=config, adapter_dir=folder)
+    assert got is Outcome.INCORRECT and says in message, message
+
+
+def test_q9_refuses_an_adapter_that_does_not_lower_the_loss(tiny_course, tmp_path):
+    base, tokenizer = tiny_course
+    config, model = _adapter(base, tokenizer, tmp_path / "adapter", steps=1)
+    with torch.no_grad():  # trained away from zero, but in a direction that makes the loss worse
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.copy_(torch.randn_like(p) * 5)
+    model.save_pretrained(tmp_path / "adapter")
+    got, message = _q(lab03_real.LoraOnCourseModel, lora_config=config, adapter_dir=tmp_path / "adapter")
+    assert got is Outcome.INCORRECT and "not lower" in message, message
+
+
+def test_q10_checks_the_merged_folder_against_the_adapter(tiny_course, tmp_path):
+    import copy
+
+    base, tokenizer = tiny_course
+    _, model = _adapter(base, tokenizer, tmp_path / "adapter")
+    assert (
+        _q(lab03_real.MergeOnCourseModel, merged_dir=____, adapter_dir=tmp_path / "adapter")[0] is Outcome.NOT_ATTEMPTED
+    )
+    copy.deepcopy(model).merge_and_unload().save_pretrained(tmp_path / "merged")
+    got = _q(lab03_real.MergeOnCourseModel, merged_dir=tmp_path / "merged", adapter_dir=tmp_path / "adapter")
+    assert got[0] is Outcome.CORRECT, got[1]
+    base.save_pretrained(tmp_path / "base")  # the base saved instead of the merge
+    got, message = _q(lab03_real.MergeOnCourseModel, merged_dir=tmp_path / "base", adapter_dir=tmp_path / "adapter")
+    assert got is Outcome.INCORRECT and "not merged" in message
+    got, message = _q(lab03_real.MergeOnCourseModel, merged_dir=tmp_path / "adapter", adapter_dir=tmp_path / "adapter")
+    assert got is Outcome.INCORRECT and "config.json" in message
+    unscaled = copy.deepcopy(model)  # merged without alpha / r: B·A added as is
+    with torch.no_grad():
+        for module in unscaled.modules():
+            if hasattr(module, "scaling") and isinstance(module.scaling, dict):
+                module.scaling["default"] = 1.0
+    unscaled.merge_and_unload().save_pretrained(tmp_path / "unscaled")
+    got, message = _q(lab03_real.MergeOnCourseModel, merged_dir=tmp_path / "unscaled", adapter_dir=tmp_path / "adapter")
+    assert got is Outcome.INCORRECT and "rounding" in message, message
+    got, message = _q(lab03_real.MergeOnCourseModel, merged_dir=tmp_path / "merged", adapter_dir=tmp_path / "none")
+    assert got is Outcome.INCORRECT and "finish q9" in message
