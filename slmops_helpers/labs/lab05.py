@@ -1,5 +1,6 @@
 """Checks for lab 05 (the SLMOps pipeline): write a gate policy that ships one candidate
-and refuses two others, read a staged rollout's report, and sort its feedback set.
+and refuses two others, read a staged rollout's report, and sort its feedback set; register
+two real builds and gate them with ``slmops gate`` (in ``lab05_real``).
 
 The rollout of q1, q3 and q6 is simulated here, on a small seeded fleet, so that the check
 and the learner look at the same report: ``lab_rollout()`` gives the same result every
@@ -18,6 +19,7 @@ from ..gate import evaluate_gate
 from ..rollout import RolloutConfig, RolloutResult, Stage, simulate_rollout
 from . import Exercise, PlaceholderError, Result, contains_blank, incorrect, is_number, learner_answer
 from .lab05_next import Lineage, NextRound, TicketsNeeded, ToleratedFactor
+from .lab05_real import GateBuilds, RegisterBuilds
 from .measured import measured
 from .quiz05 import QUIZ as QUIZ  # the lab's quiz, rendered at its end
 
@@ -237,4 +239,14 @@ class FeedbackByClass(Lab05Exercise):
         return None
 
 
-EXERCISES = [FeedbackByClass, WritePolicy, ReadRollout, NextRound, Lineage, ToleratedFactor, TicketsNeeded]
+EXERCISES = [
+    FeedbackByClass,
+    WritePolicy,
+    ReadRollout,
+    NextRound,
+    Lineage,
+    ToleratedFactor,
+    TicketsNeeded,
+    RegisterBuilds,
+    GateBuilds,
+]
