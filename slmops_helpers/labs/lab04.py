@@ -1,7 +1,9 @@
 """Checks for lab 04 (deployment): expected file sizes per precision, int8 quantization of
 one weight matrix and its error, parity and the benchmark's gate (in ``lab04_bench``), an
 ``inference_model.json`` for a chat template, speculative decoding's cost model and one
-field's token mask (in ``lab04_decoding``), and where the int4 file's bytes go."""
+field's token mask (in ``lab04_decoding``), where the int4 file's bytes go, and, on the real
+tools, a package of the smallest build served and asked through the openai client (in
+``lab04_real``)."""
 
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ from . import (
 from .checks import fresh_seed
 from .lab04_bench import BenchAndGate, CountFlips, StreamReport
 from .lab04_decoding import DraftPays, FieldMask
+from .lab04_real import AskTheServer, PackageSmallest
 from .quiz04 import QUIZ as QUIZ  # the lab's quiz, rendered at its end
 
 N_PARAMS = 134_515_008  # SmolLM2-135M, the tied embedding / LM head counted once
@@ -317,4 +320,6 @@ EXERCISES = [
     FieldMask,
     Int4Breakdown,
     StreamReport,
+    PackageSmallest,
+    AskTheServer,
 ]
