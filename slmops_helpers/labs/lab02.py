@@ -1,6 +1,7 @@
 """Checks for lab 02 (distillation): temperature, the KD loss, which blocks to keep (measured),
 the student's size, validating the teacher's answers, how temperature flattens a distribution,
-and the module's claims computed from a run's raw measurements."""
+the module's claims computed from a run's raw measurements, and, on the course model itself
+(in ``lab02_real``), the teacher's answers kept in a file and a student distilled for a few steps."""
 
 from __future__ import annotations
 
@@ -19,7 +20,6 @@ from ..distill import (
     block_choices,
     build_student,
     count_config_parameters,
-    encode_distillation_set,
     kd_loss,
     max_blocks_within,
     soften,
@@ -27,11 +27,12 @@ from ..distill import (
 )
 from ..distill.loss import make_loss_fn
 from ..distill.settings import measured_claims
-from ..distill.steps import course_splits
 from ..distill.teacher import output_problem
 from ..models import DEFAULT_MODEL, prepare_model
 from . import Exercise, PlaceholderError, Result, close, contains_blank, incorrect, is_number, learner_answer
 from .checks import fresh_rng
+from .lab02_real import DistilledStudent, TeacherAnswersFile
+from .lab02_real import lab_val_examples as lab_val_examples  # q3 and q9 measure on the same tickets
 from .quiz02 import QUIZ as QUIZ  # the lab's quiz, rendered at its end
 
 PARAM_BUDGET = 0.40  # the student may keep at most this share of the teacher's parameters
@@ -79,11 +80,6 @@ def student_ce(teacher: Any, keep: list[int], examples: list, pad_id: int) -> fl
         ce_only = make_loss_fn(teacher, config=KDConfig(alpha=0.0))
         _CE_CACHE[key] = training.evaluate_loss(build_student(teacher, list(keep)), examples, pad_id, loss_fn=ce_only)
     return _CE_CACHE[key]
-
-
-def lab_val_examples(tokenizer: Any, n: int = 4, max_length: int = 256) -> list:
-    """The first ``n`` validation tickets with their references, encoded for q3's cross-entropy."""
-    return encode_distillation_set(tokenizer, course_splits(n, 1).val, None, max_length=max_length)
 
 
 # q5: teacher answers as notebook 02's validation step sees them (made up, in the course's format).
@@ -447,4 +443,14 @@ class ClaimsFromMeasurements(Lab02Exercise):
         return None
 
 
-EXERCISES = [Soften, KDLoss, KeepBlocks, PredictParams, FitToTrain, HalfTemperature, ClaimsFromMeasurements]
+EXERCISES = [
+    Soften,
+    KDLoss,
+    KeepBlocks,
+    PredictParams,
+    FitToTrain,
+    HalfTemperature,
+    ClaimsFromMeasurements,
+    TeacherAnswersFile,
+    DistilledStudent,
+]

@@ -95,6 +95,8 @@ NAMES = {  # the names each whole-namespace exercise reads
     ("01", "q10"): ("fp16_mib", "fp16_dir", "model"),
     ("02", "q3"): ("keep", "initial_ce"),
     ("02", "q6"): ("t_half", "p_top_at", "p_top_before"),
+    ("02", "q8"): ("teacher_file",),
+    ("02", "q9"): ("student_kl", "student_dir", "keep"),
     ("03", "q3"): ("my_targets", "targets_cost"),
     ("03", "q9"): ("lora_config", "adapter_dir"),
     ("03", "q10"): ("merged_dir", "adapter_dir"),
