@@ -29,6 +29,20 @@ MARKER = "slmops_export.json"  # written last: its presence means the folder is 
 SIDE_FILES = ("genai_config.json", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja")
 
 
+# The model builder's --extra_options a course recipe may set (weight-only quantization's levers).
+BUILDER_OPTIONS = (
+    "accuracy_level",
+    "algo_config",
+    "block_size",
+    "is_symmetric",
+    "matmul_mixed_precision",
+    "nodes_to_exclude",
+    "op_types_to_quantize",
+    "shared_embeddings",
+)
+BLOCK_SIZES = ("16", "32", "64", "128", "256")
+
+
 @dataclass(frozen=True)
 class Recipe:
     """How to make one variant: a builder run, or int8 quantization of the fp32 export."""
@@ -38,13 +52,35 @@ class Recipe:
     execution_provider: str = "cpu"
     builder_options: dict[str, str] = field(default_factory=dict)  # --extra_options KEY=VALUE
     exclude: tuple[str, ...] = ()  # quantize_dynamic: MatMul nodes kept in fp32
+    per_channel: bool = False  # quantize_dynamic: one weight scale per output channel, not per tensor
+    tie_embedding: bool = False  # builder int8: the embedding reads the 8-bit head's weights (see tie_embedding)
     note: str = ""
 
+    def __post_init__(self) -> None:
+        if unknown := sorted(set(self.builder_options) - set(BUILDER_OPTIONS)):
+            raise ValueError(
+                f"Unknown model-builder option(s) {unknown}. Use one of {sorted(BUILDER_OPTIONS)} "
+                "(python -m onnxruntime_genai.models.builder --help lists them under --extra_options)."
+            )
+        block = self.builder_options.get("block_size", "32")
+        if block not in BLOCK_SIZES:
+            raise ValueError(
+                f"block_size={block!r}: MatMulNBits takes blocks of {', '.join(BLOCK_SIZES)} weights along a row. "
+                "Fix: pick one of those (smaller blocks: more scales, closer rounding)."
+            )
+        if self.per_channel and self.tool != "quantize_dynamic":
+            raise ValueError("per_channel is a quantize_dynamic option. Fix: set tool='quantize_dynamic' or drop it.")
+        if self.tie_embedding and (self.tool, self.precision) != ("builder", "int8"):
+            raise ValueError(
+                "tie_embedding applies to the builder's int8 export. Fix: precision='int8', tool='builder'."
+            )
+
     def key(self) -> str:
-        text = json.dumps(
-            [self.precision, self.tool, self.execution_provider, sorted(self.builder_options.items()), self.exclude]
-        )
-        return hashlib.sha256(text.encode()).hexdigest()[:10]
+        fields: list[Any] = [self.precision, self.tool, self.execution_provider]
+        fields += [sorted(self.builder_options.items()), self.exclude]
+        # options added later join the key only when set, so the earlier builds keep their cache folders
+        fields += [name for name in ("per_channel", "tie_embedding") if getattr(self, name)]
+        return hashlib.sha256(json.dumps(fields).encode()).hexdigest()[:10]
 
 
 LM_HEAD = "/lm_head/MatMul"
@@ -54,7 +90,9 @@ RECIPES: dict[str, Recipe] = {
     # The builder only writes fp16 graphs for GPU providers; onnxruntime's CPU provider
     # still runs them (measured), which is enough to compare size and quality here.
     "onnx_fp16": Recipe("fp16", execution_provider="cuda", note="GPU-oriented graph, run on CPU"),
-    "onnx_int8": Recipe("int8", tool="quantize_dynamic", exclude=(LM_HEAD,), note="dynamic int8, lm_head kept fp32"),
+    "onnx_int8": Recipe(
+        "int8", tie_embedding=True, note="MatMulNBits 8-bit in blocks of 32, embedding tied to the 8-bit head"
+    ),
     "onnx_int4": Recipe(
         "int4", builder_options={"algo_config": "k_quant_last"}, note="MatMulNBits 4-bit (k-quant), lm_head int8"
     ),
@@ -181,15 +219,17 @@ def _run_builder(source: Path, out: Path, recipe: Recipe) -> None:
         raise RuntimeError(f"The ONNX model builder failed (exit {done.returncode}):\n{tail}\nFull log: {log}")
 
 
-def quantize_int8(fp32_dir: Path, out: Path, exclude: tuple[str, ...] = ()) -> None:
-    """Dynamic int8 (weights int8 per tensor, activations quantized at run time) of every
-    MatMul except those named in ``exclude``; copies the runtime's side files."""
+def quantize_int8(fp32_dir: Path, out: Path, exclude: tuple[str, ...] = (), per_channel: bool = False) -> None:
+    """Dynamic int8 (weights int8, one scale per tensor or per output channel; activations
+    quantized to uint8 per tensor at run time) of every MatMul except those named in
+    ``exclude``; copies the runtime's side files."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     quantize_dynamic(
         str(fp32_dir / ONNX_FILE),
         str(out / ONNX_FILE),
         weight_type=QuantType.QInt8,
+        per_channel=per_channel,
         op_types_to_quantize=["MatMul"],
         nodes_to_exclude=list(exclude),
         use_external_data_format=True,
@@ -210,11 +250,68 @@ def build_recipe(source: Path, recipe: Recipe, root: Path | None = None, force: 
     record = {"source": str(source), "recipe": recipe.__dict__ | {"key": recipe.key()}}
     with build_directory(folder, MARKER, record) as tmp:
         if fp32 is not None:
-            quantize_int8(fp32, tmp, recipe.exclude)
+            quantize_int8(fp32, tmp, recipe.exclude, recipe.per_channel)
         else:
             _run_builder(source, tmp, recipe)
+        if recipe.tie_embedding:
+            tie_embedding(tmp)
         check_model(tmp)
     return folder
+
+
+EMBEDDING = "/model/embed_tokens/Gather"
+
+
+def tie_embedding(folder: Path) -> None:
+    """Let the embedding read the quantized head's weights (in place).
+
+    A model with tied embeddings stores one matrix for the token embedding and the output
+    head. The builder's int8 export quantizes the head (``MatMulNBits``) and leaves the
+    embedding's ``Gather`` in fp32, over a third of a 135 M model's file. onnxruntime's
+    ``GatherBlockQuantized`` looks rows up in the same 8-bit blocks and scales, as the
+    builder already does for its 4-bit export, so the fp32 copy goes.
+    """
+    import numpy as np
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(folder / ONNX_FILE))
+    graph = model.graph
+    head = next((n for n in graph.node if n.op_type == "MatMulNBits" and n.name.startswith("/lm_head")), None)
+    gather = next((n for n in graph.node if n.name == EMBEDDING and n.op_type == "Gather"), None)
+    if head is None or gather is None:
+        raise ValueError(
+            f"{folder} has no quantized head and fp32 embedding to tie (a MatMulNBits /lm_head and a Gather "
+            f"{EMBEDDING} expected). Fix: tie_embedding needs the builder's int8 export of a tied-embedding model."
+        )
+    attrs = {a.name: helper.get_attribute_value(a) for a in head.attribute}
+    rows = numpy_helper.from_array(
+        np.array([attrs["N"], attrs["K"] * attrs["bits"] // 8], np.int64), "embed_rows_shape"
+    )
+    reshape = helper.make_node(
+        "Reshape", [head.input[1], rows.name], ["embed_rows"], name="/model/embed_tokens/Reshape"
+    )
+    lookup = helper.make_node(
+        "GatherBlockQuantized",
+        ["embed_rows", gather.input[1], head.input[2], *head.input[3:4]],  # blocks, token ids, scales[, zero points]
+        list(gather.output),
+        name="/model/embed_tokens/GatherBlockQuantized",
+        domain="com.microsoft",
+        bits=attrs["bits"],
+        block_size=attrs["block_size"],
+        gather_axis=0,
+        quantize_axis=1,
+    )
+    at = list(graph.node).index(gather)
+    graph.node.remove(gather)
+    graph.node.insert(at, lookup)
+    graph.node.insert(at, reshape)
+    kept = [t for t in graph.initializer if t.name != gather.input[0]]
+    del graph.initializer[:]
+    graph.initializer.extend([*kept, rows])
+    for path in folder.glob(f"{ONNX_FILE}*"):
+        path.unlink()
+    onnx.save(model, str(folder / ONNX_FILE), save_as_external_data=True, location=f"{ONNX_FILE}.data")
 
 
 def build_variant(source: Path, name: str, root: Path | None = None, force: bool = False) -> Path:

@@ -7,8 +7,8 @@ documents:
 
 1. ``convert_hf_to_gguf.py`` (shipped inside llama-cpp-python's source, unpacked at setup:
    ``llamacpp_setup``) turns the Hugging Face folder into an f16 GGUF;
-2. ``llama_model_quantize`` (the library behind ``llama-quantize``) makes Q8_0, Q4_K_M and
-   Q4_0 from it.
+2. ``llama_model_quantize`` (the library behind ``llama-quantize``) makes Q8_0, Q6_K, Q5_K_M,
+   Q4_K_M and Q4_0 from it (and, for section 4.3's study, Q5_0 and Q4_1).
 
 Each build is cached per source model and variant, written atomically, and checked before
 use (``check_gguf``: a truncated file or one that is not GGUF is refused with the fix).
@@ -49,19 +49,34 @@ GGUF_MAGIC = b"GGUF"
 GGUF_SIDE_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja")  # as the ONNX export has
 MARKER = "slmops_gguf.json"  # written last: its presence means the folder is complete
 # variant -> llama.cpp's file type (enum llama_ftype), largest first; f16 is the converter's own output.
-GGUF_TYPES: dict[str, int | None] = {"gguf_f16": None, "gguf_q8_0": 7, "gguf_q4_k_m": 15, "gguf_q4_0": 2}
+GGUF_TYPES: dict[str, int | None] = {
+    "gguf_f16": None,
+    "gguf_q8_0": 7,
+    "gguf_q6_k": 18,
+    "gguf_q5_k_m": 17,
+    "gguf_q4_k_m": 15,
+    "gguf_q4_0": 2,
+}
 NOTES = {  # what each variant is, for a package's lineage and the notebook's table
     "gguf_f16": "llama.cpp f16 (convert_hf_to_gguf.py)",
     "gguf_q8_0": "llama.cpp Q8_0 (8-bit blocks of 32)",
     "gguf_q4_k_m": "llama.cpp Q4_K_M (k-quant mix)",
+    "gguf_q6_k": "llama.cpp Q6_K (6-bit k-quant)",
+    "gguf_q5_k_m": "llama.cpp Q5_K_M (k-quant mix)",
     "gguf_q4_0": "llama.cpp Q4_0 (4-bit blocks of 32)",
+}
+# Types only section 4.3's quantization study builds (llama_ftype values, as llama-quantize names them).
+STUDY_TYPES: dict[str, int] = {"gguf_q5_0": 8, "gguf_q4_1": 3}
+NOTES |= {
+    "gguf_q5_0": "llama.cpp Q5_0 (5-bit blocks of 32)",
+    "gguf_q4_1": "llama.cpp Q4_1 (4-bit blocks of 32, with an offset)",
 }
 CONTEXT = 2048  # KV cache llama.cpp allocates up front: the server's longest prompt and answer fit
 
 
 def check_variant(variant: str) -> str:
-    if variant not in GGUF_TYPES:
-        raise ValueError(f"Unknown GGUF variant {variant!r}. Choose one of {sorted(GGUF_TYPES)}.")
+    if variant not in GGUF_TYPES | STUDY_TYPES:
+        raise ValueError(f"Unknown GGUF variant {variant!r}. Choose one of {sorted(GGUF_TYPES | STUDY_TYPES)}.")
     return variant
 
 
@@ -196,15 +211,16 @@ def build_gguf(source: Path, variant: str, root: Path | None = None, force: bool
     usable, reason = availability()
     if not usable:
         raise RuntimeError(reason)
+    file_type = (GGUF_TYPES | STUDY_TYPES)[check_variant(variant)]
     source, folder = Path(source), gguf_dir(Path(source), variant, root)
     if is_built(folder) and not force:
         return folder
-    f16 = None if GGUF_TYPES[variant] is None else build_gguf(source, "gguf_f16", root) / GGUF_FILE
+    f16 = None if file_type is None else build_gguf(source, "gguf_f16", root) / GGUF_FILE
     with build_directory(folder, MARKER, {"source": str(source), "variant": variant}) as tmp:
         if f16 is None:
             convert(source, tmp / GGUF_FILE)
         else:
-            quantize(f16, tmp / GGUF_FILE, GGUF_TYPES[variant])
+            quantize(f16, tmp / GGUF_FILE, file_type)
         check_gguf(tmp / GGUF_FILE)
         # The same tokenizer files the ONNX export carries, so both runtimes see the same token ids.
         AutoTokenizer.from_pretrained(source).save_pretrained(tmp / "tokenizer")
@@ -270,6 +286,16 @@ class LlamaCppLM(FolderTokenizer):
         self.llm.eval(new)
         last = self._last_logits(self.llm.ctx, -1)
         return np.ctypeslib.as_array(last, shape=(self.n_vocab,)).copy()
+
+    def logits(self, ids: list[int], first: int = 0) -> np.ndarray:
+        """Logits at positions ``first`` .. ``len(ids) - 1`` of ``ids``, teacher-forced (as the
+        other runtimes' ``logits(ids)[first:]``): the prefix in one batch, then a token at a time,
+        since this context keeps only the last position's logits."""
+        self.check_length(len(ids), 0)
+        self.llm.reset()
+        if first:
+            self.llm.eval(ids[:first])
+        return np.stack([self._step([token]) for token in ids[first:]])
 
     def stream(
         self,
