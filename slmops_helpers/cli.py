@@ -139,12 +139,17 @@ def _bench(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ._io import atomic_write_json  # lazy, like every subcommand
+    from .deploy import llamacpp  # llama-cpp-python, when installed
     from .deploy.bench import format_table, run_benchmark  # onnxruntime
     from .deploy.export import deploy_source  # onnxruntime-genai's builder
+    from .deploy.quant_study import variant_folders  # the study's levers, by name
 
     source, label = deploy_source(args.source)
     print(f"benchmarking {label}: {source}")
-    table, _ = run_benchmark(source, args.profile, tuple(args.variants.split(",")), gguf=not args.no_gguf)
+    names = [name for name in args.variants.split(",") if name]
+    if not args.no_gguf and llamacpp.availability()[0] and not any(n.startswith("gguf_") for n in names):
+        names += list(llamacpp.GGUF_TYPES)  # llama.cpp's rows too, unless named or left out
+    table, _ = run_benchmark(source, args.profile, *variant_folders(source, names))
     print(format_table(table))
     if args.out:
         atomic_write_json(Path(args.out), {"source": str(source), "profile": args.profile, "table": table})
@@ -339,7 +344,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--source", help="model folder to deploy (default: notebook 03's merged model, else the tuned one)"
     )
     bench.add_argument("--profile", choices=sorted(PROFILES), default="smoke")
-    bench.add_argument("--variants", default="onnx_fp32,onnx_fp16,onnx_int8,onnx_int4")
+    bench.add_argument(
+        "--variants",
+        default="onnx_fp32,onnx_fp16,onnx_int8,onnx_int4",
+        help="comma-separated: the course's variants, section 4.3's levers (e.g. onnx_int4_blocksize16) or GGUF types",
+    )
     bench.add_argument("--no-gguf", action="store_true", help="leave out llama.cpp's GGUF rows")
     bench.add_argument("--out", help="also write the table as JSON here")
     bench.set_defaults(func=_bench)

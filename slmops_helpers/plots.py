@@ -377,3 +377,35 @@ def plot_speculative(rows: list[dict[str, Any]]) -> Figure:
     accepted.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def plot_quant_study(rows: list[dict[str, Any]], margin: float) -> Figure:
+    """Section 4.3's study against bits per weight, one point per recipe, coloured by runtime:
+    left, the drop's upper bound the gate reads (the margin drawn); right, the mean per-token
+    KL from fp32 (log scale), which separates recipes the score cannot."""
+    fig, (drop, kl) = plt.subplots(1, 2, figsize=(12, 4.4))
+    for r in rows[1:]:  # the first row is the fp32 reference itself
+        color = RUNTIME_COLORS[r["runtime"]]
+        drop.scatter(r["bits_per_weight"], r["drop_bound"], color=color, marker="o" if r["passes"] else "x")
+        drop.annotate(
+            r["variant"].split("_", 1)[1],
+            (r["bits_per_weight"], r["drop_bound"]),
+            fontsize=7,
+            xytext=(3, 2),
+            textcoords="offset points",
+        )
+        kl.scatter(r["bits_per_weight"], max(r["kl"], 1e-5), color=color)
+    drop.axhline(margin, color="black", linestyle="--", label=f"the gate's margin ({margin:g} points)")
+    drop.set_ylabel("drop below fp32, one-sided upper bound (points)")
+    drop.set_title("o passes the gate, x fails")
+    kl.set_yscale("log")
+    kl.set_ylabel("mean KL from fp32 per answer token (nats)")
+    for ax in (drop, kl):
+        ax.set_xlabel("bits per weight (file bits / parameters)")
+    handles = [
+        plt.Line2D([], [], color=c, marker="o", linestyle="") for c in (RUNTIME_COLORS["onnx"], RUNTIME_COLORS["gguf"])
+    ]
+    kl.legend(handles, ["onnx", "gguf"])
+    drop.legend(loc="upper right")
+    fig.tight_layout()
+    return fig

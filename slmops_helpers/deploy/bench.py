@@ -25,7 +25,7 @@ from ..decoding import TimedGeneration, speed_summary
 from ..models import files_mib, noise_bound, peak_rss_mib
 from ..uncertainty import TicketScores, interval_metrics
 from . import llamacpp
-from .export import build_recipe, build_variant, onnx_files_mib
+from .export import onnx_files_mib
 from .runtime import GenaiLM, OnnxCausalLM, TorchCausalLM
 
 TORCH_VARIANT = "torch_fp32"
@@ -218,25 +218,6 @@ def bench_variants(
     return table, answers
 
 
-def compare_recipes(
-    source: Path, recipes: dict[str, Any], prompts: list[str], rows: list[dict[str, str]], max_new_tokens: int
-) -> list[dict[str, Any]]:
-    """Build each quantization recipe (cached) and compare it with the first one, in this
-    process: size, agreement with the first recipe's greedy tokens, task score."""
-    from tqdm.auto import tqdm
-
-    results, reference = [], None
-    for name, recipe in tqdm(recipes.items(), desc="recipes", unit="recipe"):
-        folder = build_recipe(source, recipe)
-        lm = OnnxCausalLM(folder)
-        ids = [[t.id for t in lm.stream(lm.encode(p), max_new_tokens)] for p in prompts]
-        reference = reference or ids
-        score = score_predictions([lm.decode(i) for i in ids], rows)["score"]
-        agreement = prefix_agreement(ids, reference)
-        results.append({"recipe": name, "size_mib": onnx_files_mib(folder), "agreement": agreement, "score": score})
-    return results
-
-
 INTERVAL_KEYS = ("score_ci_low", "score_ci_high")
 
 
@@ -277,17 +258,12 @@ def course_variants(
 
 
 def run_benchmark(
-    source: Path,
-    profile: str = "smoke",
-    variants: tuple[str, ...] = ("onnx_fp32", "onnx_fp16", "onnx_int8", "onnx_int4"),
-    gguf: bool = True,
+    source: Path, profile: str, onnx_dirs: dict[str, Path], gguf_dirs: dict[str, Path]
 ) -> tuple[list[dict[str, Any]], dict[str, list[str]]]:
-    """Export (cached) and benchmark ``variants`` of the model folder ``source`` beside torch
-    eager, and, with ``gguf`` where llama.cpp is installed, its GGUF variants."""
+    """Benchmark the built variants of the model folder ``source`` beside torch eager, on the
+    profile's validation tickets (``slmops bench``: comparing recipes is a choice)."""
 
-    rows = list(load_splits()["test"])[: get_profile(profile).n_eval]
-    onnx_dirs = {name: build_variant(source, name) for name in variants}
-    gguf_dirs = llamacpp.build_all(source) if gguf and llamacpp.availability()[0] else {}
+    rows = list(load_splits()["validation"])[: get_profile(profile).n_eval]
     return bench_variants(course_variants(source, onnx_dirs, gguf_dirs), course_settings(source, profile, rows), rows)
 
 

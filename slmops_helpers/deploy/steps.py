@@ -7,7 +7,6 @@ package records) is written once here and tested.
 from __future__ import annotations
 
 import dataclasses
-import json
 import shutil
 import time
 from pathlib import Path
@@ -19,7 +18,7 @@ from .. import data
 from ..data import refuse_test_rows
 from ..decoding import divergence_margin
 from ..uncertainty import TicketScores, difference_metrics, drop_upper_bound, interval_metrics
-from . import bench, checklist, client, export, llamacpp, package
+from . import bench, checklist, client, export, llamacpp, package, quant_study
 from .runtime import GenaiLM, OnnxCausalLM, TorchCausalLM
 
 PACKAGE_NAME = "kestrel-k2-assistant"
@@ -38,52 +37,20 @@ def parity_metrics(torch_lm: TorchCausalLM, onnx_lm: OnnxCausalLM, prompts: list
     }
 
 
-def quantization_study(n_layers: int) -> dict[str, export.Recipe]:
-    """Section 4.3's recipes: which layers must stay in float (the two deployed ones included)."""
-    down = tuple(f"/model/layers.{i}/mlp/down_proj/MatMul" for i in range(n_layers))
-    return {
-        "fp32 (reference)": export.RECIPES["onnx_fp32"],
-        "int8 all MatMul": export.Recipe("int8", tool="quantize_dynamic"),
-        "int8 keep lm_head": export.RECIPES["onnx_int8"],
-        "int8 keep lm_head+down": export.Recipe("int8", tool="quantize_dynamic", exclude=(export.LM_HEAD, *down)),
-        "int4 RTN all": export.Recipe("int4"),
-        "int4 k-quant, lm_head int8": export.RECIPES["onnx_int4"],
-    }
-
-
 def build_course_exports(source: Path) -> dict[str, Path]:
     """Every export notebook 04 makes of the model folder ``source`` (cached): section 4.3's recipes, the
     variants it benchmarks and, where llama.cpp is installed, the GGUF files. ``slmops prepare --exports``
     runs it at setup, so that the notebook's first run finds them built (on a 2-core CPU they take minutes)."""
     from tqdm.auto import tqdm
 
-    n_layers = json.loads((Path(source) / "config.json").read_text())["num_hidden_layers"]
-    recipes = quantization_study(n_layers) | export.RECIPES
-    folders = {name: export.build_recipe(source, r) for name, r in tqdm(recipes.items(), desc="ONNX", unit="export")}
-    return folders | (llamacpp.build_all(source) if llamacpp.availability()[0] else {})
-
-
-STUDY_KEYS = {  # recipe -> metric prefix
-    "int8 all MatMul": "int8_all",
-    "int8 keep lm_head": "int8_keep_lm_head",
-    "int8 keep lm_head+down": "int8_keep_lm_head_down",
-    "int4 RTN all": "int4_rtn",
-    "int4 k-quant, lm_head int8": "int4_kquant",
-}
-
-
-def study_metrics(results: list[dict[str, Any]]) -> dict[str, Any]:
-    by_name = {r["recipe"]: r for r in results}
-    out = {f"{key}_agreement": by_name[name]["agreement"] for name, key in STUDY_KEYS.items()}
-    out["int8_all_mib"] = by_name["int8 all MatMul"]["size_mib"]
-    out["int8_keep_lm_head_mib"] = by_name["int8 keep lm_head"]["size_mib"]
-    return out
-
-
-def format_study(results: list[dict[str, Any]]) -> str:
-    lines = [f"{'recipe':<28}{'MiB':>8}{'agreement':>11}{'score':>8}"]
-    lines += [f"{r['recipe']:<28}{r['size_mib']:>8.1f}{r['agreement']:>11.2f}{r['score']:>8.1f}" for r in results]
-    return "\n".join(lines)
+    levers = quant_study.levers_for("full", llamacpp.availability()[0])
+    folders = {
+        name: export.build_recipe(source, r) for name, r in tqdm(export.RECIPES.items(), desc="ONNX", unit="export")
+    }
+    folders |= llamacpp.build_all(source) if llamacpp.availability()[0] else {}
+    return folders | {
+        lever.name: quant_study.build(source, lever) for lever in tqdm(levers, desc="study", unit="export")
+    }
 
 
 def size_metrics(variant_dirs: dict[str, Path]) -> tuple[list[dict[str, Any]], dict[str, Any]]:

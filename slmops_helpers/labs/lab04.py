@@ -44,7 +44,7 @@ BLOCK, SCALE_BITS = 32, 32  # q1 and q6: one fp32 scale per block of 32 weights
 RECIPE_NOTES = {
     "fp32": "onnxruntime-genai builder",
     "fp16": "onnxruntime-genai builder",
-    "int8": "dynamic quantization, lm_head kept fp32",
+    "int8": "MatMulNBits 8-bit, blocks of 32, embedding tied to the 8-bit lm_head",
     "int4": "MatMulNBits, blocks of 32, lm_head int8",
 }
 

@@ -13,7 +13,7 @@ import pytest
 
 from slmops_helpers import gate, models, release, rollout, uncertainty
 from slmops_helpers.config import artifacts_dir
-from slmops_helpers.deploy import checklist, choose, decoding_study, export, llamacpp, steps
+from slmops_helpers.deploy import checklist, choose, decoding_study, export, llamacpp, quant_study, steps
 from slmops_helpers.finetune import steps as ft_steps
 from slmops_helpers.labs.render import is_up_to_date, render_lab
 from slmops_helpers.metrics import read_metrics
@@ -107,8 +107,31 @@ def test_04_deployment(notebook_run):
     # sizes follow the precision; int4 meets the issue's size target
     assert 0.45 < m["onnx_fp16_ratio"] < 0.55 and m["onnx_int4_ratio"] < m["onnx_int8_ratio"] < m["onnx_fp16_ratio"]
     assert m["int4_reduction_pct"] >= 70 and m["int4_scales_mib"] > 0
-    # tied embeddings: quantizing lm_head too stores a second copy, so "all MatMul" int8 is not the smallest
-    assert m["int8_all_mib"] > m["int8_keep_lm_head_mib"]
+    # the quantization study: every lever paired with fp32 on the same validation tickets, gated by the course rule
+    levers = quant_study.levers_for("smoke", m["llamacpp_available"])
+    assert m["qs_variants"] == len(levers) and m["qs_onnx_fp32_kl"] == 0 and m["qs_onnx_fp32_diff"] == 0
+    for lever in levers:
+        q = lambda key, name=lever.name: m[f"qs_{name}_{key}"]  # noqa: E731
+        assert q("diff_ci_low") <= q("diff") <= q("diff_ci_high") and q("drop_bound") >= -q("diff") - 1e-9
+        assert q("passes") is (q("drop_bound") <= m["quality_margin_points"] + 1e-9)
+        assert q("kl") >= 0 and q("tok_s") > 0 and q("peak_mib") > 0 and q("size_mib") > 0
+    # bits per weight are read from the files: 4-bit blocks < the tied int8 < per-tensor int8 (its head and
+    # embedding stay fp32) < fp32's 32
+    bits = {name: m[f"qs_{name}_bits_per_weight"] for name in ("onnx_int4_rtn", "onnx_int8", "onnx_int8_tensor")}
+    assert (
+        4
+        < bits["onnx_int4_rtn"]
+        < 6
+        < bits["onnx_int8"]
+        < bits["onnx_int8_tensor"]
+        < 32
+        < m["qs_onnx_fp32_bits_per_weight"]
+        < 33
+    )
+    assert m["onnx_int8_size_mib"] == pytest.approx(m["qs_onnx_int8_size_mib"])  # the benchmark's int8 is that recipe
+    assert (
+        min(m[k] for k in m if k.startswith("outlier_ratio_")) >= 1 and f"outlier_ratio_{m['outlier_worst_kind']}" in m
+    )
     # a process running the int4 package needs far less memory than torch eager
     assert m["onnx_int4_peak_mib"] < 0.7 * m["torch_fp32_peak_mib"]
     # package integrity and a server that survives bad input

@@ -54,18 +54,6 @@ def test_quality_gate_refuses_to_choose_on_test_tickets():
         steps.quality_gate(_table([50.0] * 5), rows, 5, 0.05)
 
 
-def test_study_metrics_and_table():
-    results = [
-        {"recipe": name, "size_mib": 10.0 * i, "agreement": 1 - i / 10, "score": 40.0}
-        for i, name in enumerate(steps.quantization_study(2), start=1)
-    ]
-    m = steps.study_metrics(results)
-    assert m["int8_all_agreement"] == 0.8 and m["int4_kquant_agreement"] == pytest.approx(0.4)
-    assert (m["int8_all_mib"], m["int8_keep_lm_head_mib"]) == (20.0, 30.0)
-    assert "int8 keep lm_head+down" in steps.format_study(results)
-    assert steps.quantization_study(2)["int8 keep lm_head+down"].exclude[-1] == "/model/layers.1/mlp/down_proj/MatMul"
-
-
 def test_lineage_names_the_exported_model_and_the_recipe(tiny_source):
     recipe = export.RECIPES["onnx_int4"]
     origin = steps.lineage("base", tiny_source, "the tuned model", "onnx_int4", recipe.note, "abc", adapter="LoRA r=8")
@@ -257,13 +245,11 @@ def test_gguf_readings():
 @pytest.mark.slow
 def test_course_exports_are_every_export_notebook_04_builds(course_source):
     # `make model` builds these at setup, so notebook 04's first run finds each one cached
-    import json
-
-    from slmops_helpers.deploy import llamacpp
+    from slmops_helpers.deploy import llamacpp, quant_study
 
     built = steps.build_course_exports(course_source)
-    n_layers = json.loads((course_source / "config.json").read_text())["num_hidden_layers"]
-    for name, recipe in (steps.quantization_study(n_layers) | export.RECIPES).items():
+    recipes = {lever.name: lever.recipe for lever in quant_study.LEVERS if lever.recipe} | export.RECIPES
+    for name, recipe in recipes.items():
         assert built[name] == export.variant_dir(course_source, recipe) and export.is_built(built[name]), name
     if llamacpp.availability()[0]:
         assert {v: built[v] for v in llamacpp.GGUF_TYPES} == llamacpp.build_all(course_source)
