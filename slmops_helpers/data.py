@@ -130,6 +130,17 @@ def refuse_test_rows(rows: Any, what: str) -> None:
         )
 
 
+def require_test_rows(rows: Any, what: str) -> None:
+    """Refuse a *report* on rows that are not all test tickets (a row without a split is not one):
+    the reported score must be the held-out one, scored once for what was chosen."""
+    other = [str(r.get("id", "?")) for r in rows if not isinstance(r, dict) or r.get("split") != "test"]
+    if other:
+        raise ValueError(
+            f"{what} scores the test tickets, and {len(other)} of its rows are not test tickets "
+            f"({', '.join(other[:3])}...). Fix: pass test rows (data.load_splits()['test'])."
+        )
+
+
 def label_counts(rows: Any) -> dict[str, int]:
     return dict(Counter(r["category"] for r in rows))
 

@@ -179,11 +179,6 @@ def tickets_needed_metrics(
     return out
 
 
-def policy_margin(rules: list[Any], metric: str = "score") -> float:
-    """The non-inferiority margin, in points, of the policy's ``metric`` rule (``gate.score_rule``)."""
-    return float(gate.score_rule(rules, metric).limit)
-
-
 def register_package(
     reg: registry.Registry, folder: Path, metrics: dict[str, Any], *, stage: str = "candidate",
     parent: str | None = None, notes: str = "", hyperparameters: dict[str, Any] | None = None,
@@ -260,7 +255,7 @@ def gate_metrics(verdict: Any, refusal: Any, exit_code: int, plain: Any) -> dict
     """The gate's verdicts as metrics; ``plain`` is the candidate's verdict under the same
     policy deciding on point values alone (``gate.without_significance``), for comparison."""
     out = {
-        "gate_margin_points": policy_margin([r.rule for r in verdict.results]),
+        "gate_margin_points": float(gate.score_rule([r.rule for r in verdict.results]).limit),
         "gate_passed": verdict.passed,
         "gate_plain_passed": plain.passed,
         "gate_checks": len(verdict.results),

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from ..data import refuse_test_rows
+from ..data import refuse_test_rows, require_test_rows
 from ..evaluate import score_model
 from ..models import DEFAULT_MODEL, load_model
 from ..uncertainty import TicketScores, difference_metrics, difference_sentence, interval_metrics
@@ -45,11 +45,7 @@ class DeployChoice:
 
     def score_on_test(self, rows: list[dict[str, str]], max_new_tokens: int, device: str | None = None) -> None:
         """Score the chosen model and the untuned base once on the test ``rows``: the report."""
-        refuse_other = [r for r in rows if r.get("split") not in (None, "test")]
-        if refuse_other:
-            raise ValueError(
-                f"The report scores the test tickets; {len(refuse_other)} rows are not. Fix: pass test rows."
-            )
+        require_test_rows(rows, "The deployment report")
         wanted = {self.chosen.label: self.chosen.source, UNTUNED: self.untuned_source}
         self.test = {label: _score(source, rows, max_new_tokens, device) for label, source in wanted.items()}
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from .. import data
-from ..data import refuse_test_rows
+from ..data import refuse_test_rows, require_test_rows
 from ..decoding import divergence_margin
 from ..uncertainty import TicketScores, difference_metrics, drop_upper_bound, interval_metrics
 from . import bench, checklist, client, export, llamacpp, package, quant_study
@@ -270,11 +270,7 @@ def test_report(
     """Score each chosen package once on the test ``rows`` (``settings`` holds their prompts), each in a
     fresh process like the benchmark, paired against the deployed PyTorch model's test scores
     (``deployed``): ``<name>_test_score`` with its interval and ``<name>_vs_deployed_score_diff``."""
-    wrong = [r.get("id", "?") for r in rows if r.get("split") != "test"]
-    if wrong:
-        raise ValueError(
-            f"The report scores test tickets; {len(wrong)} rows are not ({wrong[:3]}). Fix: pass test rows."
-        )
+    require_test_rows(rows, "The package report")
     out: dict[str, Any] = {"report_split": "test", "report_tickets": len(rows)}
     settings = dataclasses.replace(settings, repeats=1, timing_tokens=2)  # answers only: speed was measured
     for name, (kind, folder) in packages.items():

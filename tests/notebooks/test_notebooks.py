@@ -231,7 +231,7 @@ def test_05_slmops_pipeline(root, notebook_run):
     # the gate's margin is what the policy says; a tighter margin needs more tickets, and the margin these
     # tickets certify is the normal approximation's, at the spread this round measured
     assert m["tickets_needed_margin2"] >= m["tickets_needed_margin5"] >= 2 and m["paired_diff_sd_points"] >= 0
-    assert m["gate_margin_points"] == release.policy_margin(gate.load_policy(root / "notebooks/configs/gate.yaml"))
+    assert m["gate_margin_points"] == gate.score_rule(gate.load_policy(root / "notebooks/configs/gate.yaml")).limit
     sd, n = m["paired_diff_sd_points"], m["n_eval"]
     assert m["certifiable_margin_points"] == pytest.approx(uncertainty.certifiable_margin(sd, n))
     assert uncertainty.tickets_needed(sd, m["certifiable_margin_points"] * 1.001) <= n

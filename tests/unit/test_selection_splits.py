@@ -40,3 +40,12 @@ def test_every_selection_refuses_test_rows(select, monkeypatch):
     monkeypatch.setattr(choose, "deploy_candidates", _never)
     with pytest.raises(ValueError, match="is a choice, and 1 of its rows are test tickets"):
         select()
+
+
+def test_a_report_takes_test_rows_only_and_a_row_without_a_split_is_not_one():
+    from slmops_helpers.data import require_test_rows
+
+    require_test_rows([{"id": "t1", "split": "test"}], "The report")  # accepted
+    for rows in ([{"id": "v1", "split": "validation"}], [{"id": "x1"}], [{"id": "t1", "split": "test"}, {"id": "x2"}]):
+        with pytest.raises(ValueError, match=r"The report scores the test tickets.*Fix: pass test rows"):
+            require_test_rows(rows, "The report")
