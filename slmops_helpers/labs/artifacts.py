@@ -8,11 +8,14 @@ never on a number typed into the cell. These helpers read such artifacts:
 * ``folder_of``: the learner's folder, or an INCORRECT result that names the fix;
 * ``safetensors_tensors``: every tensor a saved folder holds, read without building a model;
 * ``greedy_mismatch``: whether a list of tokens is the model's greedy continuation, in one
-  forward pass (teacher forcing), so a check need not generate the answer again.
+  forward pass (teacher forcing), so a check need not generate the answer again;
+* ``inputs_stamp``: one key for what a check read (files by size and modification time, values
+  by repr), so a verdict on unchanged artifacts is not measured again (``Question.result``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import Any
@@ -22,7 +25,7 @@ import numpy as np
 from ..config import artifacts_dir
 from .checks import Result, incorrect
 
-__all__ = ["work_dir", "folder_of", "safetensors_tensors", "greedy_mismatch", "NEAR_TIE"]
+__all__ = ["work_dir", "folder_of", "safetensors_tensors", "greedy_mismatch", "inputs_stamp", "NEAR_TIE"]
 
 NEAR_TIE = 1e-3  # logits this close are a tie that float rounding may break either way
 
@@ -89,3 +92,49 @@ def greedy_mismatch(model: Any, prompt_ids: list[int], tokens: list[int]) -> int
         if not 0 <= token < row.shape[0] or row.max() - row[token] > NEAR_TIE * max(1.0, float(np.abs(row).max())):
             return i
     return None
+
+
+MAX_STAMPED_FILES = 2000
+
+
+def _stamp(value: Any) -> Any:
+    """What identifies one learner value for a verdict: a path's files (name, size, modification
+    time), a function's code, a plain value's repr; None for anything else (an object in memory
+    may change without any sign, so its verdict is never reused)."""
+    if isinstance(value, os.PathLike) or (isinstance(value, str) and os.sep in value and Path(value).exists()):
+        path = Path(value)
+        if not path.exists():
+            return ("missing", str(path))
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        if len(files) > MAX_STAMPED_FILES:  # not an artifact a lab writes: check every time
+            return None
+        return [str(path.resolve())] + [(str(p.relative_to(path)), *_file_stamp(p)) for p in files]
+    if callable(value) and hasattr(value, "__code__"):
+        code = value.__code__
+        return (value.__qualname__, code.co_code, repr(code.co_consts), repr(value.__defaults__))
+    if value is None or isinstance(value, str | int | float | bool):
+        return repr(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):  # a config: its fields say it all
+        return f"{type(value).__qualname__}{value!r}"
+    if isinstance(value, dict):
+        stamps = {repr(k): _stamp(v) for k, v in value.items()}
+        return None if any(s is None for s in stamps.values()) else ("dict", *sorted(stamps.items()))
+    if isinstance(value, list | tuple):
+        stamps = [_stamp(v) for v in value]
+        return None if any(s is None for s in stamps) else (type(value).__name__, *map(repr, stamps))
+    return None
+
+
+def _file_stamp(path: Path) -> tuple[int, int]:
+    stat = path.stat()
+    return stat.st_size, stat.st_mtime_ns
+
+
+def inputs_stamp(values: dict[str, Any]) -> str | None:
+    """One key for a real-tool check's inputs (``_stamp`` of each), or None when one cannot be
+    stamped: the check then runs every time. Equal keys mean the same files, unchanged, and the
+    same values, so the verdict already given holds."""
+    stamps = {name: _stamp(value) for name, value in values.items()}
+    if any(s is None for s in stamps.values()):
+        return None
+    return repr(sorted(stamps.items()))

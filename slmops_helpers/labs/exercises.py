@@ -7,11 +7,13 @@ import ast
 import contextvars
 import functools
 import inspect
+import re
 import textwrap
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
+from .artifacts import inputs_stamp
 from .checks import Outcome, PlaceholderError, Result, ____, incorrect
 from .own_work import CourseCodeUsedError, refusal, twin_reached, watching
 from .solutions import solution_code
@@ -38,6 +40,18 @@ class Exercise:
     # True for an exercise on the real tools and the course model: its check reads what the
     # learner's cell made (files, an adapter, a package, an exit code), and takes seconds.
     real_tools: ClassVar[bool] = False
+
+    @classmethod
+    def artifact_inputs(cls) -> tuple[str, ...] | None:
+        """The learner's names a real-tool check reads (its ``learner_answer(ns, "...")`` calls), or
+        None when its verdict must not be reused: not a real-tool exercise, or it reads the
+        namespace another way (an object in memory can change without a sign)."""
+        if not cls.real_tools:
+            return None
+        source = inspect.getsource(cls)
+        if "ns.get(" in source or "ns[" in source:
+            return None
+        return tuple(sorted(set(re.findall(r'learner_answer\(ns, "(\w+)"\)', source)))) or None
 
     def check_value(self, value: Any) -> Result | None:
         """Judge the learner's answer.
@@ -123,6 +137,8 @@ class Question:
     def __init__(self, exercise: Exercise, namespace: Mapping[str, Any]) -> None:
         self.exercise, self._namespace = exercise, namespace
         self.name, self.tier, self.title = exercise.name, exercise.tier, exercise.title
+        self._inputs = exercise.artifact_inputs()
+        self._verdicts: dict[str, Result] = {}  # a real-tool check's verdicts, by what it read
 
     def __repr__(self) -> str:
         title = f": {self.title}" if self.title else ""
@@ -136,7 +152,22 @@ class Question:
         return Result(Outcome.NOT_ATTEMPTED, f"replace ____ in {where}, then run {self.name}.check() again")
 
     def result(self) -> Result:
-        """Check the learner's current answer and return the verdict without printing."""
+        """Check the learner's current answer and return the verdict without printing.
+
+        A real-tool check measures the learner's artifacts again (seconds to a minute); asked
+        again about the same files and values (the learner's check, an instructor's assert, the
+        progress table), it gives the verdict it gave. A changed file or value is checked anew."""
+        key = None
+        if self._inputs is not None and all(name in self._namespace for name in self._inputs):
+            key = inputs_stamp({name: self._namespace[name] for name in self._inputs})
+        if key is not None and key in self._verdicts:
+            return self._verdicts[key]
+        verdict = self._result()
+        if key is not None and verdict.outcome is not Outcome.NOT_ATTEMPTED:
+            self._verdicts[key] = verdict
+        return verdict
+
+    def _result(self) -> Result:
         var = self.exercise.var
         if var is not None and var not in self._namespace:
             return Result(

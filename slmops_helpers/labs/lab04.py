@@ -31,7 +31,7 @@ from . import (
 from .checks import fresh_seed
 from .lab04_bench import BenchAndGate, CountFlips, StreamReport
 from .lab04_decoding import DraftPays, FieldMask
-from .lab04_real import AskTheServer, PackageSmallest
+from .lab04_real import AskTheServer, PackageCloser
 from .quiz04 import QUIZ as QUIZ  # the lab's quiz, rendered at its end
 
 N_PARAMS = 134_515_008  # SmolLM2-135M, the tied embedding / LM head counted once
@@ -320,6 +320,6 @@ EXERCISES = [
     FieldMask,
     Int4Breakdown,
     StreamReport,
-    PackageSmallest,
+    PackageCloser,
     AskTheServer,
 ]

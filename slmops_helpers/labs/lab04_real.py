@@ -1,6 +1,8 @@
-"""Lab 04's exercises on the real tools: build the course model's quantized ONNX recipes
-(cached by notebook 04), package the smallest, measure its size and speed (q10); then serve
-the package with ``slmops serve`` and ask it a ticket through the ``openai`` client (q11).
+"""Lab 04's exercises on the real tools: turn one quantization lever on the course model (int8
+with one scale per tensor, or a scale per block of 32; both builds cached by notebook 04),
+measure each build's KL from the fp32 export, package the closer one and measure its size and
+speed (q10); then serve the package with ``slmops serve`` and ask it a ticket through the
+``openai`` client (q11).
 The rest of lab 04 is in ``lab04``, ``lab04_bench`` and ``lab04_decoding``."""
 
 from __future__ import annotations
@@ -13,18 +15,23 @@ from typing import Any
 
 import numpy as np
 
-from ..data import build_messages, read_rows
+from ..data import build_messages, format_target, read_rows
+from ..deploy import quant_study
 from ..deploy.client import ServerProcess, request, stream_chat
-from ..deploy.export import build_variant, onnx_files_mib
+from ..deploy.export import build_variant
 from ..deploy.package import MANIFEST, PackageError, fill_prompt, load_package, verify_package
+from ..deploy.runtime import OnnxCausalLM
 from ..models import files_mib, is_prepared, prepare_model, sha256_file
 from . import Exercise, Result, close, incorrect, is_number, learner_answer
 from .artifacts import folder_of
 from .checks import fresh_rng
 
-__all__ = ["QUANTIZED", "ASK_TOKENS", "lab_source", "timing_prompt", "PackageSmallest", "AskTheServer"]
+__all__ = ["LEVER", "ASK_TOKENS", "lab_source", "timing_prompt", "kl_pairs", "PackageCloser", "AskTheServer"]
 
-QUANTIZED = ("onnx_int8", "onnx_int4")  # q10: the recipes to compare, as notebook 04 exports them
+# q10: one lever, as section 4.3's study names its two ends: int8 weights with one scale per tensor
+# (activations rounded per tensor), or a scale per block of 32 (weight-only)
+LEVER = ("onnx_int8_tensor", "onnx_int8")
+KL_TICKETS = 3  # q10: validation tickets whose reference answers the KL is measured on
 ASK_TOKENS = 40  # q11: new tokens per answer (the course's answers fit in it)
 TIMING_TOKENS = 16  # q10: tokens per timed run, no stop at the end token
 SPEED_FACTOR = 3.0  # q10: a p50 further than this from the check's own is not this package's
@@ -43,12 +50,29 @@ def timing_prompt(lm: Any) -> str:
     return lm.chat_prompt(build_messages(row))
 
 
+def kl_pairs(lm: Any, n: int = KL_TICKETS) -> list[tuple[str, str]]:
+    """q10's (prompt, reference answer) pairs: the first ``n`` validation tickets in the model's chat format."""
+    rows = [r for r in read_rows() if r["split"] == "validation"][:n]
+    return [(lm.chat_prompt(build_messages(r)), format_target(r)) for r in rows]
+
+
 @functools.cache
-def _smallest_build() -> tuple[str, Path]:
-    """The quantized recipe whose ONNX files weigh least, and its folder (cached builds)."""
-    builds = {name: build_variant(lab_source(), name) for name in QUANTIZED}
-    name = min(builds, key=lambda n: onnx_files_mib(builds[n]))
-    return name, builds[name]
+def _builds() -> tuple[Path, dict[str, Path]]:
+    """The fp32 export and the lever's two builds (cached by notebook 04)."""
+    source = lab_source()
+    return build_variant(source, "onnx_fp32"), {n: quant_study.build(source, quant_study.BY_NAME[n]) for n in LEVER}
+
+
+def _kl_by_lever() -> dict[str, float]:
+    """The check's own measurement: each build's mean per-token KL from fp32 on ``kl_pairs``."""
+    fp32_dir, builds = _builds()
+    fp32 = OnnxCausalLM(fp32_dir)
+    prompts, answers = map(list, zip(*kl_pairs(fp32), strict=True))
+    reference = quant_study.teacher_forced(fp32, prompts, answers)
+    return {
+        name: quant_study.mean_kl(reference, quant_study.teacher_forced(OnnxCausalLM(folder), prompts, answers))
+        for name, folder in builds.items()
+    }
 
 
 def _p50_ms(lm: Any, n_tokens: int = TIMING_TOKENS) -> float:
@@ -62,30 +86,42 @@ class Lab04RealExercise(Exercise):
     real_tools = True
 
 
-class PackageSmallest(Lab04RealExercise):
-    name, title, tier, var = "q10", "Package the smallest quantized build, measured", "stretch", None
+class PackageCloser(Lab04RealExercise):
+    name, title, tier, var = "q10", "One quantization lever, measured; package the closer build", "stretch", None
     hint_text = (
-        "export.build_variant(source, name) returns each recipe's folder (cached: no export runs); compare what "
-        "their ONNX files weigh. write_package copies one into a package. Time the package with "
-        "OnnxCausalLM(...).stream(ids, TIMING_TOKENS, stop_at_eos=False): every token after the first is one "
-        "decode step."
+        "For each build and fp32: the logits of prompt + answer in one pass (lm.logits), keep the rows that predict "
+        "the answer's tokens (from the prompt's last position on), log-softmax them. KL(fp32 ‖ build) at a "
+        "position is the sum over the vocabulary of p_fp32 · (log p_fp32 − log p_build); average it over every "
+        "answer token of every pair. Package the build with the smaller KL."
     )
 
     def check_value(self, ns: Mapping[str, Any]) -> Result | None:
         size, p50 = learner_answer(ns, "package_mib"), learner_answer(ns, "p50_ms")
+        kl = learner_answer(ns, "kl_by_lever")
         folder = folder_of(learner_answer(ns, "package_dir"), "package_dir", (MANIFEST,))
         if isinstance(folder, Result):
             return folder
+        if not isinstance(kl, Mapping) or set(kl) != set(LEVER):
+            return incorrect(f"`kl_by_lever` should map each build of LEVER ({', '.join(LEVER)}) to its KL.")
+        for name in LEVER:
+            if wrong := is_number(kl[name], name=f"kl_by_lever[{name!r}]"):
+                return wrong
+        measured_kl = _kl_by_lever()
+        for name in LEVER:
+            if close(kl[name], measured_kl[name], rtol=0.02, atol=1e-6) is not None:
+                return incorrect(
+                    f"`kl_by_lever[{name!r}]` is not the mean KL(fp32 ‖ build) per answer token on kl_pairs: check "
+                    "the direction (fp32's probabilities weigh the log ratio), the positions (the rows that predict "
+                    "the answer) and the average (over every answer token)."
+                )
         try:
             manifest = verify_package(folder)
         except PackageError as err:
             return incorrect(f"`package_dir` is not a sound package: {err}")
-        variant, build = _smallest_build()
-        if manifest["files"].get("model.onnx", {}).get("sha256") != sha256_file(build / "model.onnx"):
-            return incorrect(
-                f"The package does not hold the smallest of {list(QUANTIZED)}: measure each build's ONNX files."
-            )
-        if manifest.get("lineage", {}).get("variant") != variant:
+        closer = min(measured_kl, key=measured_kl.__getitem__)
+        if manifest["files"].get("model.onnx", {}).get("sha256") != sha256_file(_builds()[1][closer] / "model.onnx"):
+            return incorrect("The package does not hold the build with the smaller KL: package the closer one.")
+        if manifest.get("lineage", {}).get("variant") != closer:
             return incorrect("The package's lineage does not name its variant (lineage['variant']): record it.")
         for name, value in (("package_mib", size), ("p50_ms", p50)):
             if wrong := is_number(value, name=name):

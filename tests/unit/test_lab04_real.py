@@ -1,6 +1,7 @@
-"""Lab 04's real-tool exercises (q10: package the smallest quantized build, measured; q11: ask the
-served package through the openai client), checked on the tiny model's ONNX builds: the right
-artifacts pass, and each slip (another build, no variant in the lineage, MB for MiB, seconds for
+"""Lab 04's real-tool exercises (q10: one quantization lever, each build's KL from fp32, the closer
+one packaged and measured; q11: ask the served package through the openai client), checked on the
+tiny model's ONNX builds: the right artifacts pass, and each slip (a KL that is not the mean
+KL(fp32 ‖ build), the farther build, no variant in the lineage, MB for MiB, seconds for
 milliseconds, an answer cut short, a completion object, the course's own HTTP helper) is named."""
 
 from __future__ import annotations
@@ -12,14 +13,31 @@ from slmops_helpers.deploy.runtime import OnnxCausalLM
 from slmops_helpers.labs import Outcome, Question, ____, lab04_real
 from slmops_helpers.models import files_mib
 
+PAIRS = [("the hub is", " offline error code"), ("my app is not", " setup help")]
+
 
 @pytest.fixture
-def smallest(monkeypatch, tiny_int8):
-    """The tiny model's int8 build stands for the smallest recipe; its context holds 128 tokens."""
-    monkeypatch.setattr(lab04_real, "_smallest_build", lambda: ("onnx_int8", tiny_int8))
+def lever(monkeypatch, tiny_source, onnx_root, tiny_onnx, tiny_int8):
+    """The tiny model's fp32 export and its two int8 builds stand for q10's lever; its context holds 128 tokens."""
+    from slmops_helpers.deploy.export import Recipe, build_recipe
+
+    tied = build_recipe(tiny_source, Recipe("int8", tie_embedding=True), onnx_root)
+    builds = {"onnx_int8_tensor": tiny_int8, "onnx_int8": tied}
+    monkeypatch.setattr(lab04_real, "_builds", lambda: (tiny_onnx, builds))
+    monkeypatch.setattr(lab04_real, "kl_pairs", lambda lm: PAIRS)
     monkeypatch.setattr(lab04_real, "timing_prompt", lambda lm: "the hub is offline")
     monkeypatch.setattr(lab04_real, "ASK_TOKENS", 8)
-    return tiny_int8
+    monkeypatch.setattr(lab04_real, "SPEED_FACTOR", 20.0)  # the tiny model's sub-millisecond steps jitter
+    kl = lab04_real._kl_by_lever()
+    closer = min(kl, key=kl.get)
+    return builds, kl, closer
+
+
+@pytest.fixture
+def smallest(lever):
+    """The build q10's package holds (q11 serves it)."""
+    builds, _, closer = lever
+    return builds[closer]
 
 
 def package(build, folder, variant="onnx_int8"):
@@ -32,38 +50,46 @@ def verdict(exercise, namespace):
     return result.outcome, result.message
 
 
-def q10(folder, *, mib=None, p50=None):
+def q10(folder, kl, *, mib=None, p50=None):
     own = lab04_real._p50_ms(OnnxCausalLM(folder))
-    namespace = {"package_dir": folder, "package_mib": files_mib(folder) if mib is None else mib}
-    return verdict(lab04_real.PackageSmallest, namespace | {"p50_ms": own if p50 is None else p50(own)})
+    namespace = {"package_dir": folder, "package_mib": files_mib(folder) if mib is None else mib, "kl_by_lever": kl}
+    return verdict(lab04_real.PackageCloser, namespace | {"p50_ms": own if p50 is None else p50(own)})
 
 
-def test_q10_passes_the_smallest_build_measured(smallest, tmp_path, monkeypatch):
-    monkeypatch.setattr(lab04_real, "SPEED_FACTOR", 20.0)  # the tiny model's sub-millisecond steps jitter
-    folder = package(smallest, tmp_path / "package")
-    got = q10(folder)
+def test_q10_passes_the_closer_build_measured(lever, tmp_path):
+    builds, kl, closer = lever
+    assert set(kl) == set(lab04_real.LEVER) and all(v > 0 for v in kl.values())
+    folder = package(builds[closer], tmp_path / "package", variant=closer)
+    got = q10(folder, kl)
     assert got[0] is Outcome.CORRECT, got[1]
-    blank = {"package_dir": folder, "package_mib": ____, "p50_ms": ____}
-    assert verdict(lab04_real.PackageSmallest, blank)[0] is Outcome.NOT_ATTEMPTED
+    blank = {"package_dir": folder, "package_mib": ____, "p50_ms": ____, "kl_by_lever": ____}
+    assert verdict(lab04_real.PackageCloser, blank)[0] is Outcome.NOT_ATTEMPTED
 
 
-def test_q10_names_each_slip(smallest, tiny_onnx, tmp_path):
-    got, message = q10(package(tiny_onnx, tmp_path / "fp32", variant="onnx_fp32"))
-    assert got is Outcome.INCORRECT and "smallest" in message, message
-    got, message = q10(package(smallest, tmp_path / "no_variant", variant=None))
+def test_q10_names_each_slip(lever, tmp_path, monkeypatch):
+    builds, kl, closer = lever
+    monkeypatch.setattr(lab04_real, "_p50_ms", lambda lm: 2.0)  # the tiny model's sub-millisecond steps jitter
+    farther = next(name for name in builds if name != closer)
+    folder = package(builds[closer], tmp_path / "package", variant=closer)
+    got, message = q10(package(builds[farther], tmp_path / "farther", variant=farther), kl)
+    assert got is Outcome.INCORRECT and "smaller KL" in message, message
+    got, message = q10(folder, {closer: kl[closer]})
+    assert got is Outcome.INCORRECT and "each build of LEVER" in message, message
+    got, message = q10(folder, {name: 2 * value for name, value in kl.items()})  # e.g. summed over two pairs
+    assert got is Outcome.INCORRECT and "the direction" in message and str(round(kl[closer], 3)) not in message
+    got, message = q10(package(builds[closer], tmp_path / "no_variant", variant=None), kl)
     assert got is Outcome.INCORRECT and "lineage" in message, message
-    folder = package(smallest, tmp_path / "package")
-    got, message = q10(folder, mib=files_mib(folder) * 2**20 / 10**6)
+    got, message = q10(folder, kl, mib=files_mib(folder) * 2**20 / 10**6)
     assert got is Outcome.INCORRECT and "MB" in message, message
-    got, message = q10(folder, mib=files_mib(folder) * 0.9)
+    got, message = q10(folder, kl, mib=files_mib(folder) * 0.9)
     assert got is Outcome.INCORRECT and "every file" in message, message
-    got, message = q10(folder, p50=lambda own: own / 1000)
+    got, message = q10(folder, kl, p50=lambda own: own / 1000)
     assert got is Outcome.INCORRECT and "seconds" in message, message
-    got, message = q10(folder, p50=lambda own: own * 100)
+    got, message = q10(folder, kl, p50=lambda own: own * 100)
     assert got is Outcome.INCORRECT and "per token" in message, message
     (folder / "genai_config.json").write_text("{}")  # tampered after packaging
-    namespace = {"package_dir": folder, "package_mib": files_mib(folder), "p50_ms": 1.0}
-    got, message = verdict(lab04_real.PackageSmallest, namespace)
+    namespace = {"package_dir": folder, "package_mib": files_mib(folder), "p50_ms": 1.0, "kl_by_lever": kl}
+    got, message = verdict(lab04_real.PackageCloser, namespace)
     assert got is Outcome.INCORRECT and "not a sound package" in message, message
 
 

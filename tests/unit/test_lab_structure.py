@@ -104,7 +104,7 @@ NAMES = {  # the names each whole-namespace exercise reads
     ("04", "q2"): ("quantize_int8", "dequantize_int8", "int8_error"),
     ("04", "q4"): ("percentiles_ms", "ships"),
     ("04", "q6"): ("tokens_per_round", "speedup", "max_draft_ratio"),
-    ("04", "q10"): ("package_mib", "p50_ms", "package_dir"),
+    ("04", "q10"): ("package_mib", "p50_ms", "kl_by_lever", "package_dir"),
     ("04", "q11"): ("ask", "package_dir"),
     ("05", "q3"): ("halted_stage", "halt_cause", "rolled_back"),
     ("05", "q6"): ("tolerated_factor", "slow_share_there"),

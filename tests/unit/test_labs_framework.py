@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import pickle
+from pathlib import Path
 
 import nbformat
 import numpy as np
@@ -24,6 +25,7 @@ from slmops_helpers.labs import (
     close,
     incorrect,
     is_number,
+    learner_answer,
     progress,
     same_set,
 )
@@ -441,3 +443,68 @@ def test_progress_prints_a_table_and_returns_counts(capsys):
 def test_progress_accepts_a_list_of_questions(capsys):
     counts = progress([_question(Fp16Memory), _question(Double, double=right_double)])
     assert counts == {"correct": 1, "incorrect": 0, "not_attempted": 1}
+
+
+class _CountingRealCheck(Exercise):
+    """A real-tool exercise that counts how often its (expensive) measurement runs."""
+
+    name, var, real_tools = "qr", None, True
+    runs = 0
+
+    def check_value(self, ns):
+        type(self).runs += 1
+        folder, limit = learner_answer(ns, "out_dir"), learner_answer(ns, "limit")
+        size = sum(p.stat().st_size for p in Path(folder).iterdir())
+        return None if size <= limit else incorrect("`out_dir` holds more bytes than `limit`.")
+
+
+def test_a_real_tool_verdict_is_reused_until_a_file_or_a_value_changes(tmp_path):
+    import os
+
+    _CountingRealCheck.runs = 0
+    (tmp_path / "w.bin").write_bytes(b"x" * 10)
+    ns = {"out_dir": str(tmp_path), "limit": 100}
+    bind_exercises(ns, [_CountingRealCheck])
+    assert _CountingRealCheck.artifact_inputs() == ("limit", "out_dir")
+    for _ in range(3):  # the learner's check, an instructor's assert, the progress table
+        assert ns["qr"].result().outcome is Outcome.CORRECT
+    assert _CountingRealCheck.runs == 1
+    (tmp_path / "w.bin").write_bytes(b"x" * 1000)  # the learner reruns the cell: a new file
+    os.utime(tmp_path / "w.bin", ns=(1, 10**18))
+    assert ns["qr"].result().outcome is Outcome.INCORRECT and _CountingRealCheck.runs == 2
+    ns["limit"] = 5000  # a changed value is checked anew too
+    assert ns["qr"].result().outcome is Outcome.CORRECT and _CountingRealCheck.runs == 3
+    ns["limit"] = ____  # not attempted is never kept
+    assert ns["qr"].result().outcome is Outcome.NOT_ATTEMPTED
+
+
+def test_a_check_reading_objects_in_memory_is_never_reused():
+    class ReadsTheModel(Exercise):
+        name, var, real_tools = "qm", None, True
+
+        def check_value(self, ns):
+            return None if ns.get("model") is not None else incorrect("no model")
+
+    assert ReadsTheModel.artifact_inputs() is None
+    assert _CountingRealCheck.__base__.artifact_inputs() is None  # not a real-tool exercise
+
+
+def test_inputs_stamp_reads_paths_functions_configs_and_refuses_objects(tmp_path):
+    import dataclasses
+
+    from slmops_helpers.labs.artifacts import inputs_stamp
+
+    @dataclasses.dataclass
+    class Config:
+        r: int
+
+    def f(x):
+        return x + 1
+
+    (tmp_path / "a").write_text("1")
+    key = inputs_stamp({"d": str(tmp_path), "f": f, "c": Config(8), "n": [1, 2.5]})
+    assert key is not None and key == inputs_stamp({"d": tmp_path, "f": f, "c": Config(8), "n": [1, 2.5]})
+    assert inputs_stamp({"c": Config(16)}) != inputs_stamp({"c": Config(8)})
+    assert inputs_stamp({"m": object()}) is None and inputs_stamp({"n": [object()]}) is None
+    assert inputs_stamp({"d": tmp_path / "not-yet"}) is not None  # a folder not written yet: its verdict holds
+    assert inputs_stamp({"k": {"a": 1.0}}) != inputs_stamp({"k": {"a": 2.0}})
