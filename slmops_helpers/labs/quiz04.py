@@ -26,9 +26,11 @@ QUIZ_VALUES = {
     "kv_query_kib": lambda: kv_kib(heads=KV["q_heads"]),
     "kv_one_layer_kib": lambda: kv_kib(layers=1),
     # the reference run, not this run: the reading must not move with a quick smoke run
-    "int8_source": lambda: measured(STEM, "int8_all_agreement", prefer_run=False).source,
-    "int8_all_agreement": lambda: measured(STEM, "int8_all_agreement", prefer_run=False).value,
-    "int8_kept_agreement": lambda: measured(STEM, "int8_keep_lm_head_down_agreement", prefer_run=False).value,
+    "int8_source": lambda: measured(STEM, "qs_onnx_int8_tensor_diff", prefer_run=False).source,
+    "int8_tensor_diff": lambda: measured(STEM, "qs_onnx_int8_tensor_diff", prefer_run=False).value,
+    "int8_channel_diff": lambda: measured(STEM, "qs_onnx_int8_channel_diff", prefer_run=False).value,
+    "int8_kept_diff": lambda: measured(STEM, "qs_onnx_int8_tensor_keep_down_diff", prefer_run=False).value,
+    "outlier_down": lambda: measured(STEM, "outlier_ratio_down_proj", prefer_run=False).value,
 }
 
 QUIZ = load_quiz("04_deployment.ipynb", QUIZ_VALUES)
