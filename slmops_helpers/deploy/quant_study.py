@@ -18,7 +18,6 @@ of each kind of projection sits above the typical one.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -232,10 +231,6 @@ class StudyRow:
         )
 
 
-def load(lever: Lever, folder: Path) -> Any:
-    return bench.load_runtime(lever.runtime, folder)
-
-
 def run_study(
     source: Path,
     levers: list[Lever],
@@ -263,7 +258,7 @@ def run_study(
         folder = build(source, lever)
         raw = bench.measure_isolated(lever.runtime, folder, settings)
         tickets = TicketScores.from_answers(raw["answers"], rows)
-        logprobs = teacher_forced(load(lever, folder), prompts, references)
+        logprobs = teacher_forced(bench.load_runtime(lever.runtime, folder), prompts, references)
         fp32_logprobs = fp32_logprobs or logprobs
         reference = out[0].tickets if out else tickets
         diff = paired_difference(tickets, reference)
@@ -386,7 +381,3 @@ def outlier_probe(model: Any, tokenizer: Any, rows: list[dict[str, str]]) -> dic
 def probe_metrics(ratios: dict[str, float]) -> dict[str, Any]:
     worst = max(ratios, key=ratios.__getitem__)
     return {f"outlier_ratio_{kind}": ratio for kind, ratio in ratios.items()} | {"outlier_worst_kind": worst}
-
-
-def lever_names() -> str:
-    return json.dumps(list(BY_NAME))
