@@ -134,7 +134,5 @@ def inputs_stamp(values: dict[str, Any]) -> str | None:
     """One key for a real-tool check's inputs (``_stamp`` of each), or None when one cannot be
     stamped: the check then runs every time. Equal keys mean the same files, unchanged, and the
     same values, so the verdict already given holds."""
-    stamps = {name: _stamp(value) for name, value in values.items()}
-    if any(s is None for s in stamps.values()):
-        return None
-    return repr(sorted(stamps.items()))
+    stamp = _stamp(dict(values))  # a dict stamps each value, and is None when one cannot be stamped
+    return None if stamp is None else repr(stamp)
