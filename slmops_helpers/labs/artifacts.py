@@ -97,10 +97,11 @@ def greedy_mismatch(model: Any, prompt_ids: list[int], tokens: list[int]) -> int
 MAX_STAMPED_FILES = 2000
 
 
-def _stamp(value: Any) -> Any:
+def _stamp(value: Any, depth: int = 0) -> Any:
     """What identifies one learner value for a verdict: a path's files (name, size, modification
-    time), a function's code, a plain value's repr; None for anything else (an object in memory
-    may change without any sign, so its verdict is never reused)."""
+    time), a function's code with what it reads (``_function_stamp``), a plain value's repr; None
+    for anything else (an object in memory may change without any sign, so its verdict is never
+    reused)."""
     if isinstance(value, os.PathLike) or (isinstance(value, str) and os.sep in value and Path(value).exists()):
         path = Path(value)
         if not path.exists():
@@ -110,19 +111,66 @@ def _stamp(value: Any) -> Any:
             return None
         return [str(path.resolve())] + [(str(p.relative_to(path)), *_file_stamp(p)) for p in files]
     if callable(value) and hasattr(value, "__code__"):
-        code = value.__code__
-        return (value.__qualname__, code.co_code, repr(code.co_consts), repr(value.__defaults__))
+        return _function_stamp(value, depth)
     if value is None or isinstance(value, str | int | float | bool):
         return repr(value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):  # a config: its fields say it all
         return f"{type(value).__qualname__}{value!r}"
     if isinstance(value, dict):
-        stamps = {repr(k): _stamp(v) for k, v in value.items()}
+        stamps = {repr(k): _stamp(v, depth) for k, v in value.items()}
         return None if any(s is None for s in stamps.values()) else ("dict", *sorted(stamps.items()))
     if isinstance(value, list | tuple):
-        stamps = [_stamp(v) for v in value]
+        stamps = [_stamp(v, depth) for v in value]
         return None if any(s is None for s in stamps) else (type(value).__name__, *map(repr, stamps))
     return None
+
+
+MAX_FUNCTION_DEPTH = 3  # a learner's function calling their helper calling another: deeper is checked every time
+
+
+def _function_stamp(function: Any, depth: int) -> Any:
+    """A function's code and defaults, and the values it reads: the variables it closes over
+    and the notebook globals it names (a module or class by its name; a function, recursively).
+    Two closures of one ``def`` with different captured values are different inputs; None when
+    one of those values cannot be stamped or the calls nest too deep."""
+    if depth >= MAX_FUNCTION_DEPTH:
+        return None
+    code = function.__code__
+    namespace = getattr(function, "__globals__", {})
+    names = sorted({name for c in _codes(code) for name in c.co_names if name in namespace})
+    read = {f"global {name}": namespace[name] for name in names}
+    for name, cell in zip(code.co_freevars, function.__closure__ or (), strict=True):
+        try:
+            read[f"closed {name}"] = cell.cell_contents
+        except ValueError:  # a cell not yet assigned
+            read[f"closed {name}"] = "<unassigned>"
+    stamps = {key: _read_stamp(value, depth) for key, value in read.items()}
+    stamps["defaults"] = _stamp(list(function.__defaults__ or ()), depth + 1)
+    if any(stamp is None for stamp in stamps.values()):
+        return None
+    return (function.__qualname__, [(c.co_code, repr(_plain_consts(c))) for c in _codes(code)], sorted(stamps.items()))
+
+
+def _read_stamp(value: Any, depth: int) -> Any:
+    """A value a function reads: modules and classes stand for themselves by name."""
+    import inspect
+
+    if inspect.ismodule(value):
+        return ("module", value.__name__)
+    if isinstance(value, type) or inspect.isbuiltin(value):
+        return ("name", getattr(value, "__module__", ""), getattr(value, "__qualname__", repr(value)))
+    return _stamp(value, depth + 1)
+
+
+def _codes(code: Any) -> list[Any]:
+    """A code object and those nested in it (its inner functions, lambdas, comprehensions)."""
+    inner = [c for c in code.co_consts if hasattr(c, "co_code")]
+    return [code] + [nested for c in inner for nested in _codes(c)]
+
+
+def _plain_consts(code: Any) -> tuple[Any, ...]:
+    """The constants a code object holds, without nested code (whose repr names a memory address)."""
+    return tuple(c for c in code.co_consts if not hasattr(c, "co_code"))
 
 
 def _file_stamp(path: Path) -> tuple[int, int]:

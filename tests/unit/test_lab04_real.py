@@ -109,8 +109,25 @@ def ask_with(max_tokens=None, whole=False):
     return ask
 
 
-def test_q11_asks_the_served_package_through_the_learners_client(smallest, tmp_path):
+def long_answer_tickets(monkeypatch, folder):
+    """The hidden ticket drawn from those whose tiny-model answer runs the whole ASK_TOKENS: the
+    random tiny model ends some answers within 3 tokens, where a client cut at 3 cannot show."""
+    from slmops_helpers.deploy.package import fill_prompt, load_package
+
+    lm, _, spec = load_package(folder)
+    rows = [r for r in lab04_real.read_rows() if r["split"] == "validation"]
+    long = [
+        r
+        for r in rows
+        if lm.generate(fill_prompt(spec, r["message"]), 3) != lm.generate(fill_prompt(spec, r["message"]), 8)
+    ]
+    assert len(long) >= len(rows) // 2, "most tiny-model answers should run past 3 tokens"
+    monkeypatch.setattr(lab04_real, "read_rows", lambda: long)
+
+
+def test_q11_asks_the_served_package_through_the_learners_client(smallest, tmp_path, monkeypatch):
     folder = package(smallest, tmp_path / "package")
+    long_answer_tickets(monkeypatch, folder)
     got = verdict(lab04_real.AskTheServer, {"package_dir": folder, "ask": ask_with()})
     assert got[0] is Outcome.CORRECT, got[1]
     got, message = verdict(lab04_real.AskTheServer, {"package_dir": folder, "ask": ask_with(max_tokens=3)})

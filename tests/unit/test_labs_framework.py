@@ -508,3 +508,34 @@ def test_inputs_stamp_reads_paths_functions_configs_and_refuses_objects(tmp_path
     assert inputs_stamp({"m": object()}) is None and inputs_stamp({"n": [object()]}) is None
     assert inputs_stamp({"d": tmp_path / "not-yet"}) is not None  # a folder not written yet: its verdict holds
     assert inputs_stamp({"k": {"a": 1.0}}) != inputs_stamp({"k": {"a": 2.0}})
+
+
+STAMPED_LIMIT = 3
+
+
+def _reads_the_limit():
+    return STAMPED_LIMIT
+
+
+def test_a_function_is_stamped_with_what_it_reads():
+    """Two closures of one def with other captured values, or a function whose global changed,
+    are other inputs: the verdict on the first is not the verdict on the second (lab 04's
+    ask-the-server check caught a client asking for 3 tokens only because of this)."""
+    from slmops_helpers.labs.artifacts import inputs_stamp
+
+    def make(max_tokens):
+        def ask(message):
+            return (message, max_tokens)
+
+        return ask
+
+    assert inputs_stamp({"ask": make(3)}) == inputs_stamp({"ask": make(3)}) is not None
+    assert inputs_stamp({"ask": make(3)}) != inputs_stamp({"ask": make(None)})
+    before = inputs_stamp({"f": _reads_the_limit})
+    globals()["STAMPED_LIMIT"] = 4
+    try:
+        assert before is not None and inputs_stamp({"f": _reads_the_limit}) != before
+    finally:
+        globals()["STAMPED_LIMIT"] = 3
+    state = object()
+    assert inputs_stamp({"f": lambda: state}) is None  # reads an object in memory: checked every time
