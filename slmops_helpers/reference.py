@@ -48,7 +48,8 @@ def _commit(root: Path) -> str:
     return out.stdout.strip() or "unknown"
 
 
-def _machine() -> str:
+def machine() -> str:
+    """The architecture and CPU model, as a reference record names the machine it ran on."""
     cpu = ""
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.is_file():
@@ -64,7 +65,7 @@ def write_reference(stem: str, record: dict[str, Any], root: Path | None = None)
         raise ValueError(f"A reference comes from a full run; this record is profile={record.get('profile')!r}.")
     root = root or project_root()
     stamped = {**record, "commit": _commit(root), "date": datetime.now(UTC).isoformat(timespec="seconds")}
-    stamped["machine"] = _machine()
+    stamped["machine"] = machine()
     return atomic_write_json(reference_path(stem, root), stamped)
 
 

@@ -51,6 +51,23 @@ def check_run_time(run: NotebookRun) -> None:
     )
 
 
+@pytest.fixture
+def keep_question_times():
+    """``keep_question_times(executed)``: each question's seconds in this run of a lab, kept
+    beside its executed copy (``<name>.times.json``) and printed, CI's record of how long each
+    exercise took."""
+    from slmops_helpers._io import atomic_write_json
+    from slmops_helpers.labs.timing import question_seconds
+
+    def keep(executed: Path) -> dict[str, float]:
+        seconds = question_seconds(executed)
+        atomic_write_json(executed.with_suffix(".times.json"), seconds)
+        print(f"{executed.name}: " + ", ".join(f"{q} {s:.0f} s" for q, s in seconds.items()))
+        return seconds
+
+    return keep
+
+
 def _cells(path: Path) -> list[Any]:
     import nbformat
 

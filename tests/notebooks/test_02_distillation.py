@@ -89,11 +89,12 @@ def test_lab_exercise_is_rendered_from_its_source(root):
     )
 
 
-def test_lab_solution_passes_and_blank_exercise_runs(root):
+def test_lab_solution_passes_and_blank_exercise_runs(root, keep_question_times):
     out = artifacts_dir() / "labs"
     solution = out / f"{LAB}_solution.ipynb"
     render_lab(root / "labs" / "source" / f"{LAB}.ipynb", out / f"{LAB}_exercise_source.ipynb", solution)
     run_notebook(solution, out / f"{LAB}_solution.executed.ipynb", {"metrics_name": f"lab_{LAB}_solution"})
+    keep_question_times(out / f"{LAB}_solution.executed.ipynb")
     n_questions = len(lab02.EXERCISES) + len(lab02.QUIZ)
     assert read_metrics(f"lab_{LAB}_solution")["correct"] == n_questions
     run_notebook(

@@ -322,7 +322,7 @@ def lab_questions(lab: str) -> int:
 
 
 @pytest.mark.parametrize("lab", ["01_introduction", "03_fine_tuning", "04_deployment", "05_slmops_pipeline"])
-def test_lab_solution_passes_and_blank_exercise_runs(root, lab):
+def test_lab_solution_passes_and_blank_exercise_runs(root, lab, keep_question_times):
     n_questions = lab_questions(lab)
     assert n_questions >= 6 + 5  # the floor: six exercises and a quiz of five
     out = artifacts_dir() / "labs"
@@ -335,3 +335,4 @@ def test_lab_solution_passes_and_blank_exercise_runs(root, lab):
     )
     blank = read_metrics(f"lab_{lab}_exercise")
     assert (blank["not_attempted"], blank["correct"], blank["incorrect"]) == (n_questions, 0, 0)
+    keep_question_times(out / f"{lab}_solution.executed.ipynb")

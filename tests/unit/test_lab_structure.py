@@ -148,3 +148,21 @@ def test_a_value_where_a_function_is_expected_is_named_as_such(cls):
 
     result = Question(cls(), {cls.var: 3.5}).result()
     assert result.outcome is Outcome.INCORRECT and "should be a function" in result.message, result.message
+
+
+def test_the_recorded_lab_times_cover_every_real_tool_exercise_within_budget(root):
+    """``labs/exercise_times.json`` (``benchmarks/lab_times.py``, each lab's solution run alone) times
+    every real-tool exercise the labs hold today, each within the budget: a new or changed real-tool
+    exercise needs a new measurement."""
+    from slmops_helpers.labs.timing import REAL_TOOL_BUDGET_S, over_budget
+
+    record = json.loads((root / "labs" / "exercise_times.json").read_text())
+    assert record["budget_s"] == REAL_TOOL_BUDGET_S
+    for n, lab in LABS.items():
+        times = next(t for name, t in record["labs"].items() if name.startswith(f"0{n}_"))
+        real = {cls.name for cls in lab.EXERCISES if cls.real_tools}
+        assert set(times["real_tools"]) == real, f"lab {n}: rerun benchmarks/lab_times.py"
+        assert over_budget(times["question_s"], real) == {}, (
+            f"lab {n}: a real-tool exercise over {REAL_TOOL_BUDGET_S} s"
+        )
+        assert times["cpu_count"] <= 2, f"lab {n}: timed on {times['cpu_count']} cores; the budget is for 2"

@@ -539,3 +539,52 @@ def test_a_function_is_stamped_with_what_it_reads():
         globals()["STAMPED_LIMIT"] = 3
     state = object()
     assert inputs_stamp({"f": lambda: state}) is None  # reads an object in memory: checked every time
+
+
+def test_question_seconds_sums_each_questions_cells_and_flags_slow_real_tool_ones(tmp_path):
+    from datetime import datetime, timedelta
+
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+    from slmops_helpers.labs import timing
+
+    start = datetime(2026, 12, 7, 12, 0, 0)
+
+    def code(seconds):
+        cell = new_code_cell("x = 1")
+        end = start + timedelta(seconds=seconds)
+        cell.metadata["papermill"] = {"start_time": start.isoformat(), "end_time": end.isoformat()}
+        return cell
+
+    nb = new_notebook(
+        cells=[
+            new_markdown_cell("# Lab 9"),
+            code(4.0),
+            new_markdown_cell("## q1 (core) · Sizes"),
+            code(1.0),
+            new_markdown_cell("Then the measured sizes."),
+            code(2.5),
+            new_markdown_cell("## q10 (stretch) · Build and package"),
+            code(80.0),
+            code(15.0),
+            new_markdown_cell("## Quiz"),
+            code(0.5),
+            new_markdown_cell("### Quiz 2 · Why"),
+            code(0.25),
+            new_markdown_cell("## Your progress"),
+            code(3.0),
+        ]
+    )
+    path = tmp_path / "lab.executed.ipynb"
+    nbformat.write(nb, str(path))
+    seconds = timing.question_seconds(path)
+    assert seconds == {"setup": 4.0, "q1": 3.5, "q10": 95.0, "quiz2": 0.2}
+    assert timing.over_budget(seconds, {"q10"}) == {"q10": 95.0}
+    assert timing.over_budget(seconds, {"q1"}) == {}
+    with pytest.raises(ValueError, match="no time for"):
+        timing.over_budget(seconds, {"q11"})
+    nb.cells[1].metadata.pop("papermill")
+    nbformat.write(nb, str(path))
+    with pytest.raises(ValueError, match="papermill"):
+        timing.question_seconds(path)
