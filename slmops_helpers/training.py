@@ -162,7 +162,9 @@ def activation_mib(
     def pack(tensor: torch.Tensor) -> torch.Tensor:
         storage = tensor.untyped_storage()
         storages[storage.data_ptr()] = storage.nbytes()
-        return tensor
+        # detached: a node that saves its own output would otherwise hold that output, which holds the
+        # node, a cycle Python cannot collect, and a forward pass without backward leaked its activations
+        return tensor.detach()
 
     was_training = model.training
     model.train()

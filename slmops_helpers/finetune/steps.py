@@ -117,6 +117,8 @@ def compare_methods(
                 )
                 if s == seed:
                     trained[name] = model
+                del model, base
+                models.release_memory()  # the next method loads a fresh base
     assert qlora_base is not None  # METHOD_SPECS holds qlora
     return Comparison(trained, runs, backend, qlora_base)
 

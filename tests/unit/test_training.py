@@ -231,6 +231,21 @@ def test_activation_count_is_the_same_without_the_backward_pass(tiny_model, tiny
     assert all(p.grad is None for p in tiny_model.parameters())
 
 
+def test_a_forward_only_count_leaves_no_graph_behind(tiny_model, tiny_tokenizer, row):
+    """Without a backward pass the forward graph must die with the call: a pack hook that kept each
+    saved tensor itself held a node's own output, a cycle that leaked every activation (notebook 03's
+    three seeds of four methods outgrew a 24 GiB machine)."""
+    import gc
+
+    examples = _examples(tiny_tokenizer, row, 2)
+    gc.collect()
+    before = sum(1 for o in gc.get_objects() if torch.is_tensor(o) and o.grad_fn is not None)
+    assert training.activation_mib(tiny_model, examples, tiny_tokenizer.pad_token_id, backward=False) > 0
+    gc.collect()
+    after = sum(1 for o in gc.get_objects() if torch.is_tensor(o) and o.grad_fn is not None)
+    assert after == before, f"{after - before} tensors of the forward graph outlived the call"
+
+
 def test_memory_breakdown_counts_trainable_state_only(tiny_model, tiny_tokenizer, row):
     from slmops_helpers.models import MIB, tensor_bytes
 
