@@ -244,15 +244,14 @@ def _train_tuned(args: argparse.Namespace, config: TrainConfig, device: str) -> 
 
 def _train_student(args: argparse.Namespace, config: TrainConfig, device: str) -> dict[str, Any]:
     """Notebook 02's distilled student: logit KD from the tuned model on the human references."""
-    from . import data, distill, distributed, training  # torch
-    from .distill import KDConfig, steps  # torch and peft
+    from . import distill, distributed  # torch
+    from .distill import steps  # torch and peft
     from .finetune import load_tuned_model  # torch and peft
 
     sizes = distill.get_config(args.profile)
     teacher, tokenizer = load_tuned_model(args.model, device=device)
     splits = steps.course_splits(sizes.n_val, get_profile(args.profile).n_eval)
-    teacher_rows = distill.balanced_subset(splits.train, sizes.n_teacher_prompts)
-    prompts = [data.format_chat(tokenizer, r) for r in teacher_rows]
+    teacher_rows, prompts = steps.teacher_prompts(tokenizer, splits.train, sizes)
     for main_turn in (True, False):  # the main process fills the teacher-answer cache, then the others read it
         if distributed.is_main_process() == main_turn:
             outputs = distill.generate_teacher_outputs(teacher, tokenizer, prompts, sizes.teacher_max_new_tokens)
@@ -261,12 +260,7 @@ def _train_student(args: argparse.Namespace, config: TrainConfig, device: str) -
     val_examples = distill.encode_distillation_set(tokenizer, splits.val, None, max_length=256)
     keep = steps.choose_blocks(teacher, val_examples, tokenizer.pad_token_id, sizes.param_budget).keep
     setup = steps.StudentSetup(teacher, tokenizer, keep, splits.val, val_examples, sizes)
-    student, kd = distill.build_student(teacher, keep), KDConfig(temperature=2.0, alpha=0.5)  # notebook 02's
-    loss_fn = distill.make_loss_fn(student, teacher, kd, tokenizer, tokenizer, keep=keep, cache_teacher=True)
-    result = training.train(
-        student, sets["references"], val_examples, config, tokenizer.pad_token_id, loss_fn, "distilled",
-        score_fn=setup.validation_score,
-    )  # fmt: skip
+    _, result = steps.train_student(setup, "distilled", sets["references"], steps.DISTILLED, config)
     return {
         "keep": keep,
         "train_loss": [h["train_loss"] for h in result.history],

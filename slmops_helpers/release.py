@@ -21,6 +21,7 @@ from transformers import AutoTokenizer
 from . import data, distill, gate, models, pipeline, registry, training, uncertainty
 from .deploy import export, package
 from .deploy.steps import lineage
+from .distill import steps as distill_steps
 from .finetune import ATTENTION, MLP, MethodConfig, load_tuned_model
 
 VERSIONS = {"production": "1.0.0", "candidate": "1.1.0", "over_quantized": "1.1.0"}
@@ -70,8 +71,7 @@ def teacher_targets(model_name: str, source: Path, train_rows: list, profile: st
     tokenizer = AutoTokenizer.from_pretrained(source)  # production's: the prompts it will be trained on
     teacher, _ = load_tuned_model(model_name, device=device)
     sizes = distill.get_config(profile)
-    rows = distill.balanced_subset(train_rows, sizes.n_teacher_prompts)
-    prompts = [data.format_chat(tokenizer, r) for r in rows]
+    rows, prompts = distill_steps.teacher_prompts(tokenizer, train_rows, sizes)
     cached = pipeline.cached_teacher_outputs(teacher, prompts, sizes.teacher_max_new_tokens)
     if cached is None:
         return [], []

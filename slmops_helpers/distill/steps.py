@@ -17,7 +17,7 @@ from ..uncertainty import difference_metrics, interval_metrics
 from .loss import KDConfig, make_loss_fn, temperature_view
 from .settings import DistillConfig
 from .student import block_choices, build_student, max_blocks_within
-from .teacher import TeacherOutputs, ValidationReport, encode_distillation_set
+from .teacher import TeacherOutputs, ValidationReport, balanced_subset, encode_distillation_set
 
 TEMPERATURES = (0.5, 1.0, 2.0, 4.0, 8.0)
 # name in the notebook -> prefix of its metric keys
@@ -193,8 +193,22 @@ class StudentSetup:
         ]
 
 
-def train_student(setup: StudentSetup, name: str, examples: list, config: KDConfig) -> tuple[Any, training.TrainResult]:
-    """Cut a fresh student from the teacher and train it on ``examples`` with the loss ``config``."""
+# The distilled student's loss (section 2.5 shows it as a KDConfig; `slmops train student` trains the same).
+DISTILLED = KDConfig(temperature=2.0, alpha=0.5, kind="forward", hidden_weight=0.0)
+
+
+def teacher_prompts(tokenizer: Any, train_rows: list, sizes: DistillConfig) -> tuple[list, list[str]]:
+    """Section 2's teacher prompts: a category-balanced subset of the training tickets (``sizes``
+    says how many), and each as the chat prompt the teacher answers."""
+    rows = balanced_subset(train_rows, sizes.n_teacher_prompts)
+    return rows, [data.format_chat(tokenizer, r) for r in rows]
+
+
+def train_student(
+    setup: StudentSetup, name: str, examples: list, config: KDConfig, train_config: training.TrainConfig | None = None
+) -> tuple[Any, training.TrainResult]:
+    """Cut a fresh student from the teacher and train it on ``examples`` with the loss ``config``
+    (for ``train_config`` steps, the setup's own by default)."""
     model = build_student(setup.teacher, setup.keep)
     # the teacher is frozen: keep its logits per example instead of rerunning it every epoch
     # (only the KL term reads them, so not with alpha=0 or the hidden-state term)
@@ -205,7 +219,7 @@ def train_student(setup: StudentSetup, name: str, examples: list, config: KDConf
         model,
         examples,
         setup.val_examples,
-        setup.train_config(),
+        train_config or setup.train_config(),
         tok.pad_token_id,
         loss_fn=loss_fn,
         desc=name,

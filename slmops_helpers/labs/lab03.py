@@ -16,7 +16,7 @@ import torch
 
 from ..finetune.artifacts import merge_with_parity
 from ..finetune.grid import expand_grid as course_expand_grid
-from ..finetune.methods import lora_parameter_count
+from ..finetune.methods import MLP, lora_parameter_count
 from ..uncertainty import bootstrap_interval, paired_difference, resampled_means
 from . import Exercise, Result, close, incorrect, is_number, learner_answer
 from .checks import fresh_rng, fresh_seed
@@ -37,7 +37,6 @@ SMOLLM2_135M_LINEARS = {
 }
 SMOLLM2_135M_LAYERS = 30
 N_PARAMS = 134_515_008  # q5: SmolLM2-135M's parameters (the tied embedding counted once)
-MLP = ("gate_proj", "up_proj", "down_proj")
 
 
 def _peft_lora_layer(weight: torch.Tensor, bias: torch.Tensor, a: torch.Tensor, b: torch.Tensor, alpha: float) -> Any:

@@ -81,6 +81,14 @@ def test_training_learned_and_scores_are_consistent(metrics):
     for draft in ("distilled", "undistilled"):
         assert 0 <= m[f"speculative_{draft}_acceptance"] <= 1 and m[f"speculative_{draft}_speedup"] > 0
     assert m["hf_assisted_speedup"] > 0 and m["hf_assisted_gamma"] == m["speculative_distilled_gamma"]
+    # the loss the notebook shows is the one `slmops train student` trains (steps.DISTILLED)
+    kd = steps.DISTILLED
+    assert (m["kd_temperature"], m["kd_alpha"], m["kd_kind"], m["kd_hidden_weight"]) == (
+        kd.temperature,
+        kd.alpha,
+        kd.kind,
+        kd.hidden_weight,
+    )
 
 
 def test_lab_exercise_is_rendered_from_its_source(root):
