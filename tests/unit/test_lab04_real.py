@@ -110,17 +110,15 @@ def ask_with(max_tokens=None, whole=False):
 
 
 def long_answer_tickets(monkeypatch, folder):
-    """The hidden ticket drawn from those whose tiny-model answer runs the whole ASK_TOKENS: the
-    random tiny model ends some answers within 3 tokens, where a client cut at 3 cannot show."""
+    """The hidden ticket drawn from those whose tiny-model answer (ASK_TOKENS, as the check asks)
+    runs past 3 tokens: the random tiny model ends some answers within 3, where a client cut at 3
+    cannot show."""
     from slmops_helpers.deploy.package import fill_prompt, load_package
 
     lm, _, spec = load_package(folder)
     rows = [r for r in lab04_real.read_rows() if r["split"] == "validation"]
-    long = [
-        r
-        for r in rows
-        if lm.generate(fill_prompt(spec, r["message"]), 3) != lm.generate(fill_prompt(spec, r["message"]), 8)
-    ]
+    prompts = {r["id"]: fill_prompt(spec, r["message"]) for r in rows}
+    long = [r for r in rows if lm.generate(prompts[r["id"]], 3) != lm.generate(prompts[r["id"]], lab04_real.ASK_TOKENS)]
     assert len(long) >= len(rows) // 2, "most tiny-model answers should run past 3 tokens"
     monkeypatch.setattr(lab04_real, "read_rows", lambda: long)
 
