@@ -340,6 +340,29 @@ def rss_mib() -> float:
     return psutil.Process().memory_info().rss / MIB
 
 
+def release_memory() -> None:
+    """Give the memory of models no longer referenced back to the system, between training runs.
+
+    A peft model holds reference cycles, which Python's collector reaches late (it counts
+    objects, not bytes), and glibc keeps freed blocks in its arenas for later. Called after
+    each of notebook 03's runs, the process stayed near 5 GiB over three seeds of four methods
+    (smoke sizes).
+    """
+    import ctypes
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except OSError:  # another C library (musl): nothing to trim
+            pass
+
+
 def peak_rss_mib() -> float:
     """Highest resident memory this process has reached, in MiB.
 

@@ -107,7 +107,8 @@ def score_errors(rows: list[dict[str, Any]], key: str = "score") -> list[list[fl
 
 
 def plot_methods(rows: list[dict[str, Any]], base_score: float) -> Figure:
-    """Fine-tuning methods side by side: task score, trainable %, peak memory, artifact size."""
+    """Fine-tuning methods side by side: task score (with each training seed's, when rows hold
+    ``seed_scores``), trainable %, peak memory, artifact size."""
     panels = [
         ("score", "held-out task score (0–100)", False),
         ("trainable_pct", "trainable parameters (%)", True),
@@ -124,8 +125,11 @@ def plot_methods(rows: list[dict[str, Any]], base_score: float) -> Figure:
                 ax.bar(names, heights, bottom=bottom, label=part)
                 bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
             ax.legend(fontsize=7)
-        elif key == "score":  # with its 95 % bootstrap interval over the tickets
+        elif key == "score":  # with its 95 % bootstrap interval over the tickets, and each seed's score as a dot
             ax.bar(names, [r[key] for r in rows], yerr=score_errors(rows), capsize=4, color="tab:blue")
+            for i, r in enumerate(rows):
+                seeds = r.get("seed_scores", [])
+                ax.plot([i] * len(seeds), seeds, "o", color="black", markersize=3, label="one seed" if i == 0 else None)
         else:
             ax.bar(names, [r[key] for r in rows], color="tab:blue")
         ax.set_title(label, fontsize=10)

@@ -242,3 +242,60 @@ def difference_sentence(m: dict[str, Any], name: str, a: str, b: str, n: int | N
     ci = difference_from_metrics(m, name, n)
     word = ci.verdict(f"{a} is better", f"{a} is worse")
     return f"{a} − {b}: **{ci.estimate:+.1f}** points (95 % interval {ci.low:+.1f} to {ci.high:+.1f}): {word}"
+
+
+# --- training claims over seeds -----------------------------------------------------------
+# One training run is one draw of the seed (initialization, batch order, dropout): the same
+# recipe on another seed, or another CPU, trains a different model. A comparison of two
+# recipes is a claim only when it holds on every seed; the ticket interval is then taken on
+# each ticket's score averaged over the seeds (the tickets are the same for every run).
+
+
+def mean_over_seeds(runs: Sequence[TicketScores]) -> TicketScores:
+    """Each ticket's score averaged over ``runs`` (one per seed, all on the same tickets)."""
+    if not runs:
+        raise ValueError("No runs to average: pass one TicketScores per training seed.")
+    for run in runs[1:]:
+        paired_values(runs[0], run)  # refuses runs scored on different tickets, naming the fix
+    values = np.mean([[dict(zip(r.ids, r.values, strict=True))[i] for i in runs[0].ids] for r in runs], axis=0)
+    return TicketScores(runs[0].ids, tuple(float(v) for v in values))
+
+
+def seed_score_metrics(name: str, runs: Sequence[TicketScores]) -> dict[str, float]:
+    """``<name>_score``: the mean over seeds, with the ticket interval of the seed-averaged tickets,
+    and ``<name>_seed_min_score`` / ``_seed_max_score``: the spread the seeds alone make."""
+    scores = [float(np.mean(r.values)) for r in runs]
+    averaged = mean_over_seeds(runs)
+    out = {f"{name}_score": float(np.mean(averaged.values)), **interval_metrics(name, averaged)}
+    return out | {f"{name}_seed_min_score": min(scores), f"{name}_seed_max_score": max(scores)}
+
+
+def seed_difference_metrics(name: str, a: Sequence[TicketScores], b: Sequence[TicketScores]) -> dict[str, float]:
+    """``a`` − ``b`` over seeds: the mean difference with the paired interval of the seed-averaged
+    tickets (``difference_metrics``), and each seed's own difference as ``_seed_min`` / ``_seed_max``.
+    ``a`` and ``b`` hold one run per seed, in the same seed order; one run (an untrained base)
+    stands against every seed of the other."""
+    if len(a) != len(b) and 1 not in (len(a), len(b)):
+        raise ValueError(f"{len(a)} runs against {len(b)}: pair one run per seed (or one untrained run with all).")
+    n = max(len(a), len(b))
+    pairs = [(a[i if len(a) > 1 else 0], b[i if len(b) > 1 else 0]) for i in range(n)]
+    per_seed = [float(paired_values(x, y).mean()) for x, y in pairs]
+    out = difference_metrics(name, mean_over_seeds(a), mean_over_seeds(b))
+    return out | {f"{name}_seed_min_score_diff": min(per_seed), f"{name}_seed_max_score_diff": max(per_seed)}
+
+
+def seed_sentence(m: dict[str, Any], name: str, a: str, b: str, seeds: int) -> str:
+    """``a`` against ``b`` over ``seeds`` training seeds, in words: a claim only when every seed
+    agrees on the sign *and* the seed-averaged ticket interval excludes 0."""
+    ci = difference_from_metrics(m, name)
+    low, high = m[f"{name}_seed_min_score_diff"], m[f"{name}_seed_max_score_diff"]
+    spread = f"each seed {low:+.1f} to {high:+.1f}"
+    text = f"{a} − {b}: **{ci.estimate:+.1f}** points over {seeds} seeds ({spread}; 95 % ticket interval "
+    text += f"{ci.low:+.1f} to {ci.high:+.1f}): "
+    if seeds < 2:
+        return text + "one seed, so no claim about the recipe, only about this run"
+    if not (low > 0 or high < 0):  # a seed with the other sign, or none at all
+        return text + "the seeds disagree on the sign, so no claim either way"
+    if ci.low > 0 or ci.high < 0:
+        return text + f"{a} is {'better' if ci.low > 0 else 'worse'} on every seed, beyond the ticket noise"
+    return text + f"the same sign on every seed, but within the ticket noise on {ci.n} tickets"

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..uncertainty import difference_sentence
+from ..uncertainty import seed_sentence
 
 PAIRED = (("lora_vs_base", "LoRA", "base"), ("full_vs_base", "full", "base"), ("lora_vs_full", "LoRA", "full"),
-          ("qlora_vs_lora", "QLoRA", "LoRA"))  # fmt: skip
+          ("qlora_vs_lora", "QLoRA", "LoRA"), ("qlora_vs_qlora_base", "QLoRA", "its 4-bit base"))  # fmt: skip
 
 
 def methods_reading(m: dict[str, Any], sizes: dict, profile: str) -> str:
@@ -23,7 +23,8 @@ def methods_reading(m: dict[str, Any], sizes: dict, profile: str) -> str:
         f"**{m['full_artifact_mib']:.0f} MiB** "
         f"for the fully fine-tuned model. IA3 trains {m['ia3_trainable_pct']:.3f}% and ships "
         f"{m['ia3_artifact_mib']:.2f} "
-        f"MiB. Held-out scores after {sizes['steps']} steps of {sizes['batch']} tickets: full {m['full_score']:.1f}, "
+        f"MiB. Held-out scores after {sizes['steps']} steps of {sizes['batch']} tickets, each the mean of "
+        f"{m['train_seeds']} training seeds: full {m['full_score']:.1f}, "
         f"LoRA {m['lora_score']:.1f}, QLoRA {m['qlora_score']:.1f}, IA3 {m['ia3_score']:.1f}, base "
         f"{m['base_score']:.1f}. "
         f"Training memory: full fine-tuning holds {m['full_peak_mib']:.0f} MiB, of which "
@@ -34,15 +35,36 @@ def methods_reading(m: dict[str, Any], sizes: dict, profile: str) -> str:
         f"step against {m['lora_s_per_step']:.1f} s for LoRA{qlora_time}At this model size activations are the largest "
         "part for the adapters; on a 7B model the weights are, which is why QLoRA matters there."
     )
-    text += f"\n\n**Against the noise** (paired bootstrap over the same {m['n_eval']} tickets):\n" + "\n".join(
-        f"- {difference_sentence(m, key, a, b)}" for key, a, b in PAIRED
+    text += (
+        f"\n\n**Against the noise**: each seed's own difference, and the paired bootstrap over the same "
+        f"{m['n_eval']} tickets of the seed-averaged scores:\n"
     )
+    text += "\n".join(f"- {seed_sentence(m, key, a, b, m['train_seeds'])}" for key, a, b in PAIRED)
+    text += "\n\n" + qlora_base_reading(m)
     if profile == "smoke":
         text += (
-            "\n\n*A smoke run's handful of steps shows the mechanics and the costs; where its intervals say "
-            '"not distinguishable", the lesson on quality is in the full reference run\'s column in 3.8.*'
+            "\n\n*A smoke run's handful of steps shows the mechanics and the costs; where its readings say "
+            '"within the ticket noise" or "the seeds disagree", the lesson on quality is in the full reference '
+            "run's column in 3.8.*"
         )
     return text
+
+
+def qlora_base_reading(m: dict[str, Any]) -> str:
+    """QLoRA − LoRA split in two: what the 4-bit base lost before training, and what training then
+    bought on it compared with LoRA's training on the fp32 base (the two parts add up to the gap)."""
+    cost = m["qlora_base_vs_base_score_diff"]
+    low, high = m["qlora_base_vs_base_score_diff_ci_low"], m["qlora_base_vs_base_score_diff_ci_high"]
+    noise = "within the ticket noise" if low <= 0 <= high else "beyond the ticket noise"
+    learned = m["qlora_vs_qlora_base_score_diff"] - m["lora_vs_base_score_diff"]
+    return (
+        f"**Where QLoRA's gap comes from.** Its 4-bit base ({m['qlora_backend']}) scores "
+        f"{m['qlora_base_score']:.1f} before any training, against {m['base_score']:.1f} for the fp32 base: "
+        f"quantizing cost {cost:+.1f} points (95 % interval {low:+.1f} to {high:+.1f}, {noise}). Training then "
+        f"moved QLoRA by {m['qlora_vs_qlora_base_score_diff']:+.1f} and LoRA by {m['lora_vs_base_score_diff']:+.1f}. "
+        f"So QLoRA − LoRA ({m['qlora_vs_lora_score_diff']:+.1f}) is {cost:+.1f} from the base's rounding and "
+        f"{learned:+.1f} from what the same steps taught on the rounded weights."
+    )
 
 
 def overfit_reading(m: dict[str, Any], n_rows: int) -> str:
@@ -95,7 +117,10 @@ LESSON_ROWS = (
     ("IA3", "ia3_score", "{:.1f}".format),
     ("LoRA − base, paired (points)", "lora_vs_base_score_diff", "{:+.1f}".format),
     ("LoRA − full, paired (points)", "lora_vs_full_score_diff", "{:+.1f}".format),
+    ("QLoRA's 4-bit base, before training", "qlora_base_score", "{:.1f}".format),
+    ("QLoRA − LoRA, paired (points)", "qlora_vs_lora_score_diff", "{:+.1f}".format),
     ("training steps per method", "train_steps", "{:d}".format),
+    ("training seeds per method", "train_seeds", "{:d}".format),
     ("tickets per step", "train_batch", "{:d}".format),
     ("held-out tickets", "n_eval", "{:d}".format),
     ("LoRA trainable %", "lora_trainable_pct", "{:.2f}".format),

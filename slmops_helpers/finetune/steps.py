@@ -6,18 +6,28 @@ Every method gets the same steps and batch size (``SIZES``) and its own learning
 
 from __future__ import annotations
 
+import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from .. import data, models, training
-from ..evaluate import Scored
-from ..uncertainty import difference_metrics, interval_metrics
+from ..evaluate import Scored, score_model
+from ..uncertainty import TicketScores, interval_metrics, seed_difference_metrics, seed_score_metrics
 from .artifacts import load_adapters, merge_with_parity, save_artifact
 from .grid import read_grid
-from .methods import ATTENTION, MethodConfig, load_qlora_base, lora_parameter_count, make_trainable, run_method
+from .methods import (
+    ATTENTION,
+    MethodConfig,
+    MethodRun,
+    load_qlora_base,
+    lora_parameter_count,
+    make_trainable,
+    run_method,
+)
 
 # The full profile is sized to finish within 75 minutes on the course's slowest 2-core CPU, so that its
 # reference run can be redone without a GPU: 30 steps of 8 per method (the course's tuned model learned its
@@ -36,9 +46,9 @@ _LR_FULL = {"full": 1e-4, "lora": 2e-3, "qlora": 2e-3, "ia3": 1e-2}
 _LR_SMOKE = {"full": 1e-4, "lora": 1e-2, "qlora": 1e-2, "ia3": 3e-2}
 SIZES = {
     "smoke": {**_SMOKE, "patience": 2, "grid_factor": 1, "grid_batch": 2, "grid_val_rows": 4, "eval_every": 4,
-              "triage_steps": 2, "lr": _LR_SMOKE},
+              "triage_steps": 2, "lr": _LR_SMOKE, "seeds": 2},
     "full": {**_FULL, "patience": 3, "grid_factor": 5, "grid_batch": 4, "grid_val_rows": 24, "eval_every": 10,
-             "triage_steps": 10, "lr": _LR_FULL},
+             "triage_steps": 10, "lr": _LR_FULL, "seeds": 3},
 }  # fmt: skip
 METHOD_SPECS = {
     "full": MethodConfig("full"),
@@ -59,26 +69,58 @@ def encode_rows(tokenizer: Any, rows: list[dict[str, str]], target: Any = None, 
     return [training.encode_example(tokenizer, r, max_length=max_length, target=target and target(r)) for r in rows]
 
 
+@dataclass
+class Comparison:
+    """Every method trained on the same budget, once per seed, and QLoRA's 4-bit base scored before training."""
+
+    trained: dict[str, Any]  # the first seed's trained models, by method (the notebook merges and ships these)
+    runs: dict[int, dict[str, MethodRun]]  # seed → method → its measured run
+    backend: str  # how QLoRA's base was quantized
+    qlora_base: Scored  # that 4-bit base, untrained, on the test tickets
+
+    @property
+    def first(self) -> dict[str, MethodRun]:
+        return self.runs[next(iter(self.runs))]
+
+    def tickets(self, method: str) -> list[TicketScores]:
+        return [by_method[method].tickets for by_method in self.runs.values()]
+
+
 def compare_methods(
     model_name: str, tokenizer: Any, split: dict[str, list], sizes: dict, max_new_tokens: int, out: Path, device: str,
     seed: int = 0,
-) -> tuple[dict[str, Any], dict[str, Any], str]:  # fmt: skip
-    """Train every method of ``METHOD_SPECS`` on the same budget; (trained models, their runs, QLoRA's backend)."""
-    trained, runs, backend = {}, {}, "n/a"
-    for name, spec in METHOD_SPECS.items():
-        if name == "qlora":
-            base, _, backend = load_qlora_base(model_name, device=device)
-        else:
-            base = fresh_base(model_name, device)
-        config = training.TrainConfig(
-            lr=sizes["lr"][name],
-            max_steps=sizes["steps"],
-            batch_size=sizes["batch"],
-            eval_every=sizes["eval_every"],
-            seed=seed,
-        )
-        trained[name], runs[name] = run_method(name, base, tokenizer, spec, config, split, max_new_tokens, out)
-    return trained, runs, backend
+) -> Comparison:  # fmt: skip
+    """Train every method of ``METHOD_SPECS`` on the same budget, for ``sizes["seeds"]`` seeds from
+    ``seed`` on. The first seed's artifacts go to ``out``; the other seeds' are measured and dropped."""
+    trained: dict[str, Any] = {}
+    runs: dict[int, dict[str, MethodRun]] = {}
+    backend, qlora_base = "n/a", None
+    for s in range(seed, seed + sizes["seeds"]):
+        runs[s] = {}
+        with tempfile.TemporaryDirectory(prefix=f"seed{s}-") as scratch:
+            for name, spec in METHOD_SPECS.items():
+                if name == "qlora":
+                    base, _, backend = load_qlora_base(model_name, device=device)
+                    if qlora_base is None:  # quantizing is deterministic: its cost is measured once
+                        qlora_base = score_model(base, tokenizer, split["test"], max_new_tokens)
+                else:
+                    base = fresh_base(model_name, device)
+                config = training.TrainConfig(
+                    lr=sizes["lr"][name],
+                    max_steps=sizes["steps"],
+                    batch_size=sizes["batch"],
+                    eval_every=sizes["eval_every"],
+                    seed=s,
+                )
+                model, runs[s][name] = run_method(
+                    name, base, tokenizer, spec, config, split, max_new_tokens, out if s == seed else Path(scratch)
+                )
+                if s == seed:
+                    trained[name] = model
+                del model, base
+                models.release_memory()  # the next method loads a fresh base
+    assert qlora_base is not None  # METHOD_SPECS holds qlora
+    return Comparison(trained, runs, backend, qlora_base)
 
 
 # The comparisons section 3 draws: (this, against that), each a paired difference on the same tickets.
@@ -89,6 +131,8 @@ COMPARISONS = {
     "ia3_vs_base": ("ia3", "base"),
     "lora_vs_full": ("lora", "full"),
     "qlora_vs_lora": ("qlora", "lora"),
+    "qlora_base_vs_base": ("qlora_base", "base"),  # what quantizing the base costs, before any training
+    "qlora_vs_qlora_base": ("qlora", "qlora_base"),  # what QLoRA's training bought on its 4-bit base
 }
 
 
@@ -97,17 +141,49 @@ def base_metrics(base: Scored) -> dict[str, Any]:
     return {"base_score": base.scores["score"], "n_eval": base.tickets.n, **interval_metrics("base", base.tickets)}
 
 
-def method_metrics(runs: dict[str, Any], backend: str, base_model: Any, base: Scored, sizes: dict) -> dict[str, Any]:
-    """Every method's row under ``<method>_<column>``, the paired differences of ``COMPARISONS``, and the
-    budget every method trained on (``sizes``)."""
-    out = {f"{name}_{k}": v for name, run in runs.items() for k, v in run.row().items() if k != "method"}
-    out |= {"train_steps": sizes["steps"], "train_batch": sizes["batch"]}
-    tickets = {"base": base.tickets} | {name: run.tickets for name, run in runs.items()}
+def method_metrics(comparison: Comparison, base_model: Any, base: Scored, sizes: dict) -> dict[str, Any]:
+    """Every method's row under ``<method>_<column>`` (costs from the first seed; the score as the
+    mean over seeds with its ticket interval and the seeds' spread), the paired differences of
+    ``COMPARISONS`` over seeds, and the budget every method trained on (``sizes``)."""
+    out = {f"{name}_{k}": v for name, run in comparison.first.items() for k, v in run.row().items() if k != "method"}
+    out |= {"train_steps": sizes["steps"], "train_batch": sizes["batch"], "train_seeds": len(comparison.runs)}
+    tickets = {"base": [base.tickets], "qlora_base": [comparison.qlora_base.tickets]}
+    tickets |= {name: comparison.tickets(name) for name in METHOD_SPECS}
+    for name in METHOD_SPECS:
+        out |= seed_score_metrics(name, tickets[name])
+    out |= {
+        "qlora_base_score": comparison.qlora_base.scores["score"],
+        **interval_metrics("qlora_base", tickets["qlora_base"][0]),
+    }
     for key, (a, b) in COMPARISONS.items():
-        out |= difference_metrics(key, tickets[a], tickets[b])
+        out |= seed_difference_metrics(key, tickets[a], tickets[b])
     # LoRA's count by hand: rank × (in + out) per targeted layer; peft's count must agree (lab 03 asks the same)
     out["lora_trainable_formula"] = lora_parameter_count(base_model, METHOD_SPECS["lora"].rank, ATTENTION)
-    return {**out, "qlora_backend": backend}
+    return {**out, "qlora_backend": comparison.backend}
+
+
+def method_rows(m: dict[str, Any], comparison: Comparison) -> list[dict[str, Any]]:
+    """One row per method for the table and the plot: the first seed's costs, the score as the mean
+    over seeds with its ticket interval, and each seed's score (``seed_scores``)."""
+    rows = []
+    for name, run in comparison.first.items():
+        seeded = {k: m[f"{name}_{k}"] for k in ("score", "score_ci_low", "score_ci_high")}
+        seed_scores = [runs[name].scores["score"] for runs in comparison.runs.values()]
+        rows.append(run.row() | seeded | {"seed_scores": seed_scores})
+    return rows
+
+
+def seed_table(m: dict[str, Any], seeds: dict[int, dict[str, MethodRun]]) -> str:
+    """Each method's test score on each seed, its mean and its ticket interval."""
+    header = (
+        f"{'method':>6} " + " ".join(f"{'seed ' + str(s):>7}" for s in seeds) + f" {'mean':>6}  95 % ticket interval"
+    )
+    lines = [header]
+    for name in METHOD_SPECS:
+        per_seed = " ".join(f"{runs[name].scores['score']:7.1f}" for runs in seeds.values())
+        low, high = m[f"{name}_score_ci_low"], m[f"{name}_score_ci_high"]
+        lines.append(f"{name:>6} {per_seed} {m[name + '_score']:6.1f}  {low:.1f} to {high:.1f}")
+    return "\n".join(lines)
 
 
 def format_methods(rows: list[dict[str, Any]]) -> str:

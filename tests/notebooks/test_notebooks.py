@@ -71,6 +71,15 @@ def test_03_fine_tuning(notebook_run):
     for key, (a, b) in ft_steps.COMPARISONS.items():
         assert m[f"{key}_score_diff"] == pytest.approx(m[f"{a}_score"] - m[f"{b}_score"])
         assert m[f"{key}_score_diff_ci_low"] <= m[f"{key}_score_diff"] <= m[f"{key}_score_diff_ci_high"]
+        # the mean over seeds lies between the seeds' own differences
+        low, high = m[f"{key}_seed_min_score_diff"], m[f"{key}_seed_max_score_diff"]
+        assert low - 1e-9 <= m[f"{key}_score_diff"] <= high + 1e-9
+    # every method trained on each seed of the profile; its score is the seeds' mean
+    assert m["train_seeds"] == ft_steps.SIZES["smoke"]["seeds"] >= 2
+    for method in methods:
+        assert m[f"{method}_seed_min_score"] - 1e-9 <= m[f"{method}_score"] <= m[f"{method}_seed_max_score"] + 1e-9
+    # QLoRA's gap to LoRA splits into its base's rounding and what training bought on it
+    assert m["qlora_base_score_ci_low"] <= m["qlora_base_score"] <= m["qlora_base_score_ci_high"]
     # the LoRA targets of the issue: small share, small file, exact merge
     assert m["lora_trainable_pct"] <= 1.0 and m["lora_artifact_mib"] <= 5
     assert m["lora_trainable"] == m["qlora_trainable"] == m["lora_trainable_formula"]
@@ -329,10 +338,10 @@ def test_lab_solution_passes_and_blank_exercise_runs(root, lab, keep_question_ti
     solution = out / f"{lab}_solution.ipynb"
     render_lab(root / "labs" / "source" / f"{lab}.ipynb", out / f"{lab}_exercise_source.ipynb", solution)
     run_notebook(solution, out / f"{lab}_solution.executed.ipynb", {"metrics_name": f"lab_{lab}_solution"})
+    keep_question_times(out / f"{lab}_solution.executed.ipynb")
     assert read_metrics(f"lab_{lab}_solution")["correct"] == n_questions
     run_notebook(
         root / "labs" / f"{lab}.ipynb", out / f"{lab}_exercise.executed.ipynb", {"metrics_name": f"lab_{lab}_exercise"}
     )
     blank = read_metrics(f"lab_{lab}_exercise")
     assert (blank["not_attempted"], blank["correct"], blank["incorrect"]) == (n_questions, 0, 0)
-    keep_question_times(out / f"{lab}_solution.executed.ipynb")

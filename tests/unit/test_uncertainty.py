@@ -132,3 +132,37 @@ def test_simulated_power_matches_tickets_needed():
         gain = rng.normal(0.0, sd, n)  # truly equal: per-ticket differences around 0
         passed += -one_sided_bound(gain, 0.05, seed=trial) <= margin
     assert 0.65 <= passed / 200 <= 0.95  # 0.8 nominal
+
+
+def test_seed_metrics_average_tickets_over_seeds_and_keep_each_seeds_spread():
+    from slmops_helpers.uncertainty import mean_over_seeds, seed_difference_metrics, seed_score_metrics
+
+    ids = tuple(f"t{i}" for i in range(6))
+    a = [TicketScores(ids, (60, 70, 80, 60, 70, 80)), TicketScores(ids[::-1], (50, 60, 70, 50, 60, 70)[::-1])]
+    assert mean_over_seeds(a).values == (55, 65, 75, 55, 65, 75)  # matched by ticket id, not by position
+    m = seed_score_metrics("lora", a)
+    assert m["lora_score"] == pytest.approx(65) and (m["lora_seed_min_score"], m["lora_seed_max_score"]) == (60, 70)
+    assert m["lora_score_ci_low"] <= 65 <= m["lora_score_ci_high"]
+    base = [TicketScores(ids, (40,) * 6)]  # one untrained run stands against every seed
+    d = seed_difference_metrics("lora_vs_base", a, base)
+    assert d["lora_vs_base_score_diff"] == pytest.approx(25)
+    assert (d["lora_vs_base_seed_min_score_diff"], d["lora_vs_base_seed_max_score_diff"]) == (20, 30)
+    with pytest.raises(ValueError, match="same tickets"):
+        mean_over_seeds([a[0], TicketScores(("x", *ids[1:]), a[0].values)])
+    with pytest.raises(ValueError, match="one run per seed"):
+        seed_difference_metrics("x", a, [*a, a[0]])
+
+
+def test_seed_sentence_claims_only_what_every_seed_agrees_on():
+    from slmops_helpers.uncertainty import seed_sentence
+
+    def m(diff, low, high, seed_low, seed_high):
+        return {"n_eval": 48, "k_score_diff": diff, "k_score_diff_ci_low": low, "k_score_diff_ci_high": high,
+                "k_seed_min_score_diff": seed_low, "k_seed_max_score_diff": seed_high}  # fmt: skip
+
+    assert "better on every seed, beyond the ticket noise" in seed_sentence(m(5, 2, 8, 3, 7), "k", "A", "B", 3)
+    assert "worse on every seed" in seed_sentence(m(-5, -8, -2, -7, -3), "k", "A", "B", 3)
+    # one seed the other way: no claim, even with a ticket interval off zero
+    assert "disagree" in seed_sentence(m(5, 2, 8, -1, 9), "k", "A", "B", 3)
+    assert "within the ticket noise on 48 tickets" in seed_sentence(m(2, -1, 5, 1, 3), "k", "A", "B", 3)
+    assert "one seed" in seed_sentence(m(5, 2, 8, 5, 5), "k", "A", "B", 1)
