@@ -20,11 +20,11 @@ from pathlib import Path
 
 from slmops_helpers._io import atomic_write_json
 from slmops_helpers.config import artifacts_dir
+from slmops_helpers.course.runner import run_notebook
 from slmops_helpers.labs import timing
 from slmops_helpers.labs.render import render_lab
 from slmops_helpers.metrics import environment_info
 from slmops_helpers.reference import machine
-from slmops_helpers.runner import run_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
 LABS = ["01_introduction", "02_distillation", "03_fine_tuning", "04_deployment", "05_slmops_pipeline"]

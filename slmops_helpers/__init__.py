@@ -4,33 +4,27 @@ Modules follow the life cycle of a small language model, lowest layer first; a m
 imports only from its own layer or below (``tests/unit/test_import_layers.py``):
 
 - ``config``, ``_io``        profiles (smoke / full), paths, atomic writes, cached builds
-- ``decoding``               the token loop every runtime shares, and its timing
+- ``decoding/``              the token loop every runtime shares, and what builds on it: batched and
+                             timed generation, speculative and constrained decoding, the drafts' race
 - ``compress``               quantization and pruning of single weight tensors (section 1)
-- ``plots``, ``nbwatchdog``  figures; the papermill engine that catches a lost kernel message
-- ``diagrams``               concept pictures: LoRA, the KV cache, a speculative round, a quant block
-- ``data``                   the course dataset, chat formatting and the task score
+- ``plots``, ``diagrams``    figures; concept pictures (LoRA, the KV cache, a speculative round, a quant block)
+- ``data/``                  the course dataset (its card and file beside the code), chat format, the task score
 - ``metrics``                the metrics contract: one flat JSON file per notebook, units by suffix
 - ``models``                 presets, offline preparation of the base model, loading, sizes
 - ``reference``              the committed full-profile records a smoke run is read beside
 - ``uncertainty``            bootstrap intervals, paired differences, tickets a gate needs
-- ``speculative``            draft-then-verify decoding: the target's own answer, faster
-- ``constrained``            the ticket format as a token mask
-- ``inference``              batched answers and timed generation with PyTorch
 - ``training``               the shared training loop and training-memory measurements
 - ``distributed``            the same training loop on N processes or GPUs
-- ``registry``, ``fleet``    the model registry with lineage; device classes and fleet cost
-- ``speculative_bench``      the race of drafts against their target, with its cost model
+- ``fleet``                  device classes and fleet cost (sections 1, 4 and 5)
 - ``evaluate``               scoring, timing and sizing models the same way in every section
 - ``intro``                  notebook 01's steps and readings (section 1)
-- ``finetune``               full, LoRA, QLoRA, IA3; adapters, merging; the tuned model (section 3)
-- ``distill``                teacher answers, layer-kept students, the KD loss (section 2)
-- ``deploy``                 ONNX and GGUF export, runtimes, package, benchmark, server (section 4)
-- ``gate``, ``rollout``      the quality gate; a staged rollout to a simulated fleet
-- ``pipeline``, ``release``  the capstone's release steps and its round (section 5)
-- ``release_report``         notebook 05's readings
-- ``widgets``                notebook widgets over tested functions
-- ``labs``, ``site``         lab checks; the course site
-- ``runner``, ``cli``        headless notebook runs; the ``slmops`` command
+- ``distill/``               teacher answers, layer-kept students, the KD loss (section 2)
+- ``finetune/``              full, LoRA, QLoRA, IA3; adapters, merging; the tuned model (section 3)
+- ``deploy/``                ONNX and GGUF export, runtimes, package, benchmark, server (section 4)
+- ``pipeline/``              the capstone (section 5): registry, gate, rollout, the release round
+- ``labs/``                  the labs: their framework, checks and quizzes
+- ``course/``                notebook runs, widgets, the course site
+- ``cli``                    the ``slmops`` command
 
 Vocabulary, used the same way in code, metric keys and course text:
 

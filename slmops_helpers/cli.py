@@ -100,8 +100,8 @@ def _prepare(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .nbwatchdog import NotebookStalled  # pulls in papermill, as running notebooks does
-    from .runner import run_course  # papermill
+    from .course.runner import run_course  # papermill
+    from .course.watchdog import NotebookStalled  # pulls in papermill, as running notebooks does
 
     try:
         run_course(args.profile, only=args.only.split(",") if args.only else None)
@@ -164,7 +164,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _site(args: argparse.Namespace) -> int:
-    from .site import build_site  # nbconvert
+    from .course.site import build_site  # nbconvert
 
     index = build_site(run_missing=not args.no_run, profile=args.profile)
     print(f"wrote {index} (opens from disk; needs no network)")
@@ -172,13 +172,13 @@ def _site(args: argparse.Namespace) -> int:
 
 
 def _registry(args: argparse.Namespace) -> int:
-    from .registry import run_command  # lazy, like every subcommand
+    from .pipeline.registry import run_command  # lazy, like every subcommand
 
     return run_command(args.action, args.id, stage=args.stage, root=args.root)
 
 
 def _gate(args: argparse.Namespace) -> int:
-    from .gate import run_command  # lazy, like every subcommand
+    from .pipeline.gate import run_command  # lazy, like every subcommand
 
     return run_command(args.candidate, args.reference, args.policy, registry_root=args.registry)
 

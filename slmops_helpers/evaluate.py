@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 
 from .data import format_chat, format_target, score_predictions
 from .decoding import speed_summary
-from .inference import generate_answers, generate_timed
+from .decoding.generate import generate_answers, generate_timed
 from .models import MIB, PeakMemory, files_mib, tensor_bytes
 from .uncertainty import TicketScores
 

@@ -1,5 +1,5 @@
 """Notebook 04's section 4.7, measured: speculative decoding (two drafts for the fp32
-export, raced by ``speculative_bench``) and constrained decoding (what the format mask
+export, raced by ``decoding.race``) and constrained decoding (what the format mask
 buys and costs, the same tickets answered with and without it, interleaved).
 """
 
@@ -13,10 +13,10 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from .. import data
-from ..constrained import TicketFormat
 from ..decoding import Decoder
-from ..speculative import PromptLookupDraft, check_same_tokenizer
-from ..speculative_bench import Draft, pass_costs, speculative_metrics, speculative_study, with_expected
+from ..decoding.constrained import TicketFormat
+from ..decoding.race import Draft, pass_costs, speculative_metrics, speculative_study, with_expected
+from ..decoding.speculative import PromptLookupDraft, check_same_tokenizer
 from ..uncertainty import TicketScores, difference_metrics, interval_metrics
 from .runtime import OnnxCausalLM
 

@@ -174,7 +174,7 @@ def deploy_candidates(
     --tuned``); the untuned base last, always (it is the floor a deployment must beat).
 
     The one list every caller uses: section 4 scores them all (``choose``), section 5
-    recognises which one a package came from (``pipeline.find_production``).
+    recognises which one a package came from (``pipeline.stages.find_production``).
     """
     from ..finetune import tuned_dir  # torch and peft: only this lookup needs them, not every export user
 

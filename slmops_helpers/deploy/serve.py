@@ -63,8 +63,8 @@ from fastapi.responses import JSONResponse
 from sse_starlette import EventSourceResponse
 from starlette.exceptions import HTTPException
 
-from ..constrained import TicketFormat
 from ..decoding import Constraint, Sampler, StreamedToken
+from ..decoding.constrained import TicketFormat
 from .chat_api import (
     CHAT_REQUEST_SCHEMA,
     ChatRequest,

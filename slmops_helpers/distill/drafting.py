@@ -19,7 +19,7 @@ import torch
 
 from ..data import format_chat, refuse_test_rows
 from ..decoding import Decoder, TorchDecoder
-from ..speculative_bench import Draft, pass_costs, speculative_metrics, speculative_study, with_expected
+from ..decoding.race import Draft, pass_costs, speculative_metrics, speculative_study, with_expected
 
 # The smoke run only shows the mechanism (its students trained a dozen steps): one gamma, two short answers.
 GAMMAS = {"smoke": (2,), "full": (1, 2, 3, 4, 6)}

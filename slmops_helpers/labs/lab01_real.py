@@ -13,7 +13,7 @@ import torch
 
 from ..data import format_chat, read_rows
 from ..decoding import greedy_stream, torch_step
-from ..inference import generate_answers, generate_timed
+from ..decoding.generate import generate_answers, generate_timed
 from ..models import MIB, files_mib, weight_bytes
 from . import Exercise, Result, close, incorrect, is_number, learner_answer
 from .artifacts import folder_of, greedy_mismatch, safetensors_tensors

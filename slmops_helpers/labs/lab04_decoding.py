@@ -7,8 +7,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..constrained import TicketFormat
-from ..speculative import expected_speedup, expected_tokens_per_round
+from ..decoding.constrained import TicketFormat
+from ..decoding.speculative import expected_speedup, expected_tokens_per_round
 from . import Exercise, Result, close, incorrect, is_number, learner_answer
 from .checks import fresh_rng
 

@@ -10,10 +10,11 @@ from collections.abc import Mapping
 from statistics import NormalDist
 from typing import Any
 
-from ..registry import Registry
+from ..pipeline.registry import Registry
 from ..uncertainty import tickets_needed
 from . import Exercise, PlaceholderError, Result, close, contains_blank, incorrect, is_number, learner_answer
 from .checks import fresh_rng
+from .lab05_fleet import lab_rollout
 
 EVAL_PROMPTS = ("My hub shows E-104 after the update.", "How do I export my data?")  # q4: the held-out set
 # q4: feedback records as the fleet returns them (made up for the exercise, in the rollout's format).
@@ -151,8 +152,6 @@ class ToleratedFactor(Lab05NextExercise):
     )
 
     def check_value(self, ns: Mapping[str, Any]) -> Result | None:
-        from .lab05 import lab_rollout  # noqa: PLC0415  # lab05 imports this module: a top-level import would cycle
-
         factor = learner_answer(ns, "tolerated_factor")
         if wrong := is_number(factor, name="tolerated_factor"):
             return wrong

@@ -12,9 +12,9 @@ from typing import Any
 
 from ..data import build_messages, read_rows
 from ..deploy.export import build_variant, onnx_files_mib
-from ..gate import evaluate_gate, load_policy, score_rule
 from ..models import is_prepared, prepare_model
-from ..registry import Registry, RegistryError
+from ..pipeline.gate import evaluate_gate, load_policy, score_rule
+from ..pipeline.registry import Registry, RegistryError
 from ..uncertainty import TicketScores
 from . import Exercise, Result, incorrect, is_number, learner_answer
 from .checks import fresh_rng

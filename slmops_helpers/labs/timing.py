@@ -25,7 +25,7 @@ def question_seconds(executed: Path) -> dict[str, float]:
 
     Raises a ValueError naming the fix when a code cell carries no papermill times.
     """
-    from ..runner import cell_times  # papermill's start and end of each code cell
+    from ..course.runner import cell_times  # papermill's start and end of each code cell
 
     times = {i: seconds for i, seconds, _ in cell_times(executed)}
     seconds: dict[str, float] = {}

@@ -34,8 +34,8 @@ return !!(document.getElementById(f) || document.getElementById(decoded) || docu
 
 @pytest.fixture(scope="module")
 def site() -> Path:
-    from slmops_helpers.runner import course_notebooks, run_notebook
-    from slmops_helpers.site import build_site
+    from slmops_helpers.course.runner import course_notebooks, run_notebook
+    from slmops_helpers.course.site import build_site
 
     artifacts = ROOT / "artifacts"
     if not any((artifacts / "notebooks" / p.name).is_file() for p in course_notebooks(ROOT)):

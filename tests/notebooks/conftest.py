@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from slmops_helpers.config import artifacts_dir
+from slmops_helpers.course.runner import cell_times, run_notebook
 from slmops_helpers.metrics import read_metrics
-from slmops_helpers.runner import cell_times, run_notebook
 
 HERE = Path(__file__).resolve().parent
 TIMER_START = "notebook_start = time.perf_counter()"

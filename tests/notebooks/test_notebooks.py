@@ -11,14 +11,16 @@ import os
 
 import pytest
 
-from slmops_helpers import gate, models, release, rollout, uncertainty
+from slmops_helpers import models, uncertainty
 from slmops_helpers.config import artifacts_dir
+from slmops_helpers.course.runner import run_notebook
 from slmops_helpers.deploy import checklist, choose, decoding_study, export, llamacpp, quant_study, steps
 from slmops_helpers.finetune import steps as ft_steps
 from slmops_helpers.labs.render import is_up_to_date, render_lab
 from slmops_helpers.metrics import read_metrics
-from slmops_helpers.registry import Registry
-from slmops_helpers.runner import run_notebook
+from slmops_helpers.pipeline import gate, rollout
+from slmops_helpers.pipeline import steps as release_steps
+from slmops_helpers.pipeline.registry import Registry
 
 # float32 moves this model's logits (scale ~40) by about 1e-4 against float64 (1.2e-7 relative
 # per operation, summed over 30 blocks). Ten times that is no float32 computation at all (a
@@ -265,7 +267,7 @@ def test_05_slmops_pipeline(root, notebook_run):
     # the over-quantized build answers worse; whether 24 smoke tickets can show it beyond the policy's 2 points
     # depends on the machine's float rounding (production is int4 on one CPU, int8 on another), so the gate's
     # verdict is recomputed, and the CLI must agree with it (the full reference run, 48 tickets, refuses it)
-    bad = next(e for e in entries if e.notes == release.NOTES["over_quantized"])
+    bad = next(e for e in entries if e.notes == release_steps.NOTES["over_quantized"])
     bad_measured = {k: m[f"over_quantized_{k}"] for k in ("score", "size_mib", "ms_per_token_p50", "peak_mib")}
     refusal = gate.evaluate_gate(bad_measured | {"per_ticket": bad.per_ticket}, measured["production"], policy)
     assert m["bad_candidate_gate_passed"] is refusal.passed and m["bad_candidate_score"] < m["candidate_score"] - 2

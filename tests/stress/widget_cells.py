@@ -22,8 +22,8 @@ import nbformat
 from nbclient.exceptions import CellTimeoutError
 
 from slmops_helpers.config import artifacts_dir, project_root
-from slmops_helpers.nbwatchdog import NotebookStalled
-from slmops_helpers.runner import run_notebook
+from slmops_helpers.course.runner import run_notebook
+from slmops_helpers.course.watchdog import NotebookStalled
 
 # What each widget cell needs from the cells before it, made cheaply (02: real logits of the
 # course model for one prompt, so torch and the tokenizer are as busy as in the notebook).

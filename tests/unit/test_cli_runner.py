@@ -2,7 +2,8 @@ import json
 
 import pytest
 
-from slmops_helpers import cli, runner
+from slmops_helpers import cli
+from slmops_helpers.course import runner
 
 
 def test_cli_unknown_preset_exits_2_with_the_fix(capsys):
@@ -163,8 +164,8 @@ def test_cli_reports_a_missing_folder_as_missing_and_names_it(monkeypatch, tmp_p
 
 
 def test_a_missing_package_or_registry_is_not_reported_as_empty(tmp_path):
-    from slmops_helpers import registry
     from slmops_helpers.deploy import package
+    from slmops_helpers.pipeline import registry
 
     missing = tmp_path / "nowhere"
     with pytest.raises(package.PackageError, match=f"No package at {missing}: the folder does not exist"):

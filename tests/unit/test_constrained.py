@@ -10,9 +10,9 @@ import string
 import numpy as np
 import pytest
 
-from slmops_helpers.constrained import REPLY, TicketFormat, _chain, ticket_header
 from slmops_helpers.data import CATEGORIES, follows_format, parse_prediction
 from slmops_helpers.decoding import greedy_stream
+from slmops_helpers.decoding.constrained import REPLY, TicketFormat, _chain, ticket_header
 
 EOS = 0
 TEXTS = ["<end>"] + list(string.printable) + [

@@ -819,7 +819,7 @@ def test_ticket_format_on_a_model_that_cannot_write_it_is_a_400(url):
 
 
 def test_ticket_format_constrains_every_answer_and_a_cut_one_stays_a_prefix(tiny_package):
-    from slmops_helpers.constrained import TicketFormat, _chain
+    from slmops_helpers.decoding.constrained import TicketFormat, _chain
 
     service = ChatService(tiny_package, LIMITS)
     texts = service.lm.token_texts()

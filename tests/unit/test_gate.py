@@ -3,8 +3,8 @@ import json
 import pytest
 
 from slmops_helpers import cli
-from slmops_helpers.gate import Rule, check_rule, evaluate_gate, load_policy
-from slmops_helpers.registry import Registry
+from slmops_helpers.pipeline.gate import Rule, check_rule, evaluate_gate, load_policy
+from slmops_helpers.pipeline.registry import Registry
 
 REFERENCE = {"score": 60.0, "ms_per_token_p50": 20.0, "size_mib": 90.0, "peak_mib": 400.0, "profile": "smoke"}
 POLICY = {

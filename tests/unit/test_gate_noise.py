@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from slmops_helpers import cli
-from slmops_helpers.gate import Rule, evaluate_gate, load_policy
-from slmops_helpers.registry import Registry, RegistryError
+from slmops_helpers.pipeline.gate import Rule, evaluate_gate, load_policy
+from slmops_helpers.pipeline.registry import Registry, RegistryError
 from slmops_helpers.uncertainty import TicketScores
 
 N = 48

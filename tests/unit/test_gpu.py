@@ -111,8 +111,8 @@ def test_notebook_02_full_profile_on_a_preset(root):
     any preset where the hub, or a copied Hugging Face cache, has it). About an hour on 2 CPU
     cores; minutes on a GPU. Its metrics must be those of a full run, on CUDA."""
     from slmops_helpers.config import artifacts_dir
+    from slmops_helpers.course.runner import run_notebook
     from slmops_helpers.metrics import read_metrics
-    from slmops_helpers.runner import run_notebook
 
     model = os.environ.get("SLMOPS_GPU_MODEL", models.DEFAULT_MODEL)
     notebook = root / "notebooks" / "02_distillation.ipynb"

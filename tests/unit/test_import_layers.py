@@ -8,16 +8,18 @@ import ast
 from pathlib import Path
 
 LAYERS = (
-    ("foundations", ("_io", "config", "decoding", "compress", "plots", "diagrams", "nbwatchdog", "deploy.client")),
-    ("data and models", ("data", "metrics", "models", "reference", "uncertainty", "speculative", "constrained")),
-    ("running and training", ("inference", "training", "distributed", "registry", "fleet", "speculative_bench")),
+    ("foundations", ("_io", "config", "decoding", "compress", "plots", "diagrams", "course.watchdog", "deploy.client")),
+    ("data and models", ("data", "metrics", "models", "reference", "uncertainty", "decoding.speculative",
+                         "decoding.constrained")),
+    ("running and training", ("decoding.generate", "training", "distributed", "pipeline.registry", "fleet",
+                              "decoding.race")),
     ("evaluation", ("evaluate", "intro")),
     ("fine-tuning", ("finetune",)),
     ("distillation", ("distill",)),
     ("deployment", ("deploy",)),
-    ("operations", ("gate", "rollout", "pipeline", "release", "release_report", "widgets")),
-    ("course", ("labs", "site", "runner", "cli")),
-)
+    ("operations", ("pipeline", "course.widgets")),
+    ("course", ("labs", "course", "cli")),
+)  # fmt: skip
 
 
 def _layer(module: str) -> int:

@@ -249,10 +249,10 @@ def test_q9_names_each_slip(tiny_tokenizer, tiny_model, slip, says):
 
 
 def test_q9_refuses_the_course_timer(tiny_tokenizer, tiny_model):
-    from slmops_helpers import inference
+    from slmops_helpers.decoding import generate
 
     def time_generation(model, tokenizer, prompt, n_tokens):
-        timed = inference.generate_timed(model, tokenizer, prompt, n_tokens)
+        timed = generate.generate_timed(model, tokenizer, prompt, n_tokens)
         return {"tokens": [], "ttft_s": timed.ttft_s, "token_s": timed.token_s}
 
     namespace = {"model": tiny_model, "tokenizer": tiny_tokenizer, "time_generation": time_generation}

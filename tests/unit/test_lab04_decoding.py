@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from slmops_helpers.constrained import TicketFormat, _chain
+from slmops_helpers.decoding.constrained import TicketFormat, _chain
 from slmops_helpers.labs import Outcome, Question, ____
 from slmops_helpers.labs.lab04_decoding import (
     CODES,

@@ -10,7 +10,6 @@ from statistics import NormalDist
 import pytest
 import torch
 
-from slmops_helpers.gate import evaluate_gate
 from slmops_helpers.labs import Outcome, Question, ____, lab05_next
 from slmops_helpers.labs.lab05 import (
     CANDIDATES,
@@ -29,6 +28,7 @@ from slmops_helpers.labs.lab05_next import (
     TicketsNeeded,
     ToleratedFactor,
 )
+from slmops_helpers.pipeline.gate import evaluate_gate
 
 POLICY = {
     "score": {"max_drop": 2},

@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from slmops_helpers import compress, distill, speculative
+from slmops_helpers import compress, distill
+from slmops_helpers.decoding import speculative
 from slmops_helpers.labs import Outcome, Question, close, lab01, lab02, lab03, lab04, lab04_decoding, lab05, lab05_next
 from slmops_helpers.labs.exercises import Exercise
 

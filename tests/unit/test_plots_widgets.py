@@ -3,9 +3,9 @@ import matplotlib
 matplotlib.use("Agg")
 
 from slmops_helpers import plots
+from slmops_helpers.course.widgets import fleet_calculator, fleet_text
 from slmops_helpers.fleet import plan_fleet
 from slmops_helpers.models import PRESETS, footprint_table
-from slmops_helpers.widgets import fleet_calculator, fleet_text
 
 
 def test_lifecycle_has_every_stage():

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from slmops_helpers import distill, plots
-from slmops_helpers.widgets import temperature_explorer, temperature_text
+from slmops_helpers.course.widgets import temperature_explorer, temperature_text
 
 
 @pytest.fixture

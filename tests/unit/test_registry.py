@@ -4,8 +4,9 @@ import os
 
 import pytest
 
-from slmops_helpers import cli, registry
-from slmops_helpers.registry import Registry, RegistryError, sha256_data, sha256_file
+from slmops_helpers import cli
+from slmops_helpers.pipeline import registry
+from slmops_helpers.pipeline.registry import Registry, RegistryError, sha256_data, sha256_file
 
 
 @pytest.fixture

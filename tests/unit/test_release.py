@@ -6,10 +6,9 @@ from types import SimpleNamespace
 import pytest
 from readings import bold, in_parentheses, numbers
 
-from slmops_helpers import gate, pipeline, registry, release
-from slmops_helpers import release_report as report
 from slmops_helpers.deploy import export, package
 from slmops_helpers.deploy.steps import lineage
+from slmops_helpers.pipeline import gate, registry, report, stages, steps
 from slmops_helpers.uncertainty import TicketScores
 
 IDS = tuple(f"t{i}" for i in range(24))
@@ -26,7 +25,7 @@ def _row(variant, score, size=100.0, ms=10.0, peak=300.0, spread=10.0):
 
 def test_measured_metrics_name_each_package():
     table = [_row("production", 50.0), _row("candidate", 52.0), _row("over_quantized", 30.0, size=80.0)]
-    measured, m = release.measured_metrics(table, 24)
+    measured, m = steps.measured_metrics(table, 24)
     assert measured["candidate"]["score"] == 52.0
     assert TicketScores.from_json(measured["candidate"]["per_ticket"]["score"]).mean == pytest.approx(52.0)
     assert (m["candidate_score"], m["production_score"], m["bad_candidate_score"], m["n_eval"]) == (
@@ -46,7 +45,7 @@ def test_measured_metrics_name_each_package():
     candidate, over_quantized = (line for line in text.splitlines() if line.startswith("- "))
     assert in_parentheses(candidate) == [[95, 2.0, 2.0]] and in_parentheses(over_quantized) == [[95, -20.0, -20.0]]
     assert "better" in candidate and "worse" in over_quantized
-    needed = release.tickets_needed_metrics(measured, 24)
+    needed = steps.tickets_needed_metrics(measured, 24)
     assert needed["paired_diff_sd_points"] == pytest.approx(0.0, abs=1e-9)
     assert needed["tickets_needed_margin2"] == needed["tickets_needed_margin5"] == 2  # no spread: the floor of 2
     assert needed["certifiable_margin_points"] == pytest.approx(0.0, abs=1e-6)
@@ -55,8 +54,8 @@ def test_measured_metrics_name_each_package():
 def test_tickets_needed_grow_with_the_spread_of_the_differences():
     table = [_row("production", 50.0, spread=10.0), _row("candidate", 50.0, spread=-10.0)]
     table.append(_row("over_quantized", 30.0))
-    measured, m = release.measured_metrics(table, 24)
-    needed = release.tickets_needed_metrics(measured, 24)
+    measured, m = steps.measured_metrics(table, 24)
+    needed = steps.tickets_needed_metrics(measured, 24)
     # per-ticket differences are ±20: (1.645 + 0.842)^2 * (20.4 / 2)^2 ≈ 644 tickets to certify a 2-point margin
     assert needed["paired_diff_sd_points"] == pytest.approx(20 * (24 / 23) ** 0.5)
     assert 600 < needed["tickets_needed_margin2"] < 700 and needed["tickets_needed_margin5"] < 120
@@ -78,14 +77,14 @@ def two_packages(tiny_onnx, tiny_source, tmp_path):
     made = {}
     for name, extra in (("production", {}), ("candidate", {"adapter": "LoRA r=8", "parent": "prod"})):
         origin = lineage("tiny-base", tiny_source, "the tiny model", "onnx_fp32", recipe.note, "d" * 64, **extra)
-        made[name] = package.write_package(tiny_onnx, tmp_path / name, pipeline.PACKAGE_NAME, "1.0.0", origin)
+        made[name] = package.write_package(tiny_onnx, tmp_path / name, stages.PACKAGE_NAME, "1.0.0", origin)
     return made
 
 
 def test_register_package_takes_the_lineage_its_manifest_records(two_packages, tmp_path):
     reg = registry.Registry(tmp_path / "registry")
-    prod = release.register_package(reg, two_packages["production"], {"score": 50.0}, stage="production")
-    cand = release.register_package(
+    prod = steps.register_package(reg, two_packages["production"], {"score": 50.0}, stage="production")
+    cand = steps.register_package(
         reg, two_packages["candidate"], {"score": 52.0}, parent=prod.id, hyperparameters={"steps": 8}
     )
     assert (prod.base_model, prod.adapter, prod.data_hash) == ("tiny-base", "the tiny model", "d" * 64)
@@ -96,10 +95,10 @@ def test_register_package_takes_the_lineage_its_manifest_records(two_packages, t
 
 def test_register_package_keeps_per_ticket_results_for_the_noise_aware_gate(two_packages, tmp_path):
     reg = registry.Registry(tmp_path / "registry")
-    measured, _ = release.measured_metrics([_row("production", 50.0), _row("candidate", 49.0, spread=14.0),
+    measured, _ = steps.measured_metrics([_row("production", 50.0), _row("candidate", 49.0, spread=14.0),
                                             _row("over_quantized", 30.0)], 24)  # fmt: skip
-    prod = release.register_package(reg, two_packages["production"], measured["production"], stage="production")
-    cand = release.register_package(reg, two_packages["candidate"], measured["candidate"], parent=prod.id)
+    prod = steps.register_package(reg, two_packages["production"], measured["production"], stage="production")
+    cand = steps.register_package(reg, two_packages["candidate"], measured["candidate"], parent=prod.id)
     assert "per_ticket" not in cand.metrics and cand.per_ticket["score"]["ids"] == list(IDS)
     policy = {"score": {"max_drop": 2, "significance": 0.05}}
     verdict = gate.evaluate_gate(cand.id, prod.id, policy, registry_root=reg.root)
@@ -114,7 +113,7 @@ def test_register_package_refuses_a_changed_package(two_packages, tmp_path):
     shutil.copytree(two_packages["production"], broken)
     (broken / "genai_config.json").write_text("{}")
     with pytest.raises(package.PackageError):
-        release.register_package(registry.Registry(tmp_path / "registry"), broken, {"score": 1.0})
+        steps.register_package(registry.Registry(tmp_path / "registry"), broken, {"score": 1.0})
 
 
 def _failure(metric, excess):
@@ -132,7 +131,7 @@ def test_gate_metrics_and_reading():
     refusal = SimpleNamespace(
         passed=False, results=rules, failures=[_failure("score", 9.0), _failure("agreement", 0.1)]
     )
-    m = release.gate_metrics(verdict, refusal, exit_code=1, plain=verdict)
+    m = steps.gate_metrics(verdict, refusal, exit_code=1, plain=verdict)
     assert m["gate_plain_passed"] is True and m["gate_margin_points"] == 5
     assert (m["gate_checks"], m["bad_candidate_failed_checks"], m["bad_candidate_worst_metric"]) == (3, 2, "score")
     assert m["bad_candidate_failed_metrics"] == "score,agreement"
@@ -157,19 +156,19 @@ def test_rollout_and_feedback_metrics():
     result = SimpleNamespace(
         halted=False, stages=[stage], hours=[0.0, 30.0], feedback=[{}] * 5, feedback_counts={"failed": 7}
     )
-    shippable = release.shippable_builds(SimpleNamespace(passed=True), SimpleNamespace(passed=False))
+    shippable = steps.shippable_builds(SimpleNamespace(passed=True), SimpleNamespace(passed=False))
     assert shippable == {"candidate": True, "over_quantized": False}
-    assert release.shippable_builds(SimpleNamespace(passed=False), SimpleNamespace(passed=True)) == {"production": True}
-    m = release.rollout_metrics(result, [SimpleNamespace(name="candidate")], shippable, 10_000, 0.5)
+    assert steps.shippable_builds(SimpleNamespace(passed=False), SimpleNamespace(passed=True)) == {"production": True}
+    m = steps.rollout_metrics(result, [SimpleNamespace(name="candidate")], shippable, 10_000, 0.5)
     assert m["rollout_on_new"] == 9000 and m["rollout_variants"] == "candidate"
     assert m["rollout_refused_builds"] == "over_quantized" and m["rollout_unserved_pct"] == pytest.approx(1.0)
-    assert release.feedback_metrics(result) == {
+    assert steps.feedback_metrics(result) == {
         "feedback_records": 5, "feedback_flagged": 7, "feedback_failed": 7, "feedback_low_confidence": 0,
     }  # fmt: skip
     bad = SimpleNamespace(
         halted=True, halted_at="canary", stages=[SimpleNamespace(on_new=100, error_rate=0.05, reason="error rate over")]
     )
-    m |= release.bad_rollout_metrics(bad)
+    m |= steps.bad_rollout_metrics(bad)
     assert m["bad_rollout_halted_at"] == "canary" and m["bad_rollout_rolled_back"] == 100
     text = report.rollout_reading(m, bad, 6.0)
     # reached, unserved (and its share), the bad build's halt and its rolled-back devices

@@ -133,7 +133,7 @@ def _package_map(root):
 
     doc = ast.get_docstring(ast.parse((root / "slmops_helpers" / "__init__.py").read_text()))
     entries = [line.split("  ")[0] for line in doc.split("Vocabulary")[0].splitlines() if line.startswith("- ``")]
-    return {name for entry in entries for name in re.findall(r"``(\w+)``", entry)}
+    return {name.rstrip("/") for entry in entries for name in re.findall(r"``([\w/]+)``", entry)}
 
 
 def test_readme_and_package_map_name_every_module(root):

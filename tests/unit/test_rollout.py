@@ -15,7 +15,7 @@ from slmops_helpers.fleet import (  # noqa: E402
     pick_variants,
     variants_from_metrics,
 )
-from slmops_helpers.rollout import RolloutConfig, Stage, load_fleet_config, simulate_rollout, time_rollout  # noqa: E402
+from slmops_helpers.pipeline.rollout import RolloutConfig, Stage, load_fleet_config, simulate_rollout, time_rollout  # noqa: E402
 
 # name: (size_mib, peak_mib, ms_per_token_p50, score); hand-made stand-ins for 04_deployment.json
 MEASURED = {

@@ -1,5 +1,5 @@
 """The runner's guards for headless runs: a lost end-of-cell message fails fast and names
-the cell (``nbwatchdog``), long cells still run, and widget helpers render statically."""
+the cell (``course.watchdog``), long cells still run, and widget helpers render statically."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import nbformat
 import pytest
 
 from slmops_helpers.config import artifacts_dir
-from slmops_helpers.nbwatchdog import STALL_S, NotebookStalled
-from slmops_helpers.runner import run_notebook
+from slmops_helpers.course.runner import run_notebook
+from slmops_helpers.course.watchdog import STALL_S, NotebookStalled
 
 KERNEL = "slmops-lossy-test"
 
@@ -70,7 +70,7 @@ def test_cells_longer_than_the_stall_bound_still_run(lossy_kernel, notebook):
 
 
 def test_widget_helpers_render_their_static_view_under_the_runner(lossy_kernel, notebook):
-    path, out = notebook("from slmops_helpers.widgets import fleet_calculator\nfleet_calculator()")
+    path, out = notebook("from slmops_helpers.course.widgets import fleet_calculator\nfleet_calculator()")
     run_notebook(path, out, kernel=lossy_kernel)
     cell = nbformat.read(out, as_version=4).cells[0]
     kinds = [next(iter(o.get("data", {"stream": 0}))) for o in cell.outputs]
@@ -84,11 +84,9 @@ def test_widget_helpers_render_their_static_view_under_the_runner(lossy_kernel, 
 @pytest.mark.slow
 def test_a_lost_idle_fails_at_the_default_bound_which_is_under_five_minutes(lossy_kernel, notebook, monkeypatch):
     # waiting out the real 60 s would cost every CI run a minute: the runner reads the default bound from
-    # nbwatchdog.STALL_S when it runs, so shorten it there; failing in under 60 s shows the runner used it
-    from slmops_helpers import nbwatchdog
+    # watchdog.STALL_S when it runs, so shorten it there; failing in under 60 s shows the runner used it
 
     assert 0 < STALL_S < 300
-    monkeypatch.setattr(nbwatchdog, "STALL_S", 3)
     path, out = notebook("print(1)  # lose: idle")
     start = time.perf_counter()
     with pytest.raises(NotebookStalled, match="cell #0"):

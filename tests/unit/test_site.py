@@ -8,7 +8,8 @@ import re
 import nbformat
 import pytest
 
-from slmops_helpers import cli, runner, site
+from slmops_helpers import cli
+from slmops_helpers.course import runner, site
 
 # A 1×1 red PNG: a "plot" that a browser can decode.
 PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg=="

@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 
 from slmops_helpers.decoding import TorchDecoder
-from slmops_helpers.deploy.runtime import OnnxCausalLM
-from slmops_helpers.speculative import (
+from slmops_helpers.decoding.speculative import (
     PromptLookupDraft,
     SpeculativeStats,
     check_same_tokenizer,
@@ -17,6 +16,7 @@ from slmops_helpers.speculative import (
     expected_tokens_per_round,
     speculative_stream,
 )
+from slmops_helpers.deploy.runtime import OnnxCausalLM
 
 PROMPTS = ["the hub is offline", "my wifi app is not setup , help", "error code : billing"]
 

@@ -29,11 +29,11 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from ._io import atomic_write_json
-from .config import artifacts_dir
-from .metrics import check_flat
-from .models import sha256_file  # one hashing routine for models, packages and the registry
-from .uncertainty import TicketScores
+from .._io import atomic_write_json
+from ..config import artifacts_dir
+from ..metrics import check_flat
+from ..models import sha256_file  # one hashing routine for models, packages and the registry
+from ..uncertainty import TicketScores
 
 STAGES = ("candidate", "staging", "production", "archived")
 INDEX_FORMAT = 1

@@ -1,20 +1,21 @@
 import pytest
 
-from slmops_helpers import decoding, inference
+from slmops_helpers import decoding
+from slmops_helpers.decoding import generate
 
 
 def test_generate_timed_counts_and_times(tiny_model, tiny_tokenizer):
-    run = inference.generate_timed(tiny_model, tiny_tokenizer, "the hub is offline", max_new_tokens=6)
+    run = generate.generate_timed(tiny_model, tiny_tokenizer, "the hub is offline", max_new_tokens=6)
     assert run.n_tokens == 6 and len(run.token_s) == 5
     assert run.ttft_s > 0 and run.tok_s > 0
     with pytest.raises(ValueError, match="max_new_tokens must be >= 1"):
-        inference.generate_timed(tiny_model, tiny_tokenizer, "x", 0)
+        generate.generate_timed(tiny_model, tiny_tokenizer, "x", 0)
 
 
 def test_generate_timed_greedy_matches_generate(tiny_model, tiny_tokenizer):
     ids = tiny_tokenizer("the hub is offline", return_tensors="pt").input_ids
     ref = tiny_model.generate(ids, max_new_tokens=5, do_sample=False, min_new_tokens=5)[0, ids.shape[1] :]
-    run = inference.generate_timed(tiny_model, tiny_tokenizer, "the hub is offline", max_new_tokens=5)
+    run = generate.generate_timed(tiny_model, tiny_tokenizer, "the hub is offline", max_new_tokens=5)
     assert run.text == tiny_tokenizer.decode(ref, skip_special_tokens=True)
 
 
@@ -32,7 +33,7 @@ def test_percentile_and_summary():
 
 def test_generate_answers_batches_and_restores_padding(tiny_model, tiny_tokenizer):
     tiny_tokenizer.padding_side = "right"
-    answers = inference.generate_answers(
+    answers = generate.generate_answers(
         tiny_model, tiny_tokenizer, ["the hub", "my app is not offline"] * 3, 4, batch_size=4
     )
     assert len(answers) == 6 and answers[0] == answers[2]

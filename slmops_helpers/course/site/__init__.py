@@ -29,9 +29,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from ..._io import atomic_directory
+from ...config import artifacts_dir, project_root
 from .. import runner
-from .._io import atomic_directory
-from ..config import artifacts_dir, project_root
 from .metrics import CONTEXT_KEYS, HEADLINES, format_metric, headline_metrics
 from .pages import NAV_CSS, PAGE_TEMPLATE, WIDGET_STATE, WIDGET_VIEW, nav_bar, render_page, static_widgets
 

@@ -14,9 +14,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .config import HEADLESS_ENV, headless
-from .fleet import CostAssumptions, plan_fleet
-from .models import BYTES_PER_WEIGHT, PRESETS
+from ..config import HEADLESS_ENV, headless
+from ..fleet import CostAssumptions, plan_fleet
+from ..models import BYTES_PER_WEIGHT, PRESETS
 
 STATIC_NOTE = (
     "Static view: this run has no Jupyter frontend ({env}=1, set by the course runner), so the "
@@ -86,7 +86,7 @@ def fleet_calculator() -> Any:
     """Pick a model, a precision and usage; see which devices fit and what it costs."""
     import ipywidgets as w
 
-    from .plots import plot_fleet  # matplotlib, only when a widget draws
+    from ..plots import plot_fleet  # matplotlib, only when a widget draws
 
     model = w.Dropdown(
         options=[(f"{p.name} ({p.params_millions:.0f} M)", p.name) for p in PRESETS.values()], description="model"
@@ -123,8 +123,8 @@ def temperature_explorer(teacher_logits: Any, student_logits: Any, tokenizer: An
     the distillation term change; a view over ``distill.temperature_view``."""
     import ipywidgets as w
 
-    from .distill import KL_KINDS, temperature_view  # torch, only for notebook 02's widget
-    from .plots import plot_temperature  # matplotlib, only when a widget draws
+    from ..distill import KL_KINDS, temperature_view  # torch, only for notebook 02's widget
+    from ..plots import plot_temperature  # matplotlib, only when a widget draws
 
     temperature = w.FloatLogSlider(1.0, base=10, min=-0.5, max=1, step=0.05, description="T")
     kind = w.Dropdown(options=list(KL_KINDS), value="forward", description="KL")

@@ -18,7 +18,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from .decoding import Decoder, decoder_stream, divergence_margin
+from . import Decoder, decoder_stream, divergence_margin
 from .speculative import SpeculativeStats, expected_speedup, speculative_stream
 
 

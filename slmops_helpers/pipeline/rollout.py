@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from .fleet import DeviceClass, Fleet, FleetConfig, Variant, build_fleet, check_positive, check_share, pick_variants
+from ..fleet import DeviceClass, Fleet, FleetConfig, Variant, build_fleet, check_positive, check_share, pick_variants
 
 CHECKIN_SHARE = 0.5  # devices poll for the update during the first half of a stage's window
 

@@ -8,7 +8,7 @@ Two guards make a headless run safe to leave alone (CI, an instructor's night-be
 - The kernel runs with ``SLMOPS_HEADLESS=1``: widget helpers show their static view (see
   ``widgets``), since nobody can move a slider; the only cells seen to stall a headless
   run were live widget cells.
-- A watchdog on the two messages that end a cell (``nbwatchdog``): once one has come, the
+- A watchdog on the two messages that end a cell (``watchdog``): once one has come, the
   other must follow within a minute, or ``NotebookStalled`` names the cell and the lost
   message, instead of a wait as long as the cell timeout.
 """
@@ -23,8 +23,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .config import HEADLESS_ENV, artifacts_dir, get_profile, project_root
-from .metrics import format_summary, read_metrics
+from ..config import HEADLESS_ENV, artifacts_dir, get_profile, project_root
+from ..metrics import format_summary, read_metrics
 
 KERNEL_NAME = "slmops-course"
 # Longest one cell may run, per profile. A smoke cell takes minutes, and a hung one should
@@ -83,16 +83,16 @@ def run_notebook(
     Runs headlessly (``SLMOPS_HEADLESS=1``) with the project root as working directory,
     so relative paths behave the same as under ``slmops run``. ``timeout_s`` bounds each
     cell (None: no bound); ``stall_s`` bounds the wait for a cell's second end-of-cell
-    message (default ``nbwatchdog.STALL_S``); ``kernel`` overrides the course kernel;
+    message (default ``watchdog.STALL_S``); ``kernel`` overrides the course kernel;
     ``headless=False`` gives the kernel live widgets (``tests/stress`` uses it to stress
     widget traffic).
     Raises papermill's ``PapermillExecutionError`` (which names the failing cell) when a
-    cell fails, ``nbwatchdog.NotebookStalled`` when one stalls; the executed copy is
+    cell fails, ``watchdog.NotebookStalled`` when one stalls; the executed copy is
     still written for reading.
     """
     import papermill  # heavy: imported when a notebook runs, not with the package
 
-    from .nbwatchdog import ENGINE, STALL_S, NotebookStalled, register_engine  # papermill and nbclient
+    from .watchdog import ENGINE, STALL_S, NotebookStalled, register_engine  # papermill and nbclient
 
     register_engine()
     output.parent.mkdir(parents=True, exist_ok=True)

@@ -41,9 +41,9 @@ from typing import Any
 
 import yaml
 
-from .config import project_root
+from ..config import project_root
+from ..uncertainty import TicketScores, drop_upper_bound, one_sided_bound, paired_values
 from .registry import Registry, RegistryError
-from .uncertainty import TicketScores, drop_upper_bound, one_sided_bound, paired_values
 
 # check -> (what it compares, whether it needs a reference)
 CHECKS: dict[str, tuple[str, bool]] = {

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from .decoding import TimedGeneration, greedy_stream, torch_step
+from . import TimedGeneration, greedy_stream, torch_step
 
 
 def generate_timed(model: Any, tokenizer: Any, prompt: str, max_new_tokens: int) -> TimedGeneration:

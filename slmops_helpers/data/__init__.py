@@ -9,8 +9,8 @@ format, so one generation is scored on classification, extraction and generation
     error_code: E-104
     reply: Move the hub closer to the router and ...
 
-See ``data/README.md`` for the dataset card (license CC BY 4.0) and
-``data/PRODUCT.md`` for the product facts the replies rely on.
+See ``README.md`` beside this file for the dataset card (license CC BY 4.0) and
+``PRODUCT.md`` for the product facts the replies rely on.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-DATA_DIR = Path(__file__).parent / "data"
+DATA_DIR = Path(__file__).parent
 DATASET_FILE = DATA_DIR / "support_tickets.jsonl"
 CATEGORIES = (
     "billing",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .uncertainty import difference_from_metrics, difference_sentence
+from ..uncertainty import difference_from_metrics, difference_sentence
 
 
 def production_reading(label: str, how: str, manifest: dict[str, Any], source: Any) -> str:

@@ -20,16 +20,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import data, finetune, training
-from ._io import atomic_directory, atomic_write_text
-from .config import artifacts_dir
-from .deploy import bench, export
-from .deploy.bench import summarize
-from .deploy.package import PackageError, verify_package
-from .deploy.runtime import OnnxCausalLM
-from .deploy.steps import PACKAGE_NAME as PACKAGE_NAME  # re-exported: section 4 packages what section 5 releases
-from .distill import TeacherOutputs, entry_path, read_entry, teacher_cache_dir
-from .fleet import Variant
+from .. import data, finetune, training
+from .._io import atomic_directory, atomic_write_text
+from ..config import artifacts_dir
+from ..deploy import bench, export
+from ..deploy.bench import summarize
+from ..deploy.package import PackageError, verify_package
+from ..deploy.runtime import OnnxCausalLM
+from ..deploy.steps import PACKAGE_NAME as PACKAGE_NAME  # re-exported: section 4 packages what section 5 releases
+from ..distill import TeacherOutputs, entry_path, read_entry, teacher_cache_dir
+from ..fleet import Variant
 
 # The benchmark columns the gate may check (notebooks/configs/gate.yaml): same names in both.
 GATE_KEYS = ("score", "size_mib", "ms_per_token_p50", "ms_per_token_p95", "tok_s", "ttft_ms", "peak_mib", "agreement")
@@ -207,7 +207,7 @@ def rollout_variants(table: list[dict[str, Any]], shippable: dict[str, bool]) ->
     """The builds the fleet may receive, as measured (``fleet.Variant``, named by build).
 
     ``shippable`` maps each build of the release to whether it passed the quality gate
-    (``release.shippable_builds``); only those that did are offered, so a device that none
+    (``steps.shippable_builds``); only those that did are offered, so a device that none
     of them fits stays unserved (``fleet.pick_variants`` returns -1) rather than receiving a
     refused build. Every number is this round's own measurement of that build.
     """

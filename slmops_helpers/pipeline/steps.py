@@ -1,6 +1,6 @@
 """Notebook 05's release round, step by step: train a candidate, package it, measure, register, gate.
 
-``pipeline`` holds the release's building blocks (find production, merge with parity,
+``stages`` holds the release's building blocks (find production, merge with parity,
 measure packages, feedback); this module chains them the way the capstone does, each
 step a call that returns its result and the metric keys notebook 05 records. Lineage is
 written once, from each package's manifest, so a registry entry says what its package says.
@@ -18,11 +18,12 @@ from typing import Any
 import torch
 from transformers import AutoTokenizer
 
-from . import data, distill, gate, models, pipeline, registry, training, uncertainty
-from .deploy import export, package
-from .deploy.steps import lineage
-from .distill import steps as distill_steps
-from .finetune import ATTENTION, MLP, MethodConfig, load_tuned_model
+from .. import data, distill, models, training, uncertainty
+from ..deploy import export, package
+from ..deploy.steps import lineage
+from ..distill import steps as distill_steps
+from ..finetune import ATTENTION, MLP, MethodConfig, load_tuned_model
+from . import gate, registry, stages
 
 VERSIONS = {"production": "1.0.0", "candidate": "1.1.0", "over_quantized": "1.1.0"}
 OVER_QUANTIZED = export.Recipe(
@@ -33,16 +34,16 @@ OVER_QUANTIZED = export.Recipe(
 SPEC = MethodConfig("lora", rank=8, alpha=16, targets=ATTENTION + MLP)
 
 
-def production_package(prod: pipeline.Production, out: Path, model_name: str) -> tuple[Path, str]:
+def production_package(prod: stages.Production, out: Path, model_name: str) -> tuple[Path, str]:
     """Production's package in this run's folder: section 4's, copied, or built from its model."""
     dest = out / "packages" / "production"
     if prod.package is not None:
-        return pipeline.copy_package(prod.package, dest), "section 4's, copied here"
+        return stages.copy_package(prod.package, dest), "section 4's, copied here"
     recipe = export.RECIPES["onnx_int4"]
     origin = lineage(model_name, prod.source, prod.label, "onnx_int4", recipe.note, data.dataset_hash())
     onnx_dir = export.build_variant(prod.source, "onnx_int4")
     built = package.write_package(
-        onnx_dir, dest, pipeline.PACKAGE_NAME, VERSIONS["production"], origin, data.SYSTEM_PROMPT
+        onnx_dir, dest, stages.PACKAGE_NAME, VERSIONS["production"], origin, data.SYSTEM_PROMPT
     )
     return built, "built here: notebook 04 left no verified package"
 
@@ -72,7 +73,7 @@ def teacher_targets(model_name: str, source: Path, train_rows: list, profile: st
     teacher, _ = load_tuned_model(model_name, device=device)
     sizes = distill.get_config(profile)
     rows, prompts = distill_steps.teacher_prompts(tokenizer, train_rows, sizes)
-    cached = pipeline.cached_teacher_outputs(teacher, prompts, sizes.teacher_max_new_tokens)
+    cached = stages.cached_teacher_outputs(teacher, prompts, sizes.teacher_max_new_tokens)
     if cached is None:
         return [], []
     report = distill.validate_outputs(rows, cached)
@@ -80,7 +81,7 @@ def teacher_targets(model_name: str, source: Path, train_rows: list, profile: st
 
 
 def train_candidate(
-    prod: pipeline.Production, splits: dict[str, list], kd: tuple[list, list], sizes: dict, out: Path, seed: int = 0
+    prod: stages.Production, splits: dict[str, list], kd: tuple[list, list], sizes: dict, out: Path, seed: int = 0
 ) -> Candidate:
     """LoRA on production's weights, on the references and the teacher's answers; merged with parity; saved."""
     student, tokenizer = models.load_model(str(prod.source), dtype=torch.float32)
@@ -94,8 +95,8 @@ def train_candidate(
         lr=1e-3, max_steps=sizes["steps"], batch_size=sizes["batch"], eval_every=sizes["steps"], seed=seed
     )
     val_before = training.evaluate_loss(student, val, tokenizer.pad_token_id)
-    merged, run, parity = pipeline.fine_tune_and_merge(student, tokenizer, SPEC, config, train, val, splits["test"][:2])
-    folder = pipeline.save_model(merged, tokenizer, out / "candidate_model")
+    merged, run, parity = stages.fine_tune_and_merge(student, tokenizer, SPEC, config, train, val, splits["test"][:2])
+    folder = stages.save_model(merged, tokenizer, out / "candidate_model")
     used = {
         "references": [r["id"] for r in splits["train"]],
         "teacher": [{"id": r["id"], "target": t} for r, t in zip(kd_rows, kd_targets, strict=True)],
@@ -117,7 +118,7 @@ def adapter_text(spec: MethodConfig = SPEC) -> str:
 
 
 def candidate_packages(
-    candidate: Candidate, prod: pipeline.Production, variant: str, out: Path, model_name: str
+    candidate: Candidate, prod: stages.Production, variant: str, out: Path, model_name: str
 ) -> dict[str, Path]:
     """The candidate packaged as production is (``variant``: the gate then compares two training
     rounds, not two precisions), and the same weights over-quantized."""
@@ -133,7 +134,7 @@ def candidate_packages(
         )  # fmt: skip
         onnx_dir = export.build_recipe(candidate.folder, recipe)
         made[name] = package.write_package(
-            onnx_dir, out / "packages" / name, pipeline.PACKAGE_NAME, VERSIONS[name], origin, data.SYSTEM_PROMPT
+            onnx_dir, out / "packages" / name, stages.PACKAGE_NAME, VERSIONS[name], origin, data.SYSTEM_PROMPT
         )
     return made
 
@@ -144,7 +145,7 @@ def measured_metrics(table: list[dict[str, Any]], n_eval: int) -> tuple[dict[str
     with intervals, and the candidate's and the over-quantized build's paired difference
     from production."""
     rows = {row["variant"]: row for row in table}
-    measured: dict[str, dict[str, Any]] = {name: pipeline.gate_metrics(row) for name, row in rows.items()}
+    measured: dict[str, dict[str, Any]] = {name: stages.gate_metrics(row) for name, row in rows.items()}
     out = {
         f"{name}_{k}": v[k]
         for name, v in measured.items()
@@ -188,7 +189,7 @@ def register_package(
     hyper = {"variant": origin.get("variant"), "recipe": origin.get("recipe"), **(hyperparameters or {})}
     tickets = {k: uncertainty.TicketScores.from_json(v) for k, v in metrics.get("per_ticket", {}).items()}
     return reg.register(
-        pipeline.PACKAGE_NAME,
+        stages.PACKAGE_NAME,
         base_model=origin["base_model"],
         files=[folder],
         metrics={k: v for k, v in metrics.items() if k != "per_ticket"},

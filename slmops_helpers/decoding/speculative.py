@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .decoding import Decoder, StreamedToken
+from . import Decoder, StreamedToken
 
 
 @dataclass

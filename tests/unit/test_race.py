@@ -7,9 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from slmops_helpers.deploy.runtime import OnnxCausalLM
-from slmops_helpers.speculative import PromptLookupDraft
-from slmops_helpers.speculative_bench import (
+from slmops_helpers.decoding.race import (
     Draft,
     best_rows,
     format_rows,
@@ -18,6 +16,8 @@ from slmops_helpers.speculative_bench import (
     speculative_study,
     with_expected,
 )
+from slmops_helpers.decoding.speculative import PromptLookupDraft
+from slmops_helpers.deploy.runtime import OnnxCausalLM
 
 
 @pytest.fixture(scope="module")

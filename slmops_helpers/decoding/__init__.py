@@ -18,6 +18,10 @@ A ``Sampler`` replaces the argmax with the knobs every OpenAI-style server has
 drawing from its own seeded generator, so the same seed and request give the same answer;
 it can also report each token's log-probability. Without one the loop is exactly the
 greedy loop the benchmarks measure.
+
+The folder holds what builds on the loop: ``generate`` (batched answers for scoring and a timed
+loop with PyTorch), ``speculative`` (draft, then verify), ``constrained`` (the ticket format as a
+token mask) and ``race`` (drafts raced against their target, with the cost model).
 """
 
 from __future__ import annotations

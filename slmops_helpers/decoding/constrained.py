@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .data import CATEGORIES, NO_CODE
+from ..data import CATEGORIES, NO_CODE
 
 
 @dataclass(eq=False)
