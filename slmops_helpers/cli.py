@@ -190,7 +190,7 @@ def _train(args: argparse.Namespace) -> int:
 
     import torch
 
-    from . import distributed, training  # torch
+    from . import distributed  # torch
 
     # every check before any model is loaded: a launch that cannot work fails in seconds
     device = models.pick_device(args.device)
@@ -205,17 +205,11 @@ def _train(args: argparse.Namespace) -> int:
     elif args.step == "student":
         from .distill import get_config, steps  # torch and peft
 
-        base = steps.StudentSetup(None, None, [], [], [], get_config(args.profile)).train_config()  # sizes only
+        base = steps.train_config(get_config(args.profile))
     else:
-        from .finetune import steps  # torch and peft
+        from .finetune import get_config, steps  # torch and peft
 
-        sizes = steps.SIZES[args.profile]
-        base = training.TrainConfig(
-            lr=sizes["lr"][args.method],
-            max_steps=sizes["steps"],
-            batch_size=sizes["batch"],
-            eval_every=sizes["eval_every"],
-        )
+        base = steps.train_config(get_config(args.profile), args.method)
     mixed = args.mixed_precision or os.environ.get("ACCELERATE_MIXED_PRECISION")  # accelerate launch's flag too
     config = dataclasses.replace(
         base,
@@ -277,9 +271,9 @@ def _train_method(args: argparse.Namespace, config: TrainConfig, device: str) ->
     import torch
 
     from . import data, distributed  # torch
-    from .finetune import steps  # torch and peft
+    from .finetune import get_config, steps  # torch and peft
 
-    sizes = steps.SIZES[args.profile]
+    sizes = get_config(args.profile)
     if args.method == "qlora":
         model, tokenizer, _ = steps.load_qlora_base(args.model, device=device)
     else:
@@ -287,8 +281,8 @@ def _train_method(args: argparse.Namespace, config: TrainConfig, device: str) ->
     splits = {name: list(rows) for name, rows in data.load_splits().items()}
     split = {
         "train": steps.encode_rows(tokenizer, splits["train"]),
-        "validation": steps.encode_rows(tokenizer, splits["validation"][: sizes["val_rows"]]),
-        "test": splits["test"][: sizes["eval_rows"]],
+        "validation": steps.encode_rows(tokenizer, splits["validation"][: sizes.val_rows]),
+        "test": splits["test"][: sizes.eval_rows],
     }
     spec, max_new = steps.METHOD_SPECS[args.method], get_profile(args.profile).max_new_tokens
     # run_method saves the adapter on every process: only the main one writes where asked

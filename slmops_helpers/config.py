@@ -2,14 +2,19 @@
 
 A notebook's ``parameters`` cell sets ``profile = "smoke"`` (minutes on a 2-core CPU,
 used by CI and in class) or ``"full"`` (the real run, meant for a GPU). Both record the
-same metric names; only the sizes differ.
+same metric names; only the sizes differ. The sizes every notebook shares are a ``Profile``
+here; each section's own sizes are one dataclass per profile in its ``config`` module
+(``distill.config``, ``finetune.config``, ``deploy.config``, ``pipeline.config``), read with
+``sizes_for`` and checked with ``check_sizes``: the only places where a profile becomes numbers.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import TypeVar
 
 PROJECT_NAME = "slmops-course"
 
@@ -23,6 +28,10 @@ class Profile:
     max_new_tokens: int  # generation budget per answer
     timing_tokens: int  # tokens generated when measuring speed
     timing_repeats: int  # repeated speed runs, for p50/p95
+    # Longest one cell may run under the course runner. A smoke cell takes minutes, and a hung one should
+    # fail long before CI's limit; a full-profile cell trains for up to an hour on a 2-core CPU (the
+    # profile is meant for a GPU), so it runs unbounded (None).
+    cell_timeout_s: int | None = None
 
     def __post_init__(self) -> None:
         for field in ("n_eval", "max_new_tokens", "timing_tokens", "timing_repeats"):
@@ -31,7 +40,7 @@ class Profile:
 
 
 PROFILES: dict[str, Profile] = {
-    "smoke": Profile("smoke", n_eval=12, max_new_tokens=48, timing_tokens=32, timing_repeats=3),
+    "smoke": Profile("smoke", n_eval=12, max_new_tokens=48, timing_tokens=32, timing_repeats=3, cell_timeout_s=1800),
     "full": Profile("full", n_eval=48, max_new_tokens=64, timing_tokens=128, timing_repeats=5),
 }
 
@@ -44,6 +53,38 @@ def get_profile(name: str) -> Profile:
             "in the notebook's parameters cell (or pass -p profile smoke to papermill)."
         )
     return PROFILES[name]
+
+
+SizesT = TypeVar("SizesT")
+
+
+def sizes_for(table: Mapping[str, SizesT], profile: str) -> SizesT:
+    """A section's sizes for ``profile``: ``table[profile]``, after checking the profile exists."""
+    name = get_profile(profile).name  # raises for an unknown profile, listing the choices
+    if name not in table:
+        raise ValueError(f"No sizes for profile {name!r} in this section. Fix: add them to its SIZES table.")
+    return table[name]
+
+
+def check_sizes(sizes: object) -> None:
+    """Reject a sizes dataclass with a count below 1 or a rate at or below 0, naming the field.
+
+    Counts are ints (at least 1), rates are floats (above 0), a tuple holds counts, a mapping
+    holds rates: a zero step budget or a negative learning rate fails here, not an hour later."""
+    name = type(sizes).__name__
+    for field in fields(sizes):  # type: ignore[arg-type]  # any dataclass
+        value = getattr(sizes, field.name)
+        values = (
+            list(value.values()) if isinstance(value, Mapping) else list(value) if isinstance(value, tuple) else [value]
+        )
+        if isinstance(value, tuple | Mapping) and not values:
+            raise ValueError(f"{name}.{field.name} is empty. Fix: give it at least one value.")
+        for v in values:
+            if isinstance(v, bool) or not isinstance(v, int | float):
+                continue  # a flag or a name: nothing to bound
+            if (isinstance(v, int) and v < 1) or v <= 0:
+                kind = "a count, at least 1" if isinstance(v, int) else "a rate, above 0"
+                raise ValueError(f"{name}.{field.name} = {value!r}: each value is {kind}.")
 
 
 def project_root(start: Path | None = None) -> Path:

@@ -23,14 +23,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..config import HEADLESS_ENV, artifacts_dir, get_profile, project_root
+from ..config import HEADLESS_ENV, PROFILES, artifacts_dir, get_profile, project_root
 from ..metrics import format_summary, read_metrics
 
 KERNEL_NAME = "slmops-course"
-# Longest one cell may run, per profile. A smoke cell takes minutes, and a hung one should
-# fail long before CI's limit; a full-profile cell trains for up to an hour on a 2-core CPU
-# (the profile is meant for a GPU), so it runs unbounded.
-CELL_TIMEOUT_S: dict[str, int | None] = {"smoke": 1800, "full": None}
 
 
 def course_notebooks(root: Path | None = None, only: list[str] | None = None) -> list[Path]:
@@ -73,7 +69,7 @@ def run_notebook(
     notebook: Path,
     output: Path,
     parameters: dict[str, Any] | None = None,
-    timeout_s: int | None = CELL_TIMEOUT_S["smoke"],
+    timeout_s: int | None = PROFILES["smoke"].cell_timeout_s,
     stall_s: int | None = None,
     kernel: str | None = None,
     headless: bool = True,
@@ -140,7 +136,7 @@ def run_course(profile: str = "smoke", only: list[str] | None = None) -> dict[st
     for notebook in (bar := tqdm(course_notebooks(only=only), desc="course", unit="notebook")):
         bar.set_postfix_str(notebook.name)
         executed = out_dir / "notebooks" / notebook.name
-        seconds = run_notebook(notebook, executed, {"profile": profile}, timeout_s=CELL_TIMEOUT_S[profile])
+        seconds = run_notebook(notebook, executed, {"profile": profile}, timeout_s=get_profile(profile).cell_timeout_s)
         slowest = sorted(cell_times(executed), key=lambda r: -r[1])[:3]
         tqdm.write(
             f"{notebook.name}: {seconds:.0f} s; slowest cells: "

@@ -15,5 +15,9 @@ One module per step, in the order the notebook takes them:
 - ``checklist`` the module's validation checklist, run as code
 
 ``runtime``, ``llamacpp`` (to run a file), ``package``, ``grammar`` and ``serve`` never import torch, so a
-deployed process stays small.
+deployed process stays small. ``config`` holds the section's sizes per profile.
 """
+
+from .config import SIZES, DeployConfig, get_config
+
+__all__ = ["SIZES", "DeployConfig", "get_config"]

@@ -20,10 +20,6 @@ from ..decoding.speculative import PromptLookupDraft, check_same_tokenizer
 from ..uncertainty import TicketScores, difference_metrics, interval_metrics
 from .runtime import OnnxCausalLM
 
-# Guesses per round to try. The smoke run tries a few on two tickets (every ticket decodes 8 times, a fifth of
-# notebook 04's smoke time at 4 tickets); the full run maps the curve.
-GAMMAS = {"smoke": (1, 2, 4), "full": (1, 2, 3, 4, 6, 8)}
-TICKETS = {"smoke": 2, "full": 12}
 DRAFT_KEYS = {"int4 ONNX": "int4", "prompt lookup": "lookup"}  # draft -> metric prefix
 
 

@@ -92,18 +92,14 @@ LEVERS: tuple[Lever, ...] = (
     *(Lever(name, llamacpp.NOTES[name], gguf=name) for name in ("gguf_q5_0", "gguf_q4_k_m", "gguf_q4_1", "gguf_q4_0")),
 )
 BY_NAME = {lever.name: lever for lever in LEVERS}
-# The smoke run measures the levers the section's reading turns on; the full run, all of them.
-SUBSETS = {
-    "smoke": (REFERENCE, "onnx_int8_tensor", "onnx_int8", "onnx_int4_rtn", "onnx_int4", "gguf_q4_k_m"),
-    "full": tuple(BY_NAME),
-}
+# The levers the section's reading turns on: what a smoke run measures (``DeployConfig.study_every_lever``).
+READING = (REFERENCE, "onnx_int8_tensor", "onnx_int8", "onnx_int4_rtn", "onnx_int4", "gguf_q4_k_m")
 
 
-def levers_for(profile: str, llamacpp_ok: bool = True) -> list[Lever]:
-    """The profile's rows (the fp32 reference first); llama.cpp's only where it is installed."""
-    if profile not in SUBSETS:
-        raise ValueError(f"Unknown profile {profile!r} for the quantization study. Use one of {sorted(SUBSETS)}.")
-    return [BY_NAME[n] for n in SUBSETS[profile] if llamacpp_ok or not BY_NAME[n].gguf]
+def levers_for(every_lever: bool, llamacpp_ok: bool = True) -> list[Lever]:
+    """The study's rows, the fp32 reference first: every lever, or the reading's; llama.cpp's only where it
+    is installed."""
+    return [BY_NAME[n] for n in (tuple(BY_NAME) if every_lever else READING) if llamacpp_ok or not BY_NAME[n].gguf]
 
 
 def build(source: Path, lever: Lever) -> Path:

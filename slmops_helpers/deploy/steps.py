@@ -43,7 +43,7 @@ def build_course_exports(source: Path) -> dict[str, Path]:
     runs it at setup, so that the notebook's first run finds them built (on a 2-core CPU they take minutes)."""
     from tqdm.auto import tqdm
 
-    levers = quant_study.levers_for("full", llamacpp.availability()[0])
+    levers = quant_study.levers_for(True, llamacpp.availability()[0])
     folders = {
         name: export.build_recipe(source, r) for name, r in tqdm(export.RECIPES.items(), desc="ONNX", unit="export")
     }

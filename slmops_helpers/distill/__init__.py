@@ -1,6 +1,6 @@
 """Section 2, distillation: move a teacher's knowledge into a smaller, faster student.
 
-One module per part of the recipe (``teacher``, ``student``, ``loss``, ``settings``);
+One module per part of the recipe (``teacher``, ``student``, ``loss``, ``config``, ``claims``);
 the names notebooks and labs use are importable from here. The two stages:
 
 1. **Teacher data.** ``generate_teacher_outputs`` answers the training prompts with the
@@ -20,6 +20,8 @@ the names notebooks and labs use are importable from here. The two stages:
 >>> training.train(student, train_examples, val_examples, TrainConfig(), pad_id, loss_fn=loss_fn)  # doctest: +SKIP
 """
 
+from .claims import SEED_CLAIMS, claims_vs_measured
+from .config import SIZES, DistillConfig, get_config
 from .loss import (
     KL_KINDS,
     KDConfig,
@@ -32,7 +34,6 @@ from .loss import (
     soften,
     temperature_view,
 )
-from .settings import SEED_CLAIMS, SIZES, DistillConfig, claims_vs_measured, get_config
 from .student import (
     PassWeights,
     block_choices,

@@ -21,10 +21,6 @@ from ..data import format_chat, refuse_test_rows
 from ..decoding import Decoder, TorchDecoder
 from ..decoding.race import Draft, pass_costs, speculative_metrics, speculative_study, with_expected
 
-# The smoke run only shows the mechanism (its students trained a dozen steps): one gamma, two short answers.
-GAMMAS = {"smoke": (2,), "full": (1, 2, 3, 4, 6)}
-TICKETS = {"smoke": 2, "full": 12}
-MAX_NEW_TOKENS = {"smoke": 32, "full": 64}
 DRAFT_KEYS = {"distilled": "distilled", "no distillation": "undistilled"}  # draft -> metric prefix
 
 

@@ -14,8 +14,8 @@ import torch
 
 from .. import data, evaluate, models, training
 from ..uncertainty import difference_metrics, interval_metrics
+from .config import DistillConfig
 from .loss import KDConfig, make_loss_fn, temperature_view
-from .settings import DistillConfig
 from .student import block_choices, build_student, max_blocks_within
 from .teacher import TeacherOutputs, ValidationReport, balanced_subset, encode_distillation_set
 
@@ -161,6 +161,19 @@ def temperature_rows(teacher_logits: torch.Tensor, student_logits: torch.Tensor)
     return [{"T": t, **temperature_view(teacher_logits, student_logits, t)} for t in TEMPERATURES]
 
 
+def train_config(sizes: DistillConfig, seed: int = 0) -> training.TrainConfig:
+    """How every student of section 2 trains: the profile's steps, batch and rate, a short warm-up."""
+    return training.TrainConfig(
+        lr=sizes.lr,
+        max_steps=sizes.max_steps,
+        batch_size=sizes.batch_size,
+        eval_every=sizes.eval_every,
+        patience=sizes.patience,
+        warmup_steps=2,
+        seed=seed,
+    )
+
+
 @dataclass
 class StudentSetup:
     """What every student of the comparison shares: the teacher, the kept blocks, the
@@ -175,16 +188,7 @@ class StudentSetup:
     seed: int = 0
 
     def train_config(self) -> training.TrainConfig:
-        s = self.sizes
-        return training.TrainConfig(
-            lr=s.lr,
-            max_steps=s.max_steps,
-            batch_size=s.batch_size,
-            eval_every=s.eval_every,
-            patience=s.patience,
-            warmup_steps=2,
-            seed=self.seed,
-        )
+        return train_config(self.sizes, self.seed)
 
     def validation_score(self, model: Any) -> float:
         """The task score of the model's greedy answers on the validation tickets: what picks the kept step."""

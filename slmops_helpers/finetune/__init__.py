@@ -1,12 +1,13 @@
 """Section 3, fine-tuning side by side: full fine-tuning, LoRA, QLoRA and IA3 on the same task.
 
-One module per job: ``methods`` (adapting and training each method), ``artifacts``
+One module per job: ``config`` (the sizes per profile), ``methods`` (adapting and training each method), ``artifacts``
 (adapters saved, switched, merged with a parity check), ``grid`` (a YAML hyperparameter
 grid, Olive's command) and ``tuned`` (the course's cached tuned model, the teacher of
 section 2 and the model section 4 deploys). The names notebooks use are importable here.
 """
 
 from .artifacts import MergeParity, check_adapter_fits, load_adapters, merge_with_parity, save_artifact
+from .config import SIZES, FinetuneConfig, get_config
 from .grid import GRID_EXAMPLE, GRID_KEYS, expand_grid, olive_finetune_command, read_grid
 from .methods import (
     ATTENTION,
@@ -39,6 +40,9 @@ from .tuned import (
 
 __all__ = [
     "ATTENTION",
+    "SIZES",
+    "FinetuneConfig",
+    "get_config",
     "GRID_EXAMPLE",
     "GRID_KEYS",
     "METHODS",

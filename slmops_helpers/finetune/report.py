@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from ..uncertainty import seed_sentence
+from .config import FinetuneConfig
 
 PAIRED = (("lora_vs_base", "LoRA", "base"), ("full_vs_base", "full", "base"), ("lora_vs_full", "LoRA", "full"),
           ("qlora_vs_lora", "QLoRA", "LoRA"), ("qlora_vs_qlora_base", "QLoRA", "its 4-bit base"))  # fmt: skip
 
 
-def methods_reading(m: dict[str, Any], sizes: dict, profile: str) -> str:
+def methods_reading(m: dict[str, Any], sizes: FinetuneConfig, profile: str) -> str:
     qlora_time = (
         ": 4-bit weights are unpacked for every matrix product, so here QLoRA bought memory with time. "
         if m["qlora_s_per_step"] > 1.05 * m["lora_s_per_step"]
@@ -23,7 +24,7 @@ def methods_reading(m: dict[str, Any], sizes: dict, profile: str) -> str:
         f"**{m['full_artifact_mib']:.0f} MiB** "
         f"for the fully fine-tuned model. IA3 trains {m['ia3_trainable_pct']:.3f}% and ships "
         f"{m['ia3_artifact_mib']:.2f} "
-        f"MiB. Held-out scores after {sizes['steps']} steps of {sizes['batch']} tickets, each the mean of "
+        f"MiB. Held-out scores after {sizes.steps} steps of {sizes.batch} tickets, each the mean of "
         f"{m['train_seeds']} training seeds: full {m['full_score']:.1f}, "
         f"LoRA {m['lora_score']:.1f}, QLoRA {m['qlora_score']:.1f}, IA3 {m['ia3_score']:.1f}, base "
         f"{m['base_score']:.1f}. "

@@ -1,7 +1,7 @@
 """Notebook 03's steps, each a call that returns what it measured as metric keys.
 
-Every method gets the same steps and batch size (``SIZES``) and its own learning rate
-(``SIZES[profile]["lr"]``: adapters tolerate, and need, far larger steps than full fine-tuning).
+Every method gets the same steps and batch size and its own learning rate (``config``: one
+``FinetuneConfig`` per profile, passed in as ``sizes``).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from .. import data, models, training
 from ..evaluate import Scored, score_model
 from ..uncertainty import TicketScores, interval_metrics, seed_difference_metrics, seed_score_metrics
 from .artifacts import load_adapters, merge_with_parity, save_artifact
+from .config import FinetuneConfig
 from .grid import read_grid
 from .methods import (
     ATTENTION,
@@ -29,33 +30,19 @@ from .methods import (
     run_method,
 )
 
-# The full profile is sized to finish within 75 minutes on the course's slowest 2-core CPU, so that its
-# reference run can be redone without a GPU: 30 steps of 8 per method (the course's tuned model learned its
-# format in 32); the side experiments only show a direction (overfitting, the grid's spread, a triage
-# adapter that writes one line), so they train, and validate on, less. The smoke run overfits 4 tickets in batches
-# of 2: the same passes over its data as 8 in batches of 4 at half the compute, and its validation loss turned up
-# as clearly (best at step 4 either way; 14 s against 24 on a 2-core Xeon).
-_SMOKE = dict(steps=4, batch=4, val_rows=4, eval_rows=8, overfit_rows=4, overfit_batch=2, overfit_steps=8,
-              overfit_val_rows=4)  # fmt: skip
-_FULL = dict(steps=30, batch=8, val_rows=24, eval_rows=48, overfit_rows=16, overfit_batch=4, overfit_steps=40,
-             overfit_val_rows=16)  # fmt: skip
-# Learning rates per method. A smoke run's 4 steps need larger ones (as notebook 02's smoke run does): on the smoke
-# sizes and tickets, LoRA at 2e-3 scored below the untuned base (16.9 against 21.4) and at 1e-2 above it (38.3);
-# QLoRA at 1e-2 scored 26.2, IA3 at 3e-2 28.5. Full fine-tuning keeps 1e-4 (larger steps on every weight diverge).
-_LR_FULL = {"full": 1e-4, "lora": 2e-3, "qlora": 2e-3, "ia3": 1e-2}
-_LR_SMOKE = {"full": 1e-4, "lora": 1e-2, "qlora": 1e-2, "ia3": 3e-2}
-SIZES = {
-    "smoke": {**_SMOKE, "patience": 2, "grid_factor": 1, "grid_batch": 2, "grid_val_rows": 4, "eval_every": 4,
-              "triage_steps": 2, "lr": _LR_SMOKE, "seeds": 2},
-    "full": {**_FULL, "patience": 3, "grid_factor": 5, "grid_batch": 4, "grid_val_rows": 24, "eval_every": 10,
-             "triage_steps": 10, "lr": _LR_FULL, "seeds": 3},
-}  # fmt: skip
 METHOD_SPECS = {
     "full": MethodConfig("full"),
     "lora": MethodConfig("lora", rank=8, alpha=16, targets=ATTENTION),
     "qlora": MethodConfig("qlora", rank=8, alpha=16, targets=ATTENTION),
     "ia3": MethodConfig("ia3"),
 }
+
+
+def train_config(sizes: FinetuneConfig, method: str, seed: int = 0) -> training.TrainConfig:
+    """How ``method`` trains in section 3: the profile's steps and batch, the method's own rate."""
+    return training.TrainConfig(
+        lr=sizes.lr[method], max_steps=sizes.steps, batch_size=sizes.batch, eval_every=sizes.eval_every, seed=seed
+    )
 
 
 def fresh_base(model_name: str, device: str) -> Any:
@@ -87,15 +74,15 @@ class Comparison:
 
 
 def compare_methods(
-    model_name: str, tokenizer: Any, split: dict[str, list], sizes: dict, max_new_tokens: int, out: Path, device: str,
-    seed: int = 0,
+    model_name: str, tokenizer: Any, split: dict[str, list], sizes: FinetuneConfig, max_new_tokens: int, out: Path,
+    device: str, seed: int = 0,
 ) -> Comparison:  # fmt: skip
-    """Train every method of ``METHOD_SPECS`` on the same budget, for ``sizes["seeds"]`` seeds from
+    """Train every method of ``METHOD_SPECS`` on the same budget, for ``sizes.seeds`` seeds from
     ``seed`` on. The first seed's artifacts go to ``out``; the other seeds' are measured and dropped."""
     trained: dict[str, Any] = {}
     runs: dict[int, dict[str, MethodRun]] = {}
     backend, qlora_base = "n/a", None
-    for s in range(seed, seed + sizes["seeds"]):
+    for s in range(seed, seed + sizes.seeds):
         runs[s] = {}
         with tempfile.TemporaryDirectory(prefix=f"seed{s}-") as scratch:
             for name, spec in METHOD_SPECS.items():
@@ -105,13 +92,7 @@ def compare_methods(
                         qlora_base = score_model(base, tokenizer, split["test"], max_new_tokens)
                 else:
                     base = fresh_base(model_name, device)
-                config = training.TrainConfig(
-                    lr=sizes["lr"][name],
-                    max_steps=sizes["steps"],
-                    batch_size=sizes["batch"],
-                    eval_every=sizes["eval_every"],
-                    seed=s,
-                )
+                config = train_config(sizes, name, seed=s)
                 model, runs[s][name] = run_method(
                     name, base, tokenizer, spec, config, split, max_new_tokens, out if s == seed else Path(scratch)
                 )
@@ -141,12 +122,12 @@ def base_metrics(base: Scored) -> dict[str, Any]:
     return {"base_score": base.scores["score"], "n_eval": base.tickets.n, **interval_metrics("base", base.tickets)}
 
 
-def method_metrics(comparison: Comparison, base_model: Any, base: Scored, sizes: dict) -> dict[str, Any]:
+def method_metrics(comparison: Comparison, base_model: Any, base: Scored, sizes: FinetuneConfig) -> dict[str, Any]:
     """Every method's row under ``<method>_<column>`` (costs from the first seed; the score as the
     mean over seeds with its ticket interval and the seeds' spread), the paired differences of
     ``COMPARISONS`` over seeds, and the budget every method trained on (``sizes``)."""
     out = {f"{name}_{k}": v for name, run in comparison.first.items() for k, v in run.row().items() if k != "method"}
-    out |= {"train_steps": sizes["steps"], "train_batch": sizes["batch"], "train_seeds": len(comparison.runs)}
+    out |= {"train_steps": sizes.steps, "train_batch": sizes.batch, "train_seeds": len(comparison.runs)}
     tickets = {"base": [base.tickets], "qlora_base": [comparison.qlora_base.tickets]}
     tickets |= {name: comparison.tickets(name) for name in METHOD_SPECS}
     for name in METHOD_SPECS:
@@ -198,20 +179,22 @@ def format_methods(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def overfit_demo(model_name: str, train: list, val: list, sizes: dict, pad_id: int, device: str, seed: int = 0):
+def overfit_demo(
+    model_name: str, train: list, val: list, sizes: FinetuneConfig, pad_id: int, device: str, seed: int = 0
+):
     """LoRA with a high learning rate on a few tickets, many times over: overfitting on purpose."""
     model = make_trainable(
         fresh_base(model_name, device), MethodConfig("lora", rank=16, alpha=32, targets=ATTENTION, dropout=0.0)
     )
     config = training.TrainConfig(
         lr=3e-3,
-        max_steps=sizes["overfit_steps"],
-        batch_size=sizes["overfit_batch"],
+        max_steps=sizes.overfit_steps,
+        batch_size=sizes.overfit_batch,
         eval_every=2,
-        patience=sizes["patience"],
+        patience=sizes.patience,
         seed=seed,
     )
-    train, val = train[: sizes["overfit_rows"]], val[: sizes["overfit_val_rows"]]
+    train, val = train[: sizes.overfit_rows], val[: sizes.overfit_val_rows]
     return training.train(model, train, val, config, pad_id, desc="overfitting on purpose")
 
 
@@ -256,7 +239,14 @@ def memory_metrics(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def run_grid(
-    grid_path: Path, model_name: str, train: list, val: list, sizes: dict, pad_id: int, device: str, seed: int = 0
+    grid_path: Path,
+    model_name: str,
+    train: list,
+    val: list,
+    sizes: FinetuneConfig,
+    pad_id: int,
+    device: str,
+    seed: int = 0,
 ):
     """Train each combination of the YAML grid briefly; one row per run with its best validation loss."""
     rows = []
@@ -264,12 +254,12 @@ def run_grid(
         spec = MethodConfig(
             "lora", rank=run["rank"], alpha=run.get("alpha", 2 * run["rank"]), targets=tuple(run["targets"])
         )
-        steps = run["steps"] * sizes["grid_factor"]
+        steps = run["steps"] * sizes.grid_factor
         config = training.TrainConfig(
-            lr=run["lr"], max_steps=steps, batch_size=sizes["grid_batch"], eval_every=steps, seed=seed
+            lr=run["lr"], max_steps=steps, batch_size=sizes.grid_batch, eval_every=steps, seed=seed
         )
         model = make_trainable(fresh_base(model_name, device), spec)
-        val_rows = val[: sizes["grid_val_rows"]]
+        val_rows = val[: sizes.grid_val_rows]
         result = training.train(model, train, val_rows, config, pad_id, desc=f"rank {run['rank']}, lr {run['lr']}")
         rows.append({"rank": run["rank"], "lr": run["lr"], "steps": steps, "val_loss": result.best_val_loss})
     return rows
@@ -296,12 +286,12 @@ def format_grid(rows: list[dict[str, Any]]) -> str:
 
 
 def train_triage_adapter(
-    model_name: str, tokenizer: Any, splits: dict, sizes: dict, folder: Path, device: str, seed: int = 0
+    model_name: str, tokenizer: Any, splits: dict, sizes: FinetuneConfig, folder: Path, device: str, seed: int = 0
 ):
     """A second customer's adapter: trained to answer with the category line only; saved to ``folder``."""
     target = lambda r: f"category: {r['category']}"  # noqa: E731
     model = make_trainable(fresh_base(model_name, device), MethodConfig("lora", targets=ATTENTION))
-    config = training.TrainConfig(lr=2e-3, max_steps=sizes["triage_steps"], batch_size=sizes["batch"], seed=seed)
+    config = training.TrainConfig(lr=2e-3, max_steps=sizes.triage_steps, batch_size=sizes.batch, seed=seed)
     train, val = (
         encode_rows(tokenizer, splits["train"], target),
         encode_rows(tokenizer, splits["validation"][:4], target),

@@ -25,8 +25,8 @@ from ..distill import (
     soften,
     student_config,
 )
+from ..distill.claims import measured_claims
 from ..distill.loss import make_loss_fn
-from ..distill.settings import measured_claims
 from ..distill.teacher import output_problem
 from ..models import DEFAULT_MODEL, prepare_model
 from . import Exercise, PlaceholderError, Result, close, contains_blank, incorrect, is_number, learner_answer

@@ -7,4 +7,9 @@
 - ``registry``  the local model registry: lineage, stages, sha256 checks (``slmops registry``)
 - ``gate``      the quality gate: a candidate's metrics against a reference under a policy (``slmops gate``)
 - ``rollout``   a staged rollout to a simulated fleet (``fleet``), halting on bad health
+- ``config``    the round's sizes per profile
 """
+
+from .config import SIZES, ReleaseConfig, get_config
+
+__all__ = ["SIZES", "ReleaseConfig", "get_config"]

@@ -24,6 +24,7 @@ from ..deploy.steps import lineage
 from ..distill import steps as distill_steps
 from ..finetune import ATTENTION, MLP, MethodConfig, load_tuned_model
 from . import gate, registry, stages
+from .config import ReleaseConfig
 
 VERSIONS = {"production": "1.0.0", "candidate": "1.1.0", "over_quantized": "1.1.0"}
 OVER_QUANTIZED = export.Recipe(
@@ -81,7 +82,12 @@ def teacher_targets(model_name: str, source: Path, train_rows: list, profile: st
 
 
 def train_candidate(
-    prod: stages.Production, splits: dict[str, list], kd: tuple[list, list], sizes: dict, out: Path, seed: int = 0
+    prod: stages.Production,
+    splits: dict[str, list],
+    kd: tuple[list, list],
+    sizes: ReleaseConfig,
+    out: Path,
+    seed: int = 0,
 ) -> Candidate:
     """LoRA on production's weights, on the references and the teacher's answers; merged with parity; saved."""
     student, tokenizer = models.load_model(str(prod.source), dtype=torch.float32)
@@ -90,9 +96,9 @@ def train_candidate(
     train = encode(tokenizer, splits["train"], None, max_length=256) + (
         encode(tokenizer, kd_rows, kd_targets, max_length=256) if kd_rows else []
     )
-    val = encode(tokenizer, splits["validation"][: sizes["val_rows"]], None, 256)
+    val = encode(tokenizer, splits["validation"][: sizes.val_rows], None, 256)
     config = training.TrainConfig(
-        lr=1e-3, max_steps=sizes["steps"], batch_size=sizes["batch"], eval_every=sizes["steps"], seed=seed
+        lr=1e-3, max_steps=sizes.steps, batch_size=sizes.batch, eval_every=sizes.steps, seed=seed
     )
     val_before = training.evaluate_loss(student, val, tokenizer.pad_token_id)
     merged, run, parity = stages.fine_tune_and_merge(student, tokenizer, SPEC, config, train, val, splits["test"][:2])

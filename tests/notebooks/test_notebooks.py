@@ -11,10 +11,10 @@ import os
 
 import pytest
 
-from slmops_helpers import models, uncertainty
+from slmops_helpers import deploy, finetune, models, uncertainty
 from slmops_helpers.config import artifacts_dir
 from slmops_helpers.course.runner import run_notebook
-from slmops_helpers.deploy import checklist, choose, decoding_study, export, llamacpp, quant_study, steps
+from slmops_helpers.deploy import checklist, choose, export, llamacpp, quant_study, steps
 from slmops_helpers.finetune import steps as ft_steps
 from slmops_helpers.labs.render import is_up_to_date, render_lab
 from slmops_helpers.metrics import read_metrics
@@ -77,7 +77,7 @@ def test_03_fine_tuning(notebook_run):
         low, high = m[f"{key}_seed_min_score_diff"], m[f"{key}_seed_max_score_diff"]
         assert low - 1e-9 <= m[f"{key}_score_diff"] <= high + 1e-9
     # every method trained on each seed of the profile; its score is the seeds' mean
-    assert m["train_seeds"] == ft_steps.SIZES["smoke"]["seeds"] >= 2
+    assert m["train_seeds"] == finetune.get_config("smoke").seeds >= 2
     for method in methods:
         assert m[f"{method}_seed_min_score"] - 1e-9 <= m[f"{method}_score"] <= m[f"{method}_seed_max_score"] + 1e-9
     # QLoRA's gap to LoRA splits into its base's rounding and what training bought on it
@@ -119,7 +119,7 @@ def test_04_deployment(notebook_run):
     assert 0.45 < m["onnx_fp16_ratio"] < 0.55 and m["onnx_int4_ratio"] < m["onnx_int8_ratio"] < m["onnx_fp16_ratio"]
     assert m["int4_reduction_pct"] >= 70 and m["int4_scales_mib"] > 0
     # the quantization study: every lever paired with fp32 on the same validation tickets, gated by the course rule
-    levers = quant_study.levers_for("smoke", m["llamacpp_available"])
+    levers = quant_study.levers_for(deploy.get_config("smoke").study_every_lever, m["llamacpp_available"])
     assert m["qs_variants"] == len(levers) and m["qs_onnx_fp32_kl"] == 0 and m["qs_onnx_fp32_diff"] == 0
     for lever in levers:
         q = lambda key, name=lever.name: m[f"qs_{name}_{key}"]  # noqa: E731
@@ -159,7 +159,7 @@ def test_04_deployment(notebook_run):
     assert m["speculative_identical"] is True or m["speculative_divergence_margin"] < 1e-3
     for draft in ("int4", "lookup"):
         assert 0 <= m[f"speculative_{draft}_acceptance"] <= 1 and m[f"speculative_{draft}_speedup"] > 0
-        assert m[f"speculative_{draft}_gamma"] in decoding_study.GAMMAS["smoke"]
+        assert m[f"speculative_{draft}_gamma"] in deploy.get_config("smoke").spec_gammas
     # the cost model's inputs: verifying several tokens in one pass costs less than that many passes
     verify_tokens = m["speculative_int4_gamma"] + 1
     assert m["speculative_int4_target_verify_ms"] < verify_tokens * m["speculative_int4_target_pass_ms"]

@@ -3,6 +3,7 @@ import json
 import pytest
 
 from slmops_helpers import cli
+from slmops_helpers.config import get_profile
 from slmops_helpers.course import runner
 
 
@@ -64,8 +65,8 @@ def test_run_course_bounds_cells_by_profile(monkeypatch, profile):
     monkeypatch.setattr(runner, "run_notebook", fake_run_notebook)
     with pytest.raises(InterruptedError):
         runner.run_course(profile, only=["01"])
-    assert seen == [({"profile": profile}, runner.CELL_TIMEOUT_S[profile])]
-    assert (runner.CELL_TIMEOUT_S[profile] is None) == (profile == "full")  # an hour-long training cell
+    assert seen == [({"profile": profile}, get_profile(profile).cell_timeout_s)]
+    assert (get_profile(profile).cell_timeout_s is None) == (profile == "full")  # an hour-long training cell
 
 
 def test_cell_times_reads_papermill_metadata(tmp_path):

@@ -250,7 +250,7 @@ def test_course_exports_are_every_export_notebook_04_builds(course_source):
     built = steps.build_course_exports(course_source)
     for name, recipe in export.RECIPES.items():
         assert built[name] == export.variant_dir(course_source, recipe) and export.is_built(built[name]), name
-    for lever in quant_study.levers_for("full", llamacpp.availability()[0]):  # section 4.3's study, cached
+    for lever in quant_study.levers_for(True, llamacpp.availability()[0]):  # section 4.3's study, cached
         assert built[lever.name] == quant_study.build(course_source, lever), lever.name
     if llamacpp.availability()[0]:
         assert {v: built[v] for v in llamacpp.GGUF_TYPES} == llamacpp.build_all(course_source)

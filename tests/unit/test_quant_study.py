@@ -65,13 +65,12 @@ def test_later_recipe_options_keep_the_earlier_cache_keys():
 
 def test_levers_are_named_once_and_the_reference_comes_first():
     assert len(quant_study.BY_NAME) == len(quant_study.LEVERS)
-    for profile in quant_study.SUBSETS:
-        levers = quant_study.levers_for(profile)
+    for every_lever in (False, True):
+        levers = quant_study.levers_for(every_lever)
         assert levers[0].name == quant_study.REFERENCE and all(lv.name in quant_study.BY_NAME for lv in levers)
-    assert not any(lv.gguf for lv in quant_study.levers_for("full", llamacpp_ok=False))
+    assert len(quant_study.levers_for(True)) == len(quant_study.LEVERS) > len(quant_study.levers_for(False))
+    assert not any(lv.gguf for lv in quant_study.levers_for(True, llamacpp_ok=False))
     assert quant_study.BY_NAME["onnx_int4_blocksize16"].recipe.builder_options == {"block_size": "16"}
-    with pytest.raises(ValueError, match="Use one of"):
-        quant_study.levers_for("huge")
 
 
 def test_bits_per_weight_counts_the_whole_file():
@@ -143,11 +142,11 @@ def test_the_study_refuses_test_tickets_and_needs_the_reference_first(tiny_sourc
     settings = None  # refused before any work
     with pytest.raises(ValueError, match="is a choice"):
         quant_study.run_study(
-            tiny_source, quant_study.levers_for("smoke"), [{"id": "t", "split": "test"}], settings, 5, 0.05
+            tiny_source, quant_study.levers_for(False), [{"id": "t", "split": "test"}], settings, 5, 0.05
         )
     with pytest.raises(ValueError, match="first lever must be the reference"):
         quant_study.run_study(
-            tiny_source, quant_study.levers_for("smoke")[1:], [{"id": "v", "split": "validation"}], settings, 5, 0.05
+            tiny_source, quant_study.levers_for(False)[1:], [{"id": "v", "split": "validation"}], settings, 5, 0.05
         )
 
 
