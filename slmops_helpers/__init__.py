@@ -22,7 +22,7 @@ imports only from its own layer or below (``tests/unit/test_import_layers.py``):
 - ``finetune/``              full, LoRA, QLoRA, IA3; adapters, merging; the tuned model (section 3)
 - ``deploy/``                ONNX and GGUF export, runtimes, package, benchmark, server (section 4)
 - ``pipeline/``              the capstone (section 5): registry, gate, rollout, the release round
-- ``labs/``                  the labs: their framework, checks and quizzes
+- ``labs/``                  the labs: their framework, and one folder per lab (exercises, real-tool ones, quiz)
 - ``course/``                notebook runs, widgets, the course site
 - ``cli``                    the ``slmops`` command
 

@@ -35,11 +35,21 @@ def twin_code(twin: Callable[..., Any]) -> types.CodeType | None:
 
 
 def describe(twin: Callable[..., Any]) -> str:
-    """``distill.kd_loss`` for ``slmops_helpers.distill.loss.kd_loss``: how a learner would reach it."""
+    """How a learner would reach ``twin``: the shortest import path that exposes it (``distill.kd_loss``
+    for ``slmops_helpers.distill.loss.kd_loss``, ``decoding.generate.generate_timed`` where no package
+    re-exports it); a lab's own helper by its lab (``lab02.student_params``)."""
     module = getattr(twin, "__module__", "") or ""
+    name = getattr(twin, "__name__", repr(twin))
     parts = module.split(".")
-    package = parts[1] if len(parts) > 1 and parts[0] == "slmops_helpers" and parts[1] != "labs" else parts[-1]
-    return f"{package}.{getattr(twin, '__name__', repr(twin))}"
+    if len(parts) < 2 or parts[0] != "slmops_helpers":
+        return f"{parts[-1]}.{name}"
+    if parts[1] == "labs":
+        return f"{parts[2] if len(parts) > 3 else parts[-1]}.{name}"
+    for end in range(2, len(parts) + 1):
+        owner = sys.modules.get(".".join(parts[:end]))
+        if owner is not None and getattr(owner, name, None) is twin:
+            return f"{'.'.join(parts[1:end])}.{name}"
+    return f"{'.'.join(parts[1:])}.{name}"
 
 
 def _codes(code: types.CodeType) -> Iterator[types.CodeType]:

@@ -9,7 +9,7 @@ from slmops_helpers import distill
 from slmops_helpers.config import artifacts_dir
 from slmops_helpers.course.runner import run_notebook
 from slmops_helpers.distill import steps
-from slmops_helpers.labs import lab02
+from slmops_helpers.labs.lab02 import exercises as lab02
 from slmops_helpers.labs.render import is_up_to_date, render_lab
 from slmops_helpers.metrics import read_metrics
 

@@ -10,7 +10,9 @@ from transformers import LlamaConfig
 
 from slmops_helpers import fleet, models
 from slmops_helpers.distill import count_config_parameters
-from slmops_helpers.labs import Outcome, Question, ____, lab01, lab01_real
+from slmops_helpers.labs import Outcome, Question, ____
+from slmops_helpers.labs.lab01 import exercises as lab01
+from slmops_helpers.labs.lab01 import real as lab01_real
 from slmops_helpers.labs.solutions import solution_code
 
 

@@ -13,8 +13,9 @@ import torch.nn.functional as F
 
 from slmops_helpers import data, distill
 from slmops_helpers.distill.teacher import output_problem
-from slmops_helpers.labs import Outcome, Question, ____, lab02
-from slmops_helpers.labs.lab02 import (
+from slmops_helpers.labs import Outcome, Question, ____
+from slmops_helpers.labs.lab02 import exercises as lab02
+from slmops_helpers.labs.lab02.exercises import (
     ClaimsFromMeasurements,
     FitToTrain,
     HalfTemperature,

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from slmops_helpers import distill, training
-from slmops_helpers.labs import Outcome, Question, ____, lab02_real
+from slmops_helpers.labs import Outcome, Question, ____
+from slmops_helpers.labs.lab02 import real as lab02_real
 
 
 @pytest.fixture

@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from slmops_helpers.labs import Outcome, Question, ____, lab03, lab03_real
-from slmops_helpers.labs.lab03 import (
+from slmops_helpers.labs import Outcome, Question, ____
+from slmops_helpers.labs.lab03 import exercises as lab03
+from slmops_helpers.labs.lab03 import real as lab03_real
+from slmops_helpers.labs.lab03.exercises import (
     CountLoraParams,
     EarlyStop,
     ExpandGrid,

@@ -9,7 +9,15 @@ import torch
 
 from slmops_helpers.deploy.runtime import render_chat
 from slmops_helpers.labs import Outcome, Question, ____
-from slmops_helpers.labs.lab04 import (
+from slmops_helpers.labs.lab04.bench import (
+    STREAMS_BEFORE,
+    BenchAndGate,
+    CountFlips,
+    StreamReport,
+    parity_cases,
+    reference_flips,
+)
+from slmops_helpers.labs.lab04.exercises import (
     CHAT_TEMPLATE,
     EMBEDDING_PARAMS,
     MODEL_NAME,
@@ -20,14 +28,6 @@ from slmops_helpers.labs.lab04 import (
     Int4Breakdown,
     QuantizeInt8,
     example_weight,
-)
-from slmops_helpers.labs.lab04_bench import (
-    STREAMS_BEFORE,
-    BenchAndGate,
-    CountFlips,
-    StreamReport,
-    parity_cases,
-    reference_flips,
 )
 from slmops_helpers.labs.measured import measured
 from slmops_helpers.reference import read_reference

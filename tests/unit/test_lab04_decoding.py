@@ -8,7 +8,7 @@ import pytest
 
 from slmops_helpers.decoding.constrained import TicketFormat, _chain
 from slmops_helpers.labs import Outcome, Question, ____
-from slmops_helpers.labs.lab04_decoding import (
+from slmops_helpers.labs.lab04.decoding import (
     CODES,
     FIELD_END,
     PLAN,

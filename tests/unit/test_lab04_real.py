@@ -10,7 +10,8 @@ import pytest
 
 from slmops_helpers.deploy.package import write_package
 from slmops_helpers.deploy.runtime import OnnxCausalLM
-from slmops_helpers.labs import Outcome, Question, ____, lab04_real
+from slmops_helpers.labs import Outcome, Question, ____
+from slmops_helpers.labs.lab04 import real as lab04_real
 from slmops_helpers.models import files_mib
 
 PAIRS = [("the hub is", " offline error code"), ("my app is not", " setup help")]

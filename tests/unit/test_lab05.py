@@ -10,8 +10,9 @@ from statistics import NormalDist
 import pytest
 import torch
 
-from slmops_helpers.labs import Outcome, Question, ____, lab05_next
-from slmops_helpers.labs.lab05 import (
+from slmops_helpers.labs import Outcome, Question, ____
+from slmops_helpers.labs.lab05 import next_round as lab05_next
+from slmops_helpers.labs.lab05.exercises import (
     CANDIDATES,
     EXERCISES,
     PRODUCTION,
@@ -20,7 +21,7 @@ from slmops_helpers.labs.lab05 import (
     WritePolicy,
     lab_rollout,
 )
-from slmops_helpers.labs.lab05_next import (
+from slmops_helpers.labs.lab05.next_round import (
     FEEDBACK_SAMPLE,
     LATENCY_FACTORS,
     Lineage,

@@ -12,7 +12,8 @@ import pytest
 
 from slmops_helpers.data import format_target
 from slmops_helpers.deploy.export import onnx_files_mib
-from slmops_helpers.labs import Outcome, Question, ____, lab05_real
+from slmops_helpers.labs import Outcome, Question, ____
+from slmops_helpers.labs.lab05 import real as lab05_real
 from slmops_helpers.pipeline.registry import Registry
 from slmops_helpers.uncertainty import TicketScores
 

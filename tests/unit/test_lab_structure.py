@@ -85,7 +85,7 @@ def test_hints_point_rather_than_contain_the_answer(cls):
 
 def test_no_measurement_constants_named_measured_in_the_lab_code():
     folder = Path(importlib.import_module("slmops_helpers.labs").__file__).parent
-    for path in folder.glob("*.py"):
+    for path in folder.rglob("*.py"):
         assert not re.search(r"^MEASURED_\w+\s*=", path.read_text(), re.MULTILINE), path.name
 
 

@@ -20,8 +20,15 @@ import torch
 
 from slmops_helpers import compress, distill
 from slmops_helpers.decoding import speculative
-from slmops_helpers.labs import Outcome, Question, close, lab01, lab02, lab03, lab04, lab04_decoding, lab05, lab05_next
+from slmops_helpers.labs import Outcome, Question, close
 from slmops_helpers.labs.exercises import Exercise
+from slmops_helpers.labs.lab01 import exercises as lab01
+from slmops_helpers.labs.lab02 import exercises as lab02
+from slmops_helpers.labs.lab03 import exercises as lab03
+from slmops_helpers.labs.lab04 import decoding as lab04_decoding
+from slmops_helpers.labs.lab04 import exercises as lab04
+from slmops_helpers.labs.lab05 import exercises as lab05
+from slmops_helpers.labs.lab05 import next_round as lab05_next
 
 LABS = [lab01, lab02, lab03, lab04, lab05]
 EXERCISES = [cls for lab in LABS for cls in lab.EXERCISES]
@@ -241,3 +248,12 @@ def test_each_attempt_is_checked_on_new_hidden_inputs(exercise, name):
     for _ in range(4):  # four, so that a small space of inputs cannot repeat by chance (about 1 in 25,000)
         assert check(exercise, namespace).outcome is Outcome.INCORRECT
     assert len(seen) == 4 and len(set(seen)) > 1, f"{exercise.__name__} checks the same inputs every time"
+
+
+def test_a_refusal_names_the_course_function_by_the_path_a_learner_imports():
+    from slmops_helpers.decoding.generate import generate_timed
+    from slmops_helpers.labs.own_work import describe
+
+    assert describe(distill.kd_loss) == "distill.kd_loss"  # re-exported by its section
+    assert describe(generate_timed) == "decoding.generate.generate_timed"  # reached through its module
+    assert describe(lab02.student_params) == "lab02.student_params"  # a lab's own helper, by its lab

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import functools
 
-from ..fleet import DeviceClass, FleetConfig, Variant, build_fleet
-from ..pipeline.rollout import RolloutConfig, RolloutResult, Stage, simulate_rollout
-from .measured import measured
+from ...fleet import DeviceClass, FleetConfig, Variant, build_fleet
+from ...pipeline.rollout import RolloutConfig, RolloutResult, Stage, simulate_rollout
+from ..measured import measured
 
 # q1/q3/q6: a 2,000-device fleet. The device classes are assumptions; the variants are measured (notebook 04's
 # committed full reference run, read by lab_variants(): a quick smoke run's timings would move the story).

@@ -1,6 +1,6 @@
 """Lab 01's exercises on the course model itself: time it with your own greedy loop, checked
 against the model (the tokens) and the clock (the times), and write a half-precision copy to
-disk, checked on its files. The rest of lab 01 is in ``lab01``."""
+disk, checked on its files. The rest of lab 01 is in ``exercises``."""
 
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..data import format_chat, read_rows
-from ..decoding import greedy_stream, torch_step
-from ..decoding.generate import generate_answers, generate_timed
-from ..models import MIB, files_mib, weight_bytes
-from . import Exercise, Result, close, incorrect, is_number, learner_answer
-from .artifacts import folder_of, greedy_mismatch, safetensors_tensors
-from .checks import fresh_rng
+from ...data import format_chat, read_rows
+from ...decoding import greedy_stream, torch_step
+from ...decoding.generate import generate_answers, generate_timed
+from ...models import MIB, files_mib, weight_bytes
+from .. import Exercise, Result, close, incorrect, is_number, learner_answer
+from ..artifacts import folder_of, greedy_mismatch, safetensors_tensors
+from ..checks import fresh_rng
 
 __all__ = ["long_prompt", "TimeGeneration", "HalfPrecisionCopy"]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .quiz import load_quiz
+from ..quiz import load_quiz
 
 N_PARAMS = 134_515_008  # quiz 3: SmolLM2-135M's parameters (the tied embedding counted once)
 MIB = 2**20

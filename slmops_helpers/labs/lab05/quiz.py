@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from .quiz import load_quiz
+from ..quiz import load_quiz
 
 QUIZ = load_quiz("05_slmops_pipeline.ipynb")

@@ -2,7 +2,7 @@
 tickets and the learner keeps the fit ones in a JSONL file (q8, section 2.2), then a student cut
 from the teacher is distilled for a few steps, saved, and its KL to the teacher measured (q9,
 sections 2.3-2.5). Each is checked on the file or folder the learner wrote; the rest of lab 02
-is in ``lab02``."""
+is in ``exercises``."""
 
 from __future__ import annotations
 
@@ -15,14 +15,14 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .. import training
-from ..data import format_chat, read_rows
-from ..distill import build_student, encode_distillation_set, get_config
-from ..distill.teacher import output_problem
-from ..finetune import load_tuned_model
-from ..models import DEFAULT_MODEL, load_model
-from . import Exercise, PlaceholderError, Result, close, contains_blank, incorrect, is_number, learner_answer
-from .artifacts import folder_of, greedy_mismatch
+from ... import training
+from ...data import format_chat, read_rows
+from ...distill import build_student, encode_distillation_set, get_config
+from ...distill.teacher import output_problem
+from ...finetune import load_tuned_model
+from ...models import DEFAULT_MODEL, load_model
+from .. import Exercise, PlaceholderError, Result, close, contains_blank, incorrect, is_number, learner_answer
+from ..artifacts import folder_of, greedy_mismatch
 
 __all__ = [
     "ANSWER_TOKENS",

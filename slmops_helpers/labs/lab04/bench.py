@@ -1,7 +1,7 @@
 """Lab 04's exercises on parity and the benchmark: count the argmax flips that are not
 near-ties (section 4.2), turn per-token timings into percentiles beside the quality gate's
 decision (section 4.5), and tell a stream from a buffered reply by its arrival times
-(section 4.6). The rest of lab 04 is in ``lab04``."""
+(section 4.6). The rest of lab 04 is in ``exercises``."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..decoding import percentile
-from . import Exercise, Result, close, incorrect, is_number, learner_answer
-from .checks import fresh_seed
+from ...decoding import percentile
+from .. import Exercise, Result, close, incorrect, is_number, learner_answer
+from ..checks import fresh_seed
 
 MAX_DROP = 5.0  # q4: a variant ships when its score is at most this many points below fp32's (section 4.5)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..fleet import measured_overhead
-from .quiz import load_quiz
+from ...fleet import measured_overhead
+from ..quiz import load_quiz
 
 TIMINGS = (70, 72, 69, 71, 70, 73, 70, 95, 71, 140)  # quiz 4: milliseconds per token of ten answers
 HUB_SHARE_MIB = 2048 * 0.25  # quiz 6: a 2 GiB hub, a quarter for the assistant

@@ -1,6 +1,6 @@
 """Lab 03's exercises on the course model itself: a LoRA adapter written with peft, trained for
 a few steps and saved (q9), then merged and checked for parity (q10), each checked on the
-folder the learner wrote. The rest of lab 03 is in ``lab03``."""
+folder the learner wrote. The rest of lab 03 is in ``exercises``."""
 
 from __future__ import annotations
 
@@ -13,12 +13,12 @@ from typing import Any
 
 import torch
 
-from .. import training
-from ..data import format_chat, read_rows
-from ..models import DEFAULT_MODEL, load_model
-from . import Exercise, Result, incorrect, learner_answer
-from .artifacts import folder_of, safetensors_tensors
-from .checks import fresh_rng
+from ... import training
+from ...data import format_chat, read_rows
+from ...models import DEFAULT_MODEL, load_model
+from .. import Exercise, Result, incorrect, learner_answer
+from ..artifacts import folder_of, safetensors_tensors
+from ..checks import fresh_rng
 
 __all__ = ["TRAIN_TICKETS", "TARGET_BUDGET", "lab_train_examples", "LoraOnCourseModel", "MergeOnCourseModel"]
 

@@ -3,8 +3,8 @@ the model's shape for the KV cache, and the reference run's int8 agreements (``l
 
 from __future__ import annotations
 
-from .measured import measured
-from .quiz import load_quiz
+from ..measured import measured
+from ..quiz import load_quiz
 
 STEM = "04_deployment"
 KV = {"layers": 30, "kv_heads": 3, "head_dim": 64, "q_heads": 9}  # SmolLM2-135M's config.json

@@ -1,7 +1,7 @@
 """Lab 05's exercises on the real tools: register two real builds of the course model (its
 ONNX fp32 and int4 exports) with their measured size and per-ticket scores, then gate the
 int4 build against the fp32 one with ``slmops gate`` under a policy the learner writes, and
-read its exit code. The rest of lab 05 is in ``lab05`` and ``lab05_next``."""
+read its exit code. The rest of lab 05 is in ``exercises`` and ``next_round``."""
 
 from __future__ import annotations
 
@@ -10,14 +10,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..data import build_messages, read_rows
-from ..deploy.export import build_variant, onnx_files_mib
-from ..models import is_prepared, prepare_model
-from ..pipeline.gate import evaluate_gate, load_policy, score_rule
-from ..pipeline.registry import Registry, RegistryError
-from ..uncertainty import TicketScores
-from . import Exercise, Result, incorrect, is_number, learner_answer
-from .checks import fresh_rng
+from ...data import build_messages, read_rows
+from ...deploy.export import build_variant, onnx_files_mib
+from ...models import is_prepared, prepare_model
+from ...pipeline.gate import evaluate_gate, load_policy, score_rule
+from ...pipeline.registry import Registry, RegistryError
+from ...uncertainty import TicketScores
+from .. import Exercise, Result, incorrect, is_number, learner_answer
+from ..checks import fresh_rng
 
 __all__ = [
     "LAB_TICKETS",
@@ -37,7 +37,7 @@ MAX_MARGIN, MAX_SIGNIFICANCE = 10.0, 0.10  # q9: looser than this, a score rule 
 
 def _source() -> Path:
     """The model notebook 04 deploys by default: the course's tuned model, else the base."""
-    from ..finetune import tuned_dir  # torch and peft: only when the lab asks
+    from ...finetune import tuned_dir  # torch and peft: only when the lab asks
 
     return tuned_dir() if is_prepared(tuned_dir()) else Path(prepare_model())
 
@@ -62,7 +62,7 @@ def answer_tickets(lm: Any, rows: list[dict[str, str]], max_new_tokens: int = MA
 @functools.cache
 def _runtime(label: str) -> Any:
     """The check's own session of a build, loaded once per kernel (loading fp32 takes seconds)."""
-    from ..deploy.runtime import OnnxCausalLM  # onnxruntime: loaded only when a check runs
+    from ...deploy.runtime import OnnxCausalLM  # onnxruntime: loaded only when a check runs
 
     return OnnxCausalLM(lab_builds()[label])
 

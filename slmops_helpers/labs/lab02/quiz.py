@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from .quiz import load_quiz
+from ..quiz import load_quiz
 
 KL_T, KL_ALPHA = 4.0, 0.5  # quiz 2: the temperature and the soft term's weight
 TOP_LOGITS = (2.0, 1.0, 0.0)  # quiz 3: a teacher's logits over three tokens

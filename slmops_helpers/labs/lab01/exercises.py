@@ -1,6 +1,6 @@
 """Checks for lab 01 (introduction): footprint, the two speeds, the floor, pruning, sparse
 storage, fleet fit, the real bytes of int4, a model's parameters from its config, and, on
-the course model itself (in ``lab01_real``), a timed greedy loop and a half-precision copy
+the course model itself (in ``real``), a timed greedy loop and a half-precision copy
 written to disk."""
 
 from __future__ import annotations
@@ -10,15 +10,15 @@ from typing import Any
 
 import torch
 
-from ..compress import prune_weight
-from ..decoding import TimedGeneration, speed_summary
-from ..distill import count_config_parameters
-from ..fleet import model_ram_mib
-from ..models import MIB, PRESETS, count_parameters, weight_bytes
-from . import Exercise, Result, close, incorrect, is_number, learner_answer
-from .checks import fresh_rng, fresh_seed
-from .lab01_real import HalfPrecisionCopy, TimeGeneration
-from .quiz01 import QUIZ as QUIZ  # the lab's quiz, rendered at its end
+from ...compress import prune_weight
+from ...decoding import TimedGeneration, speed_summary
+from ...distill import count_config_parameters
+from ...fleet import model_ram_mib
+from ...models import MIB, PRESETS, count_parameters, weight_bytes
+from .. import Exercise, Result, close, incorrect, is_number, learner_answer
+from ..checks import fresh_rng, fresh_seed
+from .quiz import QUIZ as QUIZ  # the lab's quiz, rendered at its end
+from .real import HalfPrecisionCopy, TimeGeneration
 
 PRECISIONS = ("fp32", "fp16", "int8", "int4")
 TABLET_BUDGET_MIB = 4096 * 0.25  # q6: the course fleet's tablet (4 GiB) and the assistant's share of it

@@ -3,7 +3,7 @@ with one scale per tensor, or a scale per block of 32; both builds cached by not
 measure each build's KL from the fp32 export, package the closer one and measure its size and
 speed (q10); then serve the package with ``slmops serve`` and ask it a ticket through the
 ``openai`` client (q11).
-The rest of lab 04 is in ``lab04``, ``lab04_bench`` and ``lab04_decoding``."""
+The rest of lab 04 is in ``exercises``, ``bench`` and ``decoding``."""
 
 from __future__ import annotations
 
@@ -15,16 +15,16 @@ from typing import Any
 
 import numpy as np
 
-from ..data import build_messages, format_target, read_rows
-from ..deploy import quant_study
-from ..deploy.client import ServerProcess, request, stream_chat
-from ..deploy.export import build_variant
-from ..deploy.package import MANIFEST, PackageError, fill_prompt, load_package, verify_package
-from ..deploy.runtime import OnnxCausalLM
-from ..models import files_mib, is_prepared, prepare_model, sha256_file
-from . import Exercise, Result, close, incorrect, is_number, learner_answer
-from .artifacts import folder_of
-from .checks import fresh_rng
+from ...data import build_messages, format_target, read_rows
+from ...deploy import quant_study
+from ...deploy.client import ServerProcess, request, stream_chat
+from ...deploy.export import build_variant
+from ...deploy.package import MANIFEST, PackageError, fill_prompt, load_package, verify_package
+from ...deploy.runtime import OnnxCausalLM
+from ...models import files_mib, is_prepared, prepare_model, sha256_file
+from .. import Exercise, Result, close, incorrect, is_number, learner_answer
+from ..artifacts import folder_of
+from ..checks import fresh_rng
 
 __all__ = ["LEVER", "ASK_TOKENS", "lab_source", "timing_prompt", "kl_pairs", "PackageCloser", "AskTheServer"]
 
@@ -39,7 +39,7 @@ SPEED_FACTOR = 3.0  # q10: a p50 further than this from the check's own is not t
 
 def lab_source() -> Path:
     """The model notebook 04 deploys by default: the course's tuned model, else the base."""
-    from ..finetune import tuned_dir  # torch and peft: only when the lab asks
+    from ...finetune import tuned_dir  # torch and peft: only when the lab asks
 
     return tuned_dir() if is_prepared(tuned_dir()) else Path(prepare_model())
 

@@ -1,7 +1,7 @@
 """Checks for lab 03 (fine-tuning): LoRA's trainable parameters, its forward pass checked
 against peft, target modules under a budget, early stopping on a real (tiny) training curve,
 QLoRA's base memory, a hyperparameter grid, merging, a paired bootstrap, and, on the course
-model itself (in ``lab03_real``), a LoRA adapter trained for a few steps and its merge,
+model itself (in ``real``), a LoRA adapter trained for a few steps and its merge,
 checked for parity."""
 
 from __future__ import annotations
@@ -14,15 +14,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..finetune.artifacts import merge_with_parity
-from ..finetune.grid import expand_grid as course_expand_grid
-from ..finetune.methods import MLP, lora_parameter_count
-from ..uncertainty import bootstrap_interval, paired_difference, resampled_means
-from . import Exercise, Result, close, incorrect, is_number, learner_answer
-from .checks import fresh_rng, fresh_seed
-from .lab03_real import TARGET_BUDGET, LoraOnCourseModel, MergeOnCourseModel  # q3's budget: q9 keeps to it
-from .quiz03 import QUIZ as QUIZ  # the lab's quiz, rendered at its end
-from .quiz03 import early_stop as reference_early_stop  # one walk of a curve, for q4 and quiz 4
+from ...finetune.artifacts import merge_with_parity
+from ...finetune.grid import expand_grid as course_expand_grid
+from ...finetune.methods import MLP, lora_parameter_count
+from ...uncertainty import bootstrap_interval, paired_difference, resampled_means
+from .. import Exercise, Result, close, incorrect, is_number, learner_answer
+from ..checks import fresh_rng, fresh_seed
+from .quiz import QUIZ as QUIZ  # the lab's quiz, rendered at its end
+from .quiz import early_stop as reference_early_stop  # one walk of a curve, for q4 and quiz 4
+from .real import TARGET_BUDGET, LoraOnCourseModel, MergeOnCourseModel  # q3's budget: q9 keeps to it
 
 # SmolLM2-135M's linear layers, (in_features, out_features), and its depth: the numbers a
 # learner reads off `model.config` (hidden 576, 3 KV heads of 64, MLP 1536, 30 layers).

@@ -1,16 +1,16 @@
 """Lab 04's exercises on section 4.7: when a speculative draft pays (the cost model, then
 the draft cost that would reach a target speedup), and the token mask of one field of
-the ticket format. The rest of lab 04 is in ``lab04`` and ``lab04_bench``."""
+the ticket format. The rest of lab 04 is in ``exercises`` and ``bench``."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
-from ..decoding.constrained import TicketFormat
-from ..decoding.speculative import expected_speedup, expected_tokens_per_round
-from . import Exercise, Result, close, incorrect, is_number, learner_answer
-from .checks import fresh_rng
+from ...decoding.constrained import TicketFormat
+from ...decoding.speculative import expected_speedup, expected_tokens_per_round
+from .. import Exercise, Result, close, incorrect, is_number, learner_answer
+from ..checks import fresh_rng
 
 # q6: the speedup a team wants, and the costs of the CPU it measured (relative to one target pass)
 TARGET_SPEEDUP = 1.5

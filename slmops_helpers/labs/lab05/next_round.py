@@ -1,7 +1,7 @@
 """Lab 05's exercises on what comes after a rollout: the next round's training set from the
 feedback (section 5.8), an entry's lineage in the registry (5.5, 5.9), how much slower than
 measured a release may run before the rollout halts (5.7), and how many tickets a gate needs
-to see a drop through the noise (5.6, 5.10). The rest is in ``lab05``."""
+to see a drop through the noise (5.6, 5.10). The rest is in ``exercises``."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from collections.abc import Mapping
 from statistics import NormalDist
 from typing import Any
 
-from ..pipeline.registry import Registry
-from ..uncertainty import tickets_needed
-from . import Exercise, PlaceholderError, Result, close, contains_blank, incorrect, is_number, learner_answer
-from .checks import fresh_rng
-from .lab05_fleet import lab_rollout
+from ...pipeline.registry import Registry
+from ...uncertainty import tickets_needed
+from .. import Exercise, PlaceholderError, Result, close, contains_blank, incorrect, is_number, learner_answer
+from ..checks import fresh_rng
+from .fleet import lab_rollout
 
 EVAL_PROMPTS = ("My hub shows E-104 after the update.", "How do I export my data?")  # q4: the held-out set
 # q4: feedback records as the fleet returns them (made up for the exercise, in the rollout's format).

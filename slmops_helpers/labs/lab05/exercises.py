@@ -1,8 +1,8 @@
 """Checks for lab 05 (the SLMOps pipeline): write a gate policy that ships one candidate
 and refuses two others, read a staged rollout's report, and sort its feedback set; register
-two real builds and gate them with ``slmops gate`` (in ``lab05_real``).
+two real builds and gate them with ``slmops gate`` (in ``real``).
 
-The rollout of q1, q3 and q6 is simulated on a small seeded fleet (``lab05_fleet``), so that
+The rollout of q1, q3 and q6 is simulated on a small seeded fleet (``fleet``), so that
 the check and the learner look at the same report.
 """
 
@@ -12,14 +12,14 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
-from ..pipeline.gate import evaluate_gate
-from . import Exercise, PlaceholderError, Result, contains_blank, incorrect, is_number, learner_answer
-from .lab05_fleet import LAB_STAGES, lab_profiles
-from .lab05_fleet import lab_plan as lab_plan  # the lab's notebook reads the plan and replays the rollout
-from .lab05_fleet import lab_rollout as lab_rollout
-from .lab05_next import Lineage, NextRound, TicketsNeeded, ToleratedFactor
-from .lab05_real import GateBuilds, RegisterBuilds
-from .quiz05 import QUIZ as QUIZ  # the lab's quiz, rendered at its end
+from ...pipeline.gate import evaluate_gate
+from .. import Exercise, PlaceholderError, Result, contains_blank, incorrect, is_number, learner_answer
+from .fleet import LAB_STAGES, lab_profiles
+from .fleet import lab_plan as lab_plan  # the lab's notebook reads the plan and replays the rollout
+from .fleet import lab_rollout as lab_rollout
+from .next_round import Lineage, NextRound, TicketsNeeded, ToleratedFactor
+from .quiz import QUIZ as QUIZ  # the lab's quiz, rendered at its end
+from .real import GateBuilds, RegisterBuilds
 
 # q2: a scenario, made up for the exercise: production's metrics and three candidates (the gate's names).
 PRODUCTION = {"score": 41.0, "size_mib": 103.2, "ms_per_token_p50": 11.0, "peak_mib": 296.0}

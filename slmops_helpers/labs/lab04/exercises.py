@@ -1,9 +1,9 @@
 """Checks for lab 04 (deployment): expected file sizes per precision, int8 quantization of
-one weight matrix and its error, parity and the benchmark's gate (in ``lab04_bench``), an
+one weight matrix and its error, parity and the benchmark's gate (in ``bench``), an
 ``inference_model.json`` for a chat template, speculative decoding's cost model and one
-field's token mask (in ``lab04_decoding``), where the int4 file's bytes go, and, on the real
+field's token mask (in ``decoding``), where the int4 file's bytes go, and, on the real
 tools, a package of the smallest build served and asked through the openai client (in
-``lab04_real``)."""
+``real``)."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ from typing import Any
 
 import torch
 
-from ..compress import quantize_weight, relative_error
-from ..deploy.package import CONTENT, PackageError, validate_inference_model
-from ..deploy.runtime import render_chat
-from . import (
+from ...compress import quantize_weight, relative_error
+from ...deploy.package import CONTENT, PackageError, validate_inference_model
+from ...deploy.runtime import render_chat
+from .. import (
     Exercise,
     Outcome,
     PlaceholderError,
@@ -28,11 +28,11 @@ from . import (
     is_number,
     learner_answer,
 )
-from .checks import fresh_seed
-from .lab04_bench import BenchAndGate, CountFlips, StreamReport
-from .lab04_decoding import DraftPays, FieldMask
-from .lab04_real import AskTheServer, PackageCloser
-from .quiz04 import QUIZ as QUIZ  # the lab's quiz, rendered at its end
+from ..checks import fresh_seed
+from .bench import BenchAndGate, CountFlips, StreamReport
+from .decoding import DraftPays, FieldMask
+from .quiz import QUIZ as QUIZ  # the lab's quiz, rendered at its end
+from .real import AskTheServer, PackageCloser
 
 N_PARAMS = 134_515_008  # SmolLM2-135M, the tied embedding / LM head counted once
 EMBEDDING_PARAMS = 49_152 * 576  # the tied embedding / LM head: vocabulary × hidden size

@@ -1,7 +1,7 @@
 """Checks for lab 02 (distillation): temperature, the KD loss, which blocks to keep (measured),
 the student's size, validating the teacher's answers, how temperature flattens a distribution,
 the module's claims computed from a run's raw measurements, and, on the course model itself
-(in ``lab02_real``), the teacher's answers kept in a file and a student distilled for a few steps."""
+(in ``real``), the teacher's answers kept in a file and a student distilled for a few steps."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .. import training
-from ..data import CATEGORIES
-from ..distill import (
+from ... import training
+from ...data import CATEGORIES
+from ...distill import (
     KDConfig,
     block_choices,
     build_student,
@@ -25,15 +25,15 @@ from ..distill import (
     soften,
     student_config,
 )
-from ..distill.claims import measured_claims
-from ..distill.loss import make_loss_fn
-from ..distill.teacher import output_problem
-from ..models import DEFAULT_MODEL, prepare_model
-from . import Exercise, PlaceholderError, Result, close, contains_blank, incorrect, is_number, learner_answer
-from .checks import fresh_rng
-from .lab02_real import DistilledStudent, TeacherAnswersFile
-from .lab02_real import lab_val_examples as lab_val_examples  # q3 and q9 measure on the same tickets
-from .quiz02 import QUIZ as QUIZ  # the lab's quiz, rendered at its end
+from ...distill.claims import measured_claims
+from ...distill.loss import make_loss_fn
+from ...distill.teacher import output_problem
+from ...models import DEFAULT_MODEL, prepare_model
+from .. import Exercise, PlaceholderError, Result, close, contains_blank, incorrect, is_number, learner_answer
+from ..checks import fresh_rng
+from .quiz import QUIZ as QUIZ  # the lab's quiz, rendered at its end
+from .real import DistilledStudent, TeacherAnswersFile
+from .real import lab_val_examples as lab_val_examples  # q3 and q9 measure on the same tickets
 
 PARAM_BUDGET = 0.40  # the student may keep at most this share of the teacher's parameters
 TEMPERATURES = [0.5 * i for i in range(1, 21)]  # 0.5, 1.0, …, 10.0: the grid q5 searches

@@ -1,0 +1,8 @@
+"""Lab 04 (deployment): ``exercises`` (the checks), ``bench`` (parity and the benchmark's gate),
+``decoding`` (speculative and constrained decoding), ``real`` (the exercises on the course model
+itself) and ``quiz`` (read from ``labs/source/quizzes``). The lab's notebook imports ``EXERCISES``
+and ``QUIZ`` from here."""
+
+from .exercises import EXERCISES, QUIZ
+
+__all__ = ["EXERCISES", "QUIZ"]
