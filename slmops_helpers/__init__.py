@@ -17,7 +17,7 @@ imports only from its own layer or below (``tests/unit/test_import_layers.py``):
 - ``distributed``            the same training loop on N processes or GPUs
 - ``fleet``                  device classes and fleet cost (sections 1, 4 and 5)
 - ``evaluate``               scoring, timing and sizing models the same way in every section
-- ``intro``                  notebook 01's steps and readings (section 1)
+- ``intro/``                 notebook 01's steps and readings (section 1)
 - ``distill/``               teacher answers, layer-kept students, the KD loss (section 2)
 - ``finetune/``              full, LoRA, QLoRA, IA3; adapters, merging; the tuned model (section 3)
 - ``deploy/``                ONNX and GGUF export, runtimes, package, benchmark, server (section 4)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -67,55 +68,76 @@ def size_metrics(variant_dirs: dict[str, Path]) -> tuple[list[dict[str, Any]], d
     return breakdown, out
 
 
+@dataclass(frozen=True)
+class QualityGate:
+    """Section 4's gate over the benchmark: how far below fp32 each variant may be (the one-sided
+    upper bound of its drop, in points) and whether that is within the margin. Decisions read this;
+    ``metrics()`` flattens it once, for the metrics file and the readings."""
+
+    margin: float
+    drop_bounds: dict[str, float]  # variant -> upper bound of its drop below the fp32 export
+    differences: dict[str, Any]  # each smaller precision's paired difference from fp32, as metric keys
+
+    def passed(self, variant: str) -> bool:
+        return variant in self.drop_bounds and self.drop_bounds[variant] <= self.margin + 1e-9
+
+    def smallest_passing(self, order: tuple[str, ...]) -> str | None:
+        """The first variant of ``order`` (smallest first) that ran and passed."""
+        return next((v for v in order if self.passed(v)), None)
+
+    def figures(self, variant: str) -> dict[str, Any]:
+        """The gate's verdict on one variant, under the names a package's lineage records."""
+        return {"drop_bound_points": self.drop_bounds[variant], "quality_ok": self.passed(variant)}
+
+    def metrics(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"quality_margin_points": self.margin, "quality_choice_split": "validation"}
+        for variant in self.drop_bounds:
+            out |= {f"{variant}_{key}": value for key, value in self.figures(variant).items()}
+        return out | self.differences
+
+
 def quality_gate(
     table: list[dict[str, Any]], rows: list[dict[str, str]], margin: float, significance: float
-) -> dict[str, Any]:
+) -> QualityGate:
     """Which variants may ship: the course gate's non-inferiority score rule (``gate.score_rule``),
     each variant paired against the fp32 export on the benchmark's ``rows``, which must be
     validation tickets (this is a choice; test rows are refused).
 
-    A variant passes (``<variant>_quality_ok``) when the one-sided ``1 - significance`` upper
-    bound of its drop below fp32 (``<variant>_drop_bound_points``) is at most ``margin`` points.
-    Each smaller precision's paired difference (``<precision>_vs_fp32_score_diff``) comes along."""
+    A variant passes when the one-sided ``1 - significance`` upper bound of its drop below fp32
+    is at most ``margin`` points. Each smaller precision's paired difference
+    (``<precision>_vs_fp32_score_diff``) comes along."""
     refuse_test_rows(rows, "Choosing which precision to ship")
     by_name = {r["variant"]: r for r in table}
     reference = by_name["onnx_fp32"]["tickets"]
-    out: dict[str, Any] = {"quality_margin_points": margin, "quality_choice_split": "validation"}
-    for r in table:
-        bound = drop_upper_bound(r["tickets"], reference, significance)
-        out[f"{r['variant']}_drop_bound_points"] = bound
-        out[f"{r['variant']}_quality_ok"] = bool(bound <= margin + 1e-9)
+    bounds = {r["variant"]: drop_upper_bound(r["tickets"], reference, significance) for r in table}
+    differences: dict[str, Any] = {}
     for variant in ("onnx_fp16", "onnx_int8", "onnx_int4", *GGUF_4BIT):
         if variant in by_name:
             name = f"{variant.removeprefix('onnx_')}_vs_fp32"
-            out |= difference_metrics(name, by_name[variant]["tickets"], reference)
-    return out
+            differences |= difference_metrics(name, by_name[variant]["tickets"], reference)
+    return QualityGate(margin, bounds, differences)
 
 
 GGUF_4BIT = ("gguf_q4_0", "gguf_q4_k_m")  # llama.cpp's 4-bit variants, raced against the int4 ONNX export
 
 
-def runtime_race(metrics: dict[str, Any]) -> dict[str, Any]:
-    """int4 ONNX against the fastest llama.cpp 4-bit variant, same model, same CPU, same run
-    (``int4_vs_llamacpp`` > 1: ONNX decodes faster); empty when llama.cpp did not run."""
-    measured = [v for v in GGUF_4BIT if f"{v}_tok_s" in metrics]
+def runtime_race(table: list[dict[str, Any]]) -> dict[str, Any]:
+    """int4 ONNX against the fastest llama.cpp 4-bit variant of the benchmark, same model, same CPU,
+    same run (``int4_vs_llamacpp`` > 1: ONNX decodes faster); empty when llama.cpp did not run."""
+    by_name = {row["variant"]: row for row in table}
+    measured = [by_name[v] for v in GGUF_4BIT if v in by_name]
     if not measured:
         return {}
-    best = max(measured, key=lambda v: metrics[f"{v}_tok_s"])
-    return {"llamacpp_best_4bit": best, "int4_vs_llamacpp": metrics["onnx_int4_tok_s"] / metrics[f"{best}_tok_s"]}
+    best = max(measured, key=lambda row: row["tok_s"])
+    return {"llamacpp_best_4bit": best["variant"], "int4_vs_llamacpp": by_name["onnx_int4"]["tok_s"] / best["tok_s"]}
 
 
 PACKAGE_ORDER = ("onnx_int4", "onnx_int8", "onnx_fp16", "onnx_fp32")  # smallest first
 
 
-def smallest_passing(metrics: dict[str, Any], order: tuple[str, ...]) -> str | None:
-    """The first variant of ``order`` (smallest first) that ran and passed the quality gate."""
-    return next((v for v in order if metrics.get(f"{v}_quality_ok")), None)
-
-
-def chosen_variant(metrics: dict[str, Any]) -> str:
+def chosen_variant(gate: QualityGate) -> str:
     """The smallest ONNX variant that passes the quality gate (fp32 passes by definition)."""
-    if (chosen := smallest_passing(metrics, PACKAGE_ORDER)) is None:
+    if (chosen := gate.smallest_passing(PACKAGE_ORDER)) is None:
         raise ValueError("No ONNX variant passed the quality gate, not even fp32: run steps.quality_gate first.")
     return chosen
 
@@ -152,26 +174,34 @@ def lineage(
 GGUF_ORDER = tuple(reversed(llamacpp.GGUF_TYPES))  # smallest first
 
 
-def chosen_gguf(metrics: dict[str, Any]) -> str | None:
+def chosen_gguf(gate: QualityGate) -> str | None:
     """The smallest GGUF variant that passes the same quality gate (None when none ran or passed)."""
-    return smallest_passing(metrics, GGUF_ORDER)
+    return gate.smallest_passing(GGUF_ORDER)
 
 
 def write_gguf_package(
-    gguf_dirs: dict[str, Path], variant: str | None, metrics: dict[str, Any], origin: dict[str, Any], out: Path
+    gguf_dirs: dict[str, Path],
+    variant: str | None,
+    table: list[dict[str, Any]],
+    gate: QualityGate,
+    origin: dict[str, Any],
+    out: Path,
 ) -> Path | None:
     """The same package contract around GGUF ``variant`` (``origin``: the ONNX package's lineage,
-    whose variant and recipe this replaces); None when no variant was chosen."""
+    whose variant, recipe and figures this replaces); None when no variant was chosen."""
     if variant is None:
         return None
-    origin = origin | {"variant": variant, "recipe": llamacpp.NOTES[variant]}
-    origin["metrics"] = variant_metrics(metrics, variant)
+    figures = variant_figures(table, gate, variant)
+    origin = origin | {"variant": variant, "recipe": llamacpp.NOTES[variant], "metrics": figures}
     return package.write_package(gguf_dirs[variant], out, PACKAGE_NAME, "1.0.0", origin, data.SYSTEM_PROMPT)
 
 
-def variant_metrics(metrics: dict[str, Any], variant: str) -> dict[str, Any]:
-    """The benchmark's figures of one variant, without its prefix (a package's justification)."""
-    return {k.removeprefix(f"{variant}_"): v for k, v in metrics.items() if k.startswith(f"{variant}_")}
+def variant_figures(table: list[dict[str, Any]], gate: QualityGate, variant: str) -> dict[str, Any]:
+    """One variant's benchmark figures and the gate's verdict on it: what its package records as the
+    measurements that justified the release."""
+    row = next(r for r in table if r["variant"] == variant)
+    keys = bench.TABLE_KEYS + bench.INTERVAL_KEYS
+    return {k: row[k] for k in keys if k in row} | gate.figures(variant)
 
 
 def tamper_check(package_dir: Path, work: Path) -> tuple[bool, str]:

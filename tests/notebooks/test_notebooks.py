@@ -146,9 +146,8 @@ def test_04_deployment(notebook_run):
     # a process running the int4 package needs far less memory than torch eager
     assert m["onnx_int4_peak_mib"] < 0.7 * m["torch_fp32_peak_mib"]
     # package integrity and a server that survives bad input
-    assert m["tamper_detected"] is True and m["package_variant"] == steps.chosen_variant(
-        m
-    )  # the smallest that passes the gate
+    passing = [v for v in steps.PACKAGE_ORDER if m.get(f"{v}_quality_ok")]
+    assert m["tamper_detected"] is True and m["package_variant"] == passing[0]  # the smallest that passes the gate
     assert m["server_ok"] == 20 and m["server_p95_s"] >= m["server_p50_s"] > 0
     assert m["server_malformed_4xx"] == 50 and m["server_healthy_after"] is True
     assert m["server_ticket_format_ok"] is True

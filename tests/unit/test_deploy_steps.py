@@ -32,19 +32,21 @@ def _table(scores, spreads=None, variants=VARIANTS):
 def test_quality_gate_is_the_course_gates_non_inferiority_rule_on_validation_tickets():
     # the same per-ticket shift on every ticket: the bound is the drop itself
     gate = steps.quality_gate(_table([50.0, 50.0, 49.0, 45.0, 44.9]), VAL_ROWS, margin=5, significance=0.05)
-    assert {k: v for k, v in gate.items() if k.endswith("_quality_ok")} == {
+    assert {k: v for k, v in gate.metrics().items() if k.endswith("_quality_ok")} == {
         "torch_fp32_quality_ok": True,
         "onnx_fp32_quality_ok": True,
         "onnx_fp16_quality_ok": True,
         "onnx_int8_quality_ok": True,  # shown to be exactly 5 points below: still within
         "onnx_int4_quality_ok": False,
     }
-    assert gate["quality_choice_split"] == "validation" and gate["quality_margin_points"] == 5
+    assert gate.metrics()["quality_choice_split"] == "validation" and gate.metrics()["quality_margin_points"] == 5
     assert steps.chosen_variant(gate) == "onnx_int8"
-    assert steps.chosen_variant({"onnx_int4_quality_ok": True}) == "onnx_int4"
+    assert steps.chosen_variant(steps.QualityGate(5, {"onnx_int4": 4.9, "onnx_fp32": 0.0}, {})) == "onnx_int4"
+    with pytest.raises(ValueError, match="No ONNX variant passed"):
+        steps.chosen_variant(steps.QualityGate(5, {"onnx_fp32": 6.0}, {}))
     # a 2-point mean drop whose tickets swing by ±16 cannot be shown to stay within 5 points: refused
     noisy = steps.quality_gate(_table([50.0, 50.0, 50.0, 48.0, 30.0], [0, 0, 0, 16.0, 0]), VAL_ROWS, 5, 0.05)
-    assert noisy["onnx_int8_quality_ok"] is False and noisy["onnx_int8_drop_bound_points"] > 5
+    assert noisy.metrics()["onnx_int8_quality_ok"] is False and noisy.drop_bounds["onnx_int8"] > 5
     assert steps.chosen_variant(noisy) == "onnx_fp16"
 
 
@@ -63,7 +65,17 @@ def test_lineage_names_the_exported_model_and_the_recipe(tiny_source):
         recipe.note,
         "LoRA r=8",
     )
-    assert steps.variant_metrics({"onnx_int4_score": 50, "onnx_int8_score": 40, "x": 1}, "onnx_int4") == {"score": 50}
+    table = [
+        {"variant": "onnx_int4", "score": 50.0, "tok_s": 9.0, "tickets": None},
+        {"variant": "onnx_int8", "score": 4},
+    ]
+    gate = steps.QualityGate(5, {"onnx_int4": 1.5, "onnx_int8": 9.0}, {})
+    assert steps.variant_figures(table, gate, "onnx_int4") == {
+        "score": 50.0,
+        "tok_s": 9.0,
+        "drop_bound_points": 1.5,
+        "quality_ok": True,
+    }
 
 
 def test_tamper_check_detects_a_flipped_byte_and_cleans_up(tiny_package, tmp_path):
@@ -197,7 +209,7 @@ def test_quality_gate_adds_each_precisions_paired_difference_and_the_reading_giv
         [50.0, 50.0, 49.0, 45.0, 30.0],
         [0.0, 0.0, 0.0, 12.0, 2.0],
     )
-    m = steps.quality_gate(table, VAL_ROWS, 5, 0.05)
+    m = steps.quality_gate(table, VAL_ROWS, 5, 0.05).metrics()
     assert m["fp16_vs_fp32_score_diff"] == pytest.approx(-1.0) == m["fp16_vs_fp32_score_diff_ci_low"]
     assert m["int8_vs_fp32_score_diff_ci_low"] < -5 < m["int8_vs_fp32_score_diff_ci_high"]
     text = report.quality_noise_reading(m, N_VAL)
@@ -206,30 +218,35 @@ def test_quality_gate_adds_each_precisions_paired_difference_and_the_reading_giv
     assert "validation tickets" in text
 
 
-def _race_metrics(**changes):
-    m = {"onnx_int4_tok_s": 170.0, "genai_int4_tok_s": 150.0, "onnx_int4_peak_mib": 300.0, "onnx_int4_ttft_ms": 90.0}
+def _race_table(int4_tok_s=170.0):
+    rows = [{"variant": "onnx_int4", "tok_s": int4_tok_s, "peak_mib": 300.0, "ttft_ms": 90.0}]
+    rows.append({"variant": "genai_int4", "tok_s": 150.0, "peak_mib": 300.0, "ttft_ms": 90.0})
     for variant, tok_s in (("gguf_q4_0", 180.0), ("gguf_q4_k_m", 120.0)):
-        m |= {f"{variant}_tok_s": tok_s, f"{variant}_peak_mib": 200.0, f"{variant}_ttft_ms": 80.0}
-    return m | changes
+        rows.append({"variant": variant, "tok_s": tok_s, "peak_mib": 200.0, "ttft_ms": 80.0})
+    return rows
+
+
+def _race_metrics(table):
+    return {f"{row['variant']}_{k}": v for row in table for k, v in row.items() if k != "variant"}
 
 
 def test_runtime_race_compares_int4_onnx_with_the_fastest_llama_cpp_4_bit_file():
-    race = steps.runtime_race(_race_metrics())
+    race = steps.runtime_race(_race_table())
     assert race == {"llamacpp_best_4bit": "gguf_q4_0", "int4_vs_llamacpp": pytest.approx(170 / 180)}
-    assert steps.runtime_race({"onnx_int4_tok_s": 170.0}) == {}  # llama.cpp did not run: nothing to race
-    text = report.runtime_reading(_race_metrics() | race, 8)
+    assert steps.runtime_race(_race_table()[:2]) == {}  # llama.cpp did not run: nothing to race
+    text = report.runtime_reading(_race_metrics(_race_table()) | race, 8)
     assert "×0.94**, level with llama.cpp" in text and "gguf_q4_0" in text and "a tie" in text
-    slow = _race_metrics(onnx_int4_tok_s=90.0)  # ×0.50: beyond any drift between runs
-    assert "×0.50**, slower than llama.cpp" in report.runtime_reading(slow | steps.runtime_race(slow), 8)
-    assert "did not run" in report.runtime_reading(_race_metrics(), 8)
+    slow = _race_table(int4_tok_s=90.0)  # ×0.50: beyond any drift between runs
+    assert "×0.50**, slower than llama.cpp" in report.runtime_reading(_race_metrics(slow) | steps.runtime_race(slow), 8)
+    assert "did not run" in report.runtime_reading(_race_metrics(_race_table()), 8)
 
 
 def test_the_gguf_package_is_the_smallest_gguf_variant_that_passes_the_gate():
     variants = ("onnx_fp32", "gguf_q4_0", "gguf_q4_k_m")
     gate = steps.quality_gate(_table([50.0, 44.0, 46.0], variants=variants), VAL_ROWS, 5, 0.05)
-    assert gate["gguf_q4_0_quality_ok"] is False and steps.chosen_gguf(gate) == "gguf_q4_k_m"
-    assert steps.chosen_gguf({}) is None
-    assert steps.write_gguf_package({}, None, {}, {}, None) is None  # nothing passed: no package, no error
+    assert not gate.passed("gguf_q4_0") and steps.chosen_gguf(gate) == "gguf_q4_k_m"
+    assert steps.chosen_gguf(steps.QualityGate(5, {}, {})) is None
+    assert steps.write_gguf_package({}, None, [], gate, {}, None) is None  # nothing passed: no package, no error
 
 
 def test_gguf_readings():
