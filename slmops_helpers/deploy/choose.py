@@ -73,10 +73,12 @@ class DeployChoice:
         why = "the folder you asked for (`deploy_from`)" if self.explicit else "the best task score of the candidates"
         text = f"Deploying **{self.chosen.label}**, {why} on {self.n_tickets} validation tickets: {listed}."
         m = self.metrics()
+        assert self.test is not None  # metrics() has checked
+        chosen, untuned = self.test[self.chosen.label], self.test[UNTUNED]
         if self.chosen.label != UNTUNED:
-            paired = difference_sentence(m, "deployed_vs_untuned", "deployed", "untuned", m["deploy_report_tickets"])
-            text += f" Scored once on {m['deploy_report_tickets']} test tickets, {paired}."
-        if m["deployed_score"] < m["untuned_score"]:
+            paired = difference_sentence(m, "deployed_vs_untuned", "deployed", "untuned", chosen.n)
+            text += f" Scored once on {chosen.n} test tickets, {paired}."
+        if chosen.mean < untuned.mean:
             text += " It scores **below the untuned base**: shipping it would make the assistant worse."
         return text
 

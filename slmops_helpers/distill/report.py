@@ -11,7 +11,6 @@ from typing import Any
 
 from ..reference import Reference
 from ..uncertainty import difference_from_metrics
-from .steps import TARGETS
 from .student import PassWeights
 
 
@@ -235,3 +234,48 @@ def _head_sentence(w: PassWeights) -> str:
         f"{w.floor:.0%} of the teacher's ({w.teacher / 1e6:.1f} M), and no student, however few blocks it keeps, "
         f"goes below {w.head / w.teacher:.0%}. "
     )
+
+
+def tradeoff_rows(metrics: dict[str, Any]) -> list[dict[str, Any]]:
+    """The three models of the trade-off plot: parameters, ms per token and score."""
+    who = {"teacher": "teacher", "distilled student": "student", "no distillation": "undistilled"}
+    return [
+        {
+            "name": name,
+            "params": metrics[f"{k}_params"],
+            "ms_per_token": metrics[f"{k}_ms_per_token"],
+            "score": metrics[f"{k}_score"],
+            "score_ci_low": metrics[f"{k}_score_ci_low"],
+            "score_ci_high": metrics[f"{k}_score_ci_high"],
+        }
+        for name, k in who.items()
+    ]
+
+
+TARGETS = (
+    ("student ≤ 40% of the teacher's parameters", lambda m: m["student_param_share"] <= 0.40),
+    ("≥ 2× faster per generated token", lambda m: m["speedup"] >= 2.0),
+    ("retention ≥ 0.90", lambda m: m["retention"] >= 0.90),
+    ("distilled student beats the student without distillation", lambda m: m["student_score"] > m["undistilled_score"]),
+)
+
+
+def targets_met(metrics: dict[str, Any]) -> dict[str, Any]:
+    met = [check(metrics) for _, check in TARGETS]
+    return {**{f"target_{i}_met": ok for i, ok in enumerate(met, start=1)}, "targets_met": sum(met)}
+
+
+SCORE_KEYS = {
+    "teacher": "teacher_score",
+    "distilled": "student_score",
+    "sequence-level": "seq_student_score",
+    "undistilled": "undistilled_score",
+}
+
+
+def score_bars(metrics: dict[str, Any], ref: Any) -> tuple[dict[str, tuple], dict[str, tuple[float, float]]]:
+    """Each model's score in this run beside the full reference run's (``plots.plot_run_vs_reference``),
+    and this run's 95 % intervals."""
+    bars = {name: (metrics[k], ref.get(k)) for name, k in SCORE_KEYS.items()}
+    intervals = {name: (metrics[f"{k}_ci_low"], metrics[f"{k}_ci_high"]) for name, k in SCORE_KEYS.items()}
+    return bars, intervals

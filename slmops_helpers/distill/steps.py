@@ -147,6 +147,8 @@ def size_metrics(teacher: Any, student: Any) -> dict[str, Any]:
     }
     out["student_param_share"] = out["student_params"] / out["teacher_params"]
     out["embedding_params"] = teacher.get_input_embeddings().weight.numel()
+    # the undistilled twin keeps the same blocks: the same parameters and bytes
+    out |= {"undistilled_params": out["student_params"], "undistilled_size_mib": out["student_size_mib"]}
     return out
 
 
@@ -295,13 +297,9 @@ PAIRED = (
 )
 
 
-def comparison_metrics(
-    scored: dict[str, evaluate.Scored], speed: dict[str, dict[str, float]], metrics: dict[str, Any]
-) -> dict[str, Any]:
+def comparison_metrics(scored: dict[str, evaluate.Scored], speed: dict[str, dict[str, float]]) -> dict[str, Any]:
     """Scores (with intervals) and speed of every compared model under its metric prefix, the
     paired differences of ``PAIRED``, and the ratios the lesson rests on.
-
-    ``metrics`` must already hold ``teacher_params``, ``student_params`` and ``student_size_mib``.
     """
     out: dict[str, Any] = {}
     for name, s in scored.items():
@@ -319,8 +317,6 @@ def comparison_metrics(
         }
     teacher = out["teacher_score"]
     out |= {
-        "undistilled_params": metrics["student_params"],  # same architecture, same parameters and bytes
-        "undistilled_size_mib": metrics["student_size_mib"],
         "retention": out["student_score"] / teacher,
         "undistilled_retention": out["undistilled_score"] / teacher,
         "seq_retention": out["seq_student_score"] / teacher,
@@ -329,48 +325,3 @@ def comparison_metrics(
     out["inference_time_saved_pct"] = 100 * (1 - 1 / out["speedup"])
     out["memory_saved_pct"] = 100 * (1 - out["student_peak_mib"] / out["teacher_peak_mib"])
     return out
-
-
-def tradeoff_rows(metrics: dict[str, Any]) -> list[dict[str, Any]]:
-    """The three models of the trade-off plot: parameters, ms per token and score."""
-    who = {"teacher": "teacher", "distilled student": "student", "no distillation": "undistilled"}
-    return [
-        {
-            "name": name,
-            "params": metrics[f"{k}_params"],
-            "ms_per_token": metrics[f"{k}_ms_per_token"],
-            "score": metrics[f"{k}_score"],
-            "score_ci_low": metrics[f"{k}_score_ci_low"],
-            "score_ci_high": metrics[f"{k}_score_ci_high"],
-        }
-        for name, k in who.items()
-    ]
-
-
-TARGETS = (
-    ("student ≤ 40% of the teacher's parameters", lambda m: m["student_param_share"] <= 0.40),
-    ("≥ 2× faster per generated token", lambda m: m["speedup"] >= 2.0),
-    ("retention ≥ 0.90", lambda m: m["retention"] >= 0.90),
-    ("distilled student beats the student without distillation", lambda m: m["student_score"] > m["undistilled_score"]),
-)
-
-
-def targets_met(metrics: dict[str, Any]) -> dict[str, Any]:
-    met = [check(metrics) for _, check in TARGETS]
-    return {**{f"target_{i}_met": ok for i, ok in enumerate(met, start=1)}, "targets_met": sum(met)}
-
-
-SCORE_KEYS = {
-    "teacher": "teacher_score",
-    "distilled": "student_score",
-    "sequence-level": "seq_student_score",
-    "undistilled": "undistilled_score",
-}
-
-
-def score_bars(metrics: dict[str, Any], ref: Any) -> tuple[dict[str, tuple], dict[str, tuple[float, float]]]:
-    """Each model's score in this run beside the full reference run's (``plots.plot_run_vs_reference``),
-    and this run's 95 % intervals."""
-    bars = {name: (metrics[k], ref.get(k)) for name, k in SCORE_KEYS.items()}
-    intervals = {name: (metrics[f"{k}_ci_low"], metrics[f"{k}_ci_high"]) for name, k in SCORE_KEYS.items()}
-    return bars, intervals

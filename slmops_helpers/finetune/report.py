@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..uncertainty import seed_sentence
 from .config import FinetuneConfig
+
+if TYPE_CHECKING:  # annotations only: the readings need no torch
+    from .methods import MethodRun
+    from .steps import Comparison
 
 PAIRED = (("lora_vs_base", "LoRA", "base"), ("full_vs_base", "full", "base"), ("lora_vs_full", "LoRA", "full"),
           ("qlora_vs_lora", "QLoRA", "LoRA"), ("qlora_vs_qlora_base", "QLoRA", "its 4-bit base"))  # fmt: skip
@@ -128,3 +132,39 @@ LESSON_ROWS = (
     ("full fine-tuning training memory (MiB)", "full_peak_mib", "{:.0f}".format),
     ("LoRA training memory (MiB)", "lora_peak_mib", "{:.0f}".format),
 )
+
+
+def method_rows(m: dict[str, Any], comparison: Comparison) -> list[dict[str, Any]]:
+    """One row per method for the table and the plot: the first seed's costs, the score as the mean
+    over seeds with its ticket interval, and each seed's score (``seed_scores``)."""
+    rows = []
+    for name, run in comparison.first.items():
+        seeded = {k: m[f"{name}_{k}"] for k in ("score", "score_ci_low", "score_ci_high")}
+        seed_scores = [runs[name].scores["score"] for runs in comparison.runs.values()]
+        rows.append(run.row() | seeded | {"seed_scores": seed_scores})
+    return rows
+
+
+def seed_table(m: dict[str, Any], seeds: dict[int, dict[str, MethodRun]]) -> str:
+    """Each method's test score on each seed, its mean and its ticket interval."""
+    header = (
+        f"{'method':>6} " + " ".join(f"{'seed ' + str(s):>7}" for s in seeds) + f" {'mean':>6}  95 % ticket interval"
+    )
+    lines = [header]
+    for name in next(iter(seeds.values())):
+        per_seed = " ".join(f"{runs[name].scores['score']:7.1f}" for runs in seeds.values())
+        low, high = m[f"{name}_score_ci_low"], m[f"{name}_score_ci_high"]
+        lines.append(f"{name:>6} {per_seed} {m[name + '_score']:6.1f}  {low:.1f} to {high:.1f}")
+    return "\n".join(lines)
+
+
+def format_methods(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        f"{'method':>6} {'score':>6} {'trainable':>12} {'%':>7} {'peak MiB':>8} {'s/step':>7} {'artifact MiB':>12}"
+    ]
+    lines += [
+        f"{r['method']:>6} {r['score']:6.1f} {r['trainable']:12,} {r['trainable_pct']:7.3f} "
+        f"{r['peak_mib']:8.0f} {r['s_per_step']:7.2f} {r['artifact_mib']:12.2f}"
+        for r in rows
+    ]
+    return "\n".join(lines)

@@ -143,42 +143,6 @@ def method_metrics(comparison: Comparison, base_model: Any, base: Scored, sizes:
     return {**out, "qlora_backend": comparison.backend}
 
 
-def method_rows(m: dict[str, Any], comparison: Comparison) -> list[dict[str, Any]]:
-    """One row per method for the table and the plot: the first seed's costs, the score as the mean
-    over seeds with its ticket interval, and each seed's score (``seed_scores``)."""
-    rows = []
-    for name, run in comparison.first.items():
-        seeded = {k: m[f"{name}_{k}"] for k in ("score", "score_ci_low", "score_ci_high")}
-        seed_scores = [runs[name].scores["score"] for runs in comparison.runs.values()]
-        rows.append(run.row() | seeded | {"seed_scores": seed_scores})
-    return rows
-
-
-def seed_table(m: dict[str, Any], seeds: dict[int, dict[str, MethodRun]]) -> str:
-    """Each method's test score on each seed, its mean and its ticket interval."""
-    header = (
-        f"{'method':>6} " + " ".join(f"{'seed ' + str(s):>7}" for s in seeds) + f" {'mean':>6}  95 % ticket interval"
-    )
-    lines = [header]
-    for name in METHOD_SPECS:
-        per_seed = " ".join(f"{runs[name].scores['score']:7.1f}" for runs in seeds.values())
-        low, high = m[f"{name}_score_ci_low"], m[f"{name}_score_ci_high"]
-        lines.append(f"{name:>6} {per_seed} {m[name + '_score']:6.1f}  {low:.1f} to {high:.1f}")
-    return "\n".join(lines)
-
-
-def format_methods(rows: list[dict[str, Any]]) -> str:
-    lines = [
-        f"{'method':>6} {'score':>6} {'trainable':>12} {'%':>7} {'peak MiB':>8} {'s/step':>7} {'artifact MiB':>12}"
-    ]
-    lines += [
-        f"{r['method']:>6} {r['score']:6.1f} {r['trainable']:12,} {r['trainable_pct']:7.3f} "
-        f"{r['peak_mib']:8.0f} {r['s_per_step']:7.2f} {r['artifact_mib']:12.2f}"
-        for r in rows
-    ]
-    return "\n".join(lines)
-
-
 def overfit_demo(
     model_name: str, train: list, val: list, sizes: FinetuneConfig, pad_id: int, device: str, seed: int = 0
 ):

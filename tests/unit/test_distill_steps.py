@@ -88,12 +88,11 @@ def _compared():
 def test_comparison_metrics_and_targets():
     scored, speed = _compared()
     base = {"teacher_params": 100, "student_params": 38, "student_size_mib": 150.0, "student_param_share": 0.38}
-    m = {**base, **steps.comparison_metrics(scored, speed, base)}
+    m = {**base, "undistilled_params": 38, "undistilled_size_mib": 150.0, **steps.comparison_metrics(scored, speed)}
     assert (m["retention"], m["undistilled_retention"], m["seq_retention"]) == (0.9, 0.6, 0.8)
     assert m["speedup"] == 3.0 and m["inference_time_saved_pct"] == pytest.approx(100 * 2 / 3)
-    assert m["undistilled_params"] == 38 and m["undistilled_size_mib"] == 150.0
     assert m["memory_saved_pct"] == pytest.approx(100 * (1 - 250 / 600))
-    assert steps.targets_met(m) == {
+    assert report.targets_met(m) == {
         "target_1_met": True,
         "target_2_met": True,
         "target_3_met": True,
@@ -104,7 +103,7 @@ def test_comparison_metrics_and_targets():
     assert m["distilled_vs_undistilled_score_diff"] == pytest.approx(15.0)
     assert m["distilled_vs_undistilled_score_diff_ci_low"] == pytest.approx(15.0)
     assert m["teacher_score_ci_low"] < 50.0 < m["teacher_score_ci_high"]
-    assert [r["name"] for r in steps.tradeoff_rows({**m, "teacher_params": 100, "undistilled_params": 38})] == [
+    assert [r["name"] for r in report.tradeoff_rows({**m, "teacher_params": 100, "undistilled_params": 38})] == [
         "teacher",
         "distilled student",
         "no distillation",
