@@ -6,9 +6,13 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 
 from .. import compress, data, models
+from ..decoding import TorchDecoder, decoder_stream
+from ..decoding.constrained import TicketFormat
 from ..fleet import plan_fleet
+from ..uncertainty import TicketScores, difference_metrics, interval_metrics
 
 SPARSITIES = (0.0, 0.25, 0.5, 0.75, 0.9)
 
@@ -107,3 +111,28 @@ def fleet_metrics(n_params: int) -> dict[str, Any]:
         "fleet_devices": plan.devices_total,
     }
     return out
+
+
+def masked_floor(
+    model: Any, tokenizer: Any, rows: list[dict[str, str]], base_answers: list[str], max_new_tokens: int
+) -> dict[str, Any]:
+    """The untuned model again, its answers held to the ticket format by a token mask (section 4.7's
+    technique, on the model that needs it most): ``base_masked_*`` scores, and the paired difference
+    from its free answers (``base_answers``, the same greedy decoding without the mask)."""
+    fmt = TicketFormat(tokenizer.batch_decode([[i] for i in range(len(tokenizer))], skip_special_tokens=True),
+                       {tokenizer.eos_token_id})  # fmt: skip
+    device = next(model.parameters()).device
+    answers = []
+    for row in tqdm(rows, desc="masked answers", unit="ticket"):
+        ids = tokenizer(data.format_chat(tokenizer, row), add_special_tokens=False).input_ids
+        stream = decoder_stream(
+            TorchDecoder(model, device), ids, max_new_tokens, fmt.eos_ids, _decode(tokenizer), fmt.cursor()
+        )
+        answers.append("".join(token.text for token in stream))
+    masked, free = TicketScores.from_answers(answers, rows), TicketScores.from_answers(base_answers, rows)
+    out = {f"base_masked_{k}": v for k, v in data.score_predictions(answers, rows).items()}
+    return out | interval_metrics("base_masked", masked) | difference_metrics("base_masked_vs_base", masked, free)
+
+
+def _decode(tokenizer: Any) -> Any:
+    return lambda ids: tokenizer.decode(ids, skip_special_tokens=True)

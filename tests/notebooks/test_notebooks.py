@@ -50,6 +50,11 @@ def test_01_introduction(notebook_run):
     # the untuned model's task score is the floor; trivial baselines stay low
     assert 0 <= m["base_score"] <= 100 and m["n_eval"] >= 8
     assert m["majority_score"] < 50 and m["copy_score"] < 50
+    # the format mask on the untuned model: every answer well formed (the model alone writes few), and the
+    # paired difference is the two scores' gap on the same tickets
+    assert m["base_masked_format_ok"] == 1.0 > m["base_format_ok"]
+    assert m["base_masked_score_ci_low"] <= m["base_masked_score"] <= m["base_masked_score_ci_high"]
+    assert m["base_masked_vs_base_score_diff"] == pytest.approx(m["base_masked_score"] - m["base_score"], abs=1e-6)
     # pruning: magnitude beats random at the same sparsity; CSR breaks even near 50%
     assert m["prune50_magnitude_kl"] < m["prune50_random_kl"]
     assert m["prune90_magnitude_top1"] > m["prune90_random_top1"]

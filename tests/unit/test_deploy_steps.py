@@ -7,6 +7,7 @@ import pytest
 from slmops_helpers import evaluate, finetune
 from slmops_helpers.deploy import choose, export, report, steps
 from slmops_helpers.deploy.runtime import OnnxCausalLM, TorchCausalLM
+from slmops_helpers.reference import Reference
 from slmops_helpers.uncertainty import TicketScores
 
 VARIANTS = report.VARIANTS
@@ -136,6 +137,11 @@ def test_constrained_reading_explains_fields_that_moved():
     for field in ("category_acc", "error_code_acc"):
         moved = report.constrained_reading({**m, f"constrained_{field}": 0.5}, 8)
         assert "prefix it would not have written" in moved
+    # with section 1's record, the reading adds what the mask did for the untuned model, from that record
+    untuned = Reference("01", {"n_eval": 48, "base_format_ok": 0.0, "base_masked_format_ok": 1.0,
+                               "base_score": 10.0, "base_masked_score": 21.5})  # fmt: skip
+    assert "from 0% to 100% and the score from 10.0 to 21.5" in report.constrained_reading(m, 8, untuned)
+    assert "untuned model" not in report.constrained_reading(m, 8, Reference("01", problem="no record"))
 
 
 def test_deploy_candidates_prefer_trained_models_and_end_with_the_untuned_base(tmp_path, monkeypatch, tiny_source):
