@@ -57,7 +57,10 @@ def masked_floor_reading(m: dict[str, Any]) -> str:
     if m["base_masked_score"] > floor:
         text += f"That lifts it above the trivial baselines ({floor:.1f}): part of the floor was the format. "
     else:
-        text += f"Even so it does not beat the trivial baselines ({floor:.1f}). "
+        text += (
+            f"It stays below the trivial baselines ({floor:.1f}): with the form guaranteed, what holds it down "
+            "is content. "
+        )
     return text + (
         "The mask fixes the form only: among the allowed tokens the model still picks by its own scores, so a "
         "category it does not know stays wrong. What remains between this and "
