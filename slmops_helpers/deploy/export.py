@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import shutil
 import subprocess
 import sys
@@ -267,7 +268,13 @@ def quantize_nbits(fp32_dir: Path, out: Path, algorithm: str, exclude: tuple[str
     quantizer = nbits.MatMulNBitsQuantizer(
         onnx.load(str(fp32_dir / ONNX_FILE)), nodes_to_exclude=list(exclude), algo_config=config
     )
-    quantizer.process()
+    log = logging.getLogger(nbits.__name__)  # one INFO line per node it leaves alone: hundreds per model
+    level = log.level
+    log.setLevel(logging.WARNING)
+    try:
+        quantizer.process()
+    finally:
+        log.setLevel(level)
     quantizer.model.save_model_to_file(str(out / ONNX_FILE), use_external_data_format=True)
     for name in SIDE_FILES:
         if (fp32_dir / name).is_file():
