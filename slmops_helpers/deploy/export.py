@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import logging
 import shutil
 import subprocess
 import sys
@@ -42,12 +41,6 @@ BUILDER_OPTIONS = (
     "shared_embeddings",
 )
 BLOCK_SIZES = ("16", "32", "64", "128", "256")
-# onnxruntime's own 4-bit weight-only quantizer, applied to the fp32 export in blocks of 32 along a row:
-# round each block to nearest (asymmetric: a scale and a zero point per block), or HQQ, which searches each
-# block's scale and zero point to minimise the rounding error itself (half-quadratic optimisation, no
-# calibration data; Badri & Shaji 2023).
-NBITS_ALGORITHMS = {"rtn": "round to nearest", "hqq": "HQQ"}
-NBITS_BLOCK = 32
 
 
 @dataclass(frozen=True)
@@ -55,13 +48,12 @@ class Recipe:
     """How to make one variant: a builder run, or int8 quantization of the fp32 export."""
 
     precision: str  # fp32 | fp16 | int8 | int4
-    tool: str = "builder"  # builder | quantize_dynamic | matmul_nbits (onnxruntime's weight-only quantizer)
+    tool: str = "builder"  # builder | quantize_dynamic
     execution_provider: str = "cpu"
     builder_options: dict[str, str] = field(default_factory=dict)  # --extra_options KEY=VALUE
-    exclude: tuple[str, ...] = ()  # quantize_dynamic, matmul_nbits: MatMul nodes kept in fp32
+    exclude: tuple[str, ...] = ()  # quantize_dynamic: MatMul nodes kept in fp32
     per_channel: bool = False  # quantize_dynamic: one weight scale per output channel, not per tensor
     tie_embedding: bool = False  # builder int8: the embedding reads the 8-bit head's weights (see tie_embedding)
-    algorithm: str = ""  # matmul_nbits: how the 4-bit blocks are rounded (NBITS_ALGORITHMS)
     note: str = ""
 
     def __post_init__(self) -> None:
@@ -78,12 +70,6 @@ class Recipe:
             )
         if self.per_channel and self.tool != "quantize_dynamic":
             raise ValueError("per_channel is a quantize_dynamic option. Fix: set tool='quantize_dynamic' or drop it.")
-        if (self.tool == "matmul_nbits") != bool(self.algorithm) or (self.algorithm and self.precision != "int4"):
-            raise ValueError(
-                f"tool={self.tool!r}, algorithm={self.algorithm!r}, precision={self.precision!r}: onnxruntime's "
-                f"weight-only quantizer needs precision='int4', tool='matmul_nbits' and an algorithm, one of "
-                f"{sorted(NBITS_ALGORITHMS)}; the other tools take none."
-            )
         if self.tie_embedding and (self.tool, self.precision) != ("builder", "int8"):
             raise ValueError(
                 "tie_embedding applies to the builder's int8 export. Fix: precision='int8', tool='builder'."
@@ -94,7 +80,6 @@ class Recipe:
         fields += [sorted(self.builder_options.items()), self.exclude]
         # options added later join the key only when set, so the earlier builds keep their cache folders
         fields += [name for name in ("per_channel", "tie_embedding") if getattr(self, name)]
-        fields += [self.algorithm] if self.algorithm else []
         return hashlib.sha256(json.dumps(fields).encode()).hexdigest()[:10]
 
 
@@ -254,33 +239,6 @@ def quantize_int8(fp32_dir: Path, out: Path, exclude: tuple[str, ...] = (), per_
             shutil.copy2(fp32_dir / name, out / name)
 
 
-def quantize_nbits(fp32_dir: Path, out: Path, algorithm: str, exclude: tuple[str, ...] = ()) -> None:
-    """4-bit weight-only ``MatMulNBits`` of every MatMul except those named in ``exclude``, with
-    onnxruntime's quantizer (``NBITS_ALGORITHMS``); the embedding's ``Gather`` stays fp32. Copies the
-    runtime's side files."""
-    import onnx
-    from onnxruntime.quantization import matmul_nbits_quantizer as nbits
-
-    if algorithm == "hqq":
-        config: Any = nbits.HQQWeightOnlyQuantConfig(block_size=NBITS_BLOCK, bits=4)
-    else:
-        config = nbits.DefaultWeightOnlyQuantConfig(block_size=NBITS_BLOCK, is_symmetric=False, bits=4)
-    quantizer = nbits.MatMulNBitsQuantizer(
-        onnx.load(str(fp32_dir / ONNX_FILE)), nodes_to_exclude=list(exclude), algo_config=config
-    )
-    log = logging.getLogger(nbits.__name__)  # one INFO line per node it leaves alone: hundreds per model
-    level = log.level
-    log.setLevel(logging.WARNING)
-    try:
-        quantizer.process()
-    finally:
-        log.setLevel(level)
-    quantizer.model.save_model_to_file(str(out / ONNX_FILE), use_external_data_format=True)
-    for name in SIDE_FILES:
-        if (fp32_dir / name).is_file():
-            shutil.copy2(fp32_dir / name, out / name)
-
-
 def build_recipe(source: Path, recipe: Recipe, root: Path | None = None, force: bool = False) -> Path:
     """Build ``recipe`` from the model folder ``source`` (cached); return the ONNX folder."""
     source = Path(source)
@@ -288,13 +246,10 @@ def build_recipe(source: Path, recipe: Recipe, root: Path | None = None, force: 
     folder = variant_dir(source, recipe, root)
     if is_built(folder) and not force:
         return folder
-    derived = recipe.tool in ("quantize_dynamic", "matmul_nbits")  # made from the fp32 export
-    fp32 = build_recipe(source, RECIPES["onnx_fp32"], root) if derived else None
+    fp32 = build_recipe(source, RECIPES["onnx_fp32"], root) if recipe.tool == "quantize_dynamic" else None
     record = {"source": str(source), "recipe": recipe.__dict__ | {"key": recipe.key()}}
     with build_directory(folder, MARKER, record) as tmp:
-        if recipe.tool == "matmul_nbits":
-            quantize_nbits(fp32, tmp, recipe.algorithm, recipe.exclude)
-        elif fp32 is not None:
+        if fp32 is not None:
             quantize_int8(fp32, tmp, recipe.exclude, recipe.per_channel)
         else:
             _run_builder(source, tmp, recipe)

@@ -88,18 +88,6 @@ LEVERS: tuple[Lever, ...] = (
     Lever("onnx_int4", "k-quant (scale search per block), head and embedding at int8", export.RECIPES["onnx_int4"]),
     _int4("k-quant, sensitive layers at int8 (llama.cpp's mixed strategy)", algo_config="k_quant_mixed"),
     _int4("k-quant mixed, asymmetric blocks of 16", algo_config="k_quant_mixed", block_size="16", is_symmetric="false"),
-    # How the blocks are rounded, alone: onnxruntime's own quantizer on the fp32 export, the same asymmetric
-    # blocks of 32 and the same fp32 head and embedding, rounded to nearest or with HQQ's searched parameters.
-    Lever(
-        "onnx_int4_nbits_rtn",
-        "int4 by onnxruntime's quantizer: round to nearest, asymmetric blocks of 32, head and embedding fp32",
-        Recipe("int4", tool="matmul_nbits", algorithm="rtn", exclude=(export.LM_HEAD,)),
-    ),
-    Lever(
-        "onnx_int4_hqq",
-        "the same blocks, HQQ: each block's scale and zero point searched to fit its weights (no calibration data)",
-        Recipe("int4", tool="matmul_nbits", algorithm="hqq", exclude=(export.LM_HEAD,)),
-    ),
     *(Lever(name, llamacpp.NOTES[name], gguf=name) for name in ("gguf_q8_0", "gguf_q6_k", "gguf_q5_k_m")),
     *(Lever(name, llamacpp.NOTES[name], gguf=name) for name in ("gguf_q5_0", "gguf_q4_k_m", "gguf_q4_1", "gguf_q4_0")),
 )

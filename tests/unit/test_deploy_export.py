@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import onnx
 import pytest
 
@@ -48,43 +47,6 @@ def test_int8_is_smaller_and_keeps_lm_head_in_fp32(tiny_onnx, tiny_int8):
     for name in ("genai_config.json", "tokenizer.json", "chat_template.jinja"):
         assert (tiny_int8 / name).is_file(), name  # side files copied for the runtime
     assert export.size_breakdown(tiny_int8)["quantized_mib"] > 0
-
-
-@pytest.mark.parametrize("algorithm", sorted(export.NBITS_ALGORITHMS))
-def test_onnxruntimes_4_bit_quantizer_rounds_every_matmul_but_the_head(tiny_source, onnx_root, tiny_onnx, algorithm):
-    recipe = Recipe("int4", tool="matmul_nbits", algorithm=algorithm, exclude=(LM_HEAD,))
-    folder = export.build_recipe(tiny_source, recipe, onnx_root)
-    export.check_model(folder)
-    model = onnx.load(str(folder / ONNX_FILE), load_external_data=False)
-    ops = {n.name: n.op_type for n in model.graph.node}
-    assert ops[LM_HEAD] == "MatMul" and not any(op == "MatMul" for name, op in ops.items() if name != LM_HEAD)
-    nbits = [n for n in model.graph.node if n.op_type == "MatMulNBits"]
-    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in nbits[0].attribute}
-    assert len(nbits) > 0 and (attrs["bits"], attrs["block_size"]) == (4, export.NBITS_BLOCK)
-    assert len(nbits[0].input) >= 4 and nbits[0].input[3]  # asymmetric: a zero point per block
-    assert export.onnx_files_mib(folder) < export.onnx_files_mib(tiny_onnx)
-    for name in ("genai_config.json", "tokenizer.json"):
-        assert (folder / name).is_file(), name
-    from slmops_helpers.deploy.runtime import OnnxCausalLM  # onnxruntime runs the graph, close to fp32
-
-    ids = [5, 9, 12, 7]
-    quantized, reference = OnnxCausalLM(folder).logits(ids), OnnxCausalLM(tiny_onnx).logits(ids)
-    assert quantized.shape == reference.shape and np.isfinite(quantized).all()
-    assert 0 < np.abs(quantized - reference).max() < 0.5 * np.abs(reference).max()
-
-
-def test_the_4_bit_quantizers_options_are_checked():
-    assert (
-        Recipe("int4", tool="matmul_nbits", algorithm="hqq").key()
-        != Recipe("int4", tool="matmul_nbits", algorithm="rtn").key()
-    )
-    for bad in (
-        dict(precision="int4", tool="matmul_nbits"),  # no algorithm
-        dict(precision="int4", algorithm="hqq"),  # an algorithm for the builder
-        dict(precision="int8", tool="matmul_nbits", algorithm="hqq"),  # 4-bit only
-    ):
-        with pytest.raises(ValueError, match="weight-only quantizer needs precision='int4'"):
-            Recipe(**bad)
 
 
 def test_size_breakdown_accounts_for_the_weights(tiny_onnx, tiny_int8):
