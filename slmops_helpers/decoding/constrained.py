@@ -93,6 +93,11 @@ class TicketFormat:
         """Built from a runtime model (``OnnxCausalLM`` / ``TorchCausalLM``)."""
         return cls(lm.token_texts(), lm.eos_ids)
 
+    @classmethod
+    def for_tokenizer(cls, tokenizer) -> TicketFormat:
+        """Built from a transformers tokenizer, for a PyTorch model decoded without a runtime wrapper."""
+        return cls(hf_token_texts(tokenizer), {tokenizer.eos_token_id})
+
     def _index_every_state(self) -> None:
         """Find the tokens of every state a token can end in now (a fraction of a second for
         the course's format), so decoding only looks them up; and refuse a format the
@@ -156,6 +161,11 @@ class TicketFormat:
 
     def cursor(self) -> FormatCursor:
         return FormatCursor(self)
+
+
+def hf_token_texts(tokenizer) -> list[str]:
+    """The text each id of a transformers tokenizer decodes to on its own (special tokens: empty)."""
+    return tokenizer.batch_decode([[i] for i in range(len(tokenizer))], skip_special_tokens=True)
 
 
 class FormatCursor:

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from ..decoding import Constraint, Sampler, StreamedToken, TorchDecoder, decoder_stream
+from ..decoding.constrained import hf_token_texts
 
 GENAI_CONFIG = "genai_config.json"
 
@@ -293,7 +294,7 @@ class TorchCausalLM:
         return self.hf_tokenizer.get_vocab()
 
     def token_texts(self) -> list[str]:
-        return self.hf_tokenizer.batch_decode([[i] for i in range(len(self.hf_tokenizer))], skip_special_tokens=True)
+        return hf_token_texts(self.hf_tokenizer)
 
     def decoder(self) -> TorchDecoder:
         return TorchDecoder(self.model, self.device)

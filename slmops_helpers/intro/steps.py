@@ -3,6 +3,7 @@ the fleet's arithmetic. Each step returns what it measured as metric keys (``rep
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
@@ -118,21 +119,15 @@ def masked_floor(
 ) -> dict[str, Any]:
     """The untuned model again, its answers held to the ticket format by a token mask (section 4.7's
     technique, on the model that needs it most): ``base_masked_*`` scores, and the paired difference
-    from its free answers (``base_answers``, the same greedy decoding without the mask)."""
-    fmt = TicketFormat(tokenizer.batch_decode([[i] for i in range(len(tokenizer))], skip_special_tokens=True),
-                       {tokenizer.eos_token_id})  # fmt: skip
+    from its free greedy answers (``base_answers``, the batched ones section 1.6 scored first)."""
+    fmt = TicketFormat.for_tokenizer(tokenizer)
+    decode = functools.partial(tokenizer.decode, skip_special_tokens=True)
     device = next(model.parameters()).device
     answers = []
     for row in tqdm(rows, desc="masked answers", unit="ticket"):
         ids = tokenizer(data.format_chat(tokenizer, row), add_special_tokens=False).input_ids
-        stream = decoder_stream(
-            TorchDecoder(model, device), ids, max_new_tokens, fmt.eos_ids, _decode(tokenizer), fmt.cursor()
-        )
+        stream = decoder_stream(TorchDecoder(model, device), ids, max_new_tokens, fmt.eos_ids, decode, fmt.cursor())
         answers.append("".join(token.text for token in stream))
     masked, free = TicketScores.from_answers(answers, rows), TicketScores.from_answers(base_answers, rows)
     out = {f"base_masked_{k}": v for k, v in data.score_predictions(answers, rows).items()}
     return out | interval_metrics("base_masked", masked) | difference_metrics("base_masked_vs_base", masked, free)
-
-
-def _decode(tokenizer: Any) -> Any:
-    return lambda ids: tokenizer.decode(ids, skip_special_tokens=True)
