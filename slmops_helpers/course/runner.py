@@ -27,20 +27,28 @@ from ..config import HEADLESS_ENV, PROFILES, artifacts_dir, get_profile, project
 from ..metrics import format_summary, read_metrics
 
 KERNEL_NAME = "slmops-course"
+NOTEBOOK_GLOB = "[0-9][0-9]*_*.ipynb"  # 01_introduction.ipynb ... and a section's second part, 04b_serving.ipynb
+
+
+def notebook_number(path: Path) -> str:
+    """``04`` for ``04_deployment.ipynb``, ``04b`` for ``04b_serving.ipynb`` (a section's second part)."""
+    return path.name.split("_")[0]
 
 
 def course_notebooks(root: Path | None = None, only: list[str] | None = None) -> list[Path]:
-    """The sequenced notebooks ``notebooks/NN_*.ipynb``, optionally filtered by number."""
+    """The sequenced notebooks ``notebooks/NN_*.ipynb`` (and a second part ``NNb_*.ipynb``), in order,
+    optionally filtered by number: ``04`` selects both parts of section 4, ``04b`` the second alone."""
     folder = (root or project_root()) / "notebooks"
-    notebooks = sorted(folder.glob("[0-9][0-9]_*.ipynb"))
+    notebooks = sorted(folder.glob(NOTEBOOK_GLOB))
     if only:
-        unknown = [n for n in only if not any(p.name.startswith(n) for p in notebooks)]
+        numbers = {notebook_number(p) for p in notebooks} | {p.name[:2] for p in notebooks}
+        unknown = [n for n in only if n not in numbers]
         if unknown:
             raise ValueError(
                 f"No notebook numbered {', '.join(unknown)} in {folder}; "
-                f"available: {', '.join(p.name[:2] for p in notebooks) or 'none'}."
+                f"available: {', '.join(notebook_number(p) for p in notebooks) or 'none'}."
             )
-        notebooks = [p for p in notebooks if p.name[:2] in only]
+        notebooks = [p for p in notebooks if notebook_number(p) in only or p.name[:2] in only]
     return notebooks
 
 

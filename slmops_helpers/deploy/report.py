@@ -146,6 +146,22 @@ def runtime_reading(m: dict[str, Any], n_tickets: int) -> str:
     return "\n".join(lines)
 
 
+def decision_reading(m: dict[str, Any]) -> str:
+    """What notebook 04 chose for notebook 04b to package: the smallest ONNX and GGUF variants that passed."""
+
+    def figures(variant: str) -> str:
+        return (
+            f"{m[f'{variant}_size_mib']:.0f} MiB, {m[f'{variant}_tok_s']:.0f} tokens/s, its drop below fp32 at most "
+            f"{m[f'{variant}_drop_bound_points']:.1f} points (margin {m['quality_margin_points']:.0f})"
+        )
+
+    onnx, gguf = m["chosen_onnx_variant"], m.get("chosen_gguf_variant")
+    text = f"Exported: **{m['deployed_source']}**. The ONNX package holds **{onnx}**: {figures(onnx)}."
+    if gguf:
+        return text + f" The GGUF package holds **{gguf}**: {figures(gguf)}."
+    return text + " No GGUF file passed the gate here (or llama.cpp did not run), so only ONNX ships."
+
+
 def package_reading(m: dict[str, Any], n_files: int, refusal: str) -> str:
     return (
         f"The package holds **{m['package_variant']}** ({m['package_mib']:.0f} MiB, {n_files} files hashed, "
@@ -296,10 +312,15 @@ LESSON_ROWS = (
     ("llama.cpp Q4_0 score", "gguf_q4_0_score", "{:.1f}".format),
     ("int4 ONNX ÷ best llama.cpp 4-bit, tokens/s", "int4_vs_llamacpp", "×{:.2f}".format),
     ("validation tickets for the choices", "deploy_choice_tickets", "{:d}".format),
+)
+SERVING_LESSON_ROWS = (  # notebook 04b's
     ("package's test score (scored once)", "package_test_score", "{:.1f}".format),
+    ("package − deployed model on test, paired (points)", "package_vs_deployed_score_diff", "{:+.1f}".format),
+    ("package size (MiB)", "package_mib", "{:.0f}".format),
     ("speculative, int4 draft: decode speedup", "speculative_int4_speedup", "×{:.2f}".format),
     ("speculative, prompt lookup: decode speedup", "speculative_lookup_speedup", "×{:.2f}".format),
     ("int4 format_ok, constrained", "constrained_format_ok", "{:.2f}".format),
+    ("server p95 latency, 20 concurrent requests (s)", "server_p95_s", "{:.1f}".format),
 )
 
 

@@ -301,7 +301,8 @@ def test_report(
     fresh process like the benchmark, paired against the deployed PyTorch model's test scores
     (``deployed``): ``<name>_test_score`` with its interval and ``<name>_vs_deployed_score_diff``."""
     require_test_rows(rows, "The package report")
-    out: dict[str, Any] = {"report_split": "test", "report_tickets": len(rows)}
+    out: dict[str, Any] = {"report_split": "test", "report_tickets": len(rows), "deployed_score": deployed.mean}
+    out |= interval_metrics("deployed", deployed)
     settings = dataclasses.replace(settings, repeats=1, timing_tokens=2)  # answers only: speed was measured
     for name, (kind, folder) in packages.items():
         raw = bench.measure_isolated(kind, folder, settings)

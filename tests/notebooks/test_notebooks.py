@@ -150,40 +150,15 @@ def test_04_deployment(notebook_run):
     )
     # a process running the int4 package needs far less memory than torch eager
     assert m["onnx_int4_peak_mib"] < 0.7 * m["torch_fp32_peak_mib"]
-    # package integrity and a server that survives bad input
+    # the decision kept for notebook 04b: the smallest ONNX variant and GGUF file that pass the gate
     passing = [v for v in steps.PACKAGE_ORDER if m.get(f"{v}_quality_ok")]
-    assert m["tamper_detected"] is True and m["package_variant"] == passing[0]  # the smallest that passes the gate
-    assert m["server_ok"] == 20 and m["server_p95_s"] >= m["server_p50_s"] > 0
-    assert m["server_malformed_4xx"] == 50 and m["server_healthy_after"] is True
-    assert m["server_ticket_format_ok"] is True
-    # through the openai client: a seeded sampled answer reproduces, a json_schema answer validates
-    assert m["server_sampled_reproducible"] is True and m["server_json_valid"] is True
-    # speculative decoding never changes a greedy answer: identical, or parted at a near-tie that the
-    # wider verification pass tipped (float32 sums in another order, as in the genai check below)
-    assert m["speculative_identical"] is True or m["speculative_divergence_margin"] < 1e-3
-    for draft in ("int4", "lookup"):
-        assert 0 <= m[f"speculative_{draft}_acceptance"] <= 1 and m[f"speculative_{draft}_speedup"] > 0
-        assert m[f"speculative_{draft}_gamma"] in deploy.get_config("smoke").spec_gammas
-    # the cost model's inputs: verifying several tokens in one pass costs less than that many passes
-    verify_tokens = m["speculative_int4_gamma"] + 1
-    assert m["speculative_int4_target_verify_ms"] < verify_tokens * m["speculative_int4_target_pass_ms"]
-    # the mask makes every answer well-formed (a cut one stays a prefix of the format)
-    assert m["constrained_format_ok"] == 1.0 and m["constrained_answers_in_format"] is True
-    assert m["constrained_format_ok"] >= m["unconstrained_format_ok"]
-    # the validation checklist, item by item: the runtime's own properties must hold on any model;
-    # the domain check is the quality gate of the packaged variant, and the tuned model keeps the format
-    assert m["checklist_total"] == len(checklist.CHECKS) == 5
-    assert m["checklist_memory"] and m["checklist_lengths"] and m["checklist_edge_cases"] and m["checklist_format"]
-    assert m["checklist_domain"] == m[f"{m['package_variant']}_quality_ok"]
-    # onnxruntime-genai and our loop decode the same int4 folder: the same tokens, or they part at a near-tie
-    assert m["genai_agreement"] == 1.0 or 0 < m["genai_divergence_margin"] < 1e-3
+    assert m["chosen_onnx_variant"] == passing[0]
+    assert m["chosen_gguf_variant"] == next((v for v in steps.GGUF_ORDER if m.get(f"{v}_quality_ok")), None)
     # the deployed model is the best candidate by score on the same tickets, and beats the untuned base
     assert m["deploy_candidates"] >= 2 and m["deploy_choice_tickets"] == 8
     # every choice read validation tickets; the test tickets were scored once, for what was chosen
     assert m["deploy_choice_split"] == m["quality_choice_split"] == "validation"
-    assert m["report_split"] == "test" and m["report_tickets"] == m["deploy_report_tickets"] == 8
-    assert m["package_test_score_ci_low"] <= m["package_test_score"] <= m["package_test_score_ci_high"]
-    assert m["package_vs_deployed_score_diff"] == pytest.approx(m["package_test_score"] - m["deployed_score"])
+    assert m["deploy_report_tickets"] == 8
     # the precision gate is the course gate's non-inferiority rule: a variant passes iff its bound is in the margin
     assert m["quality_margin_points"] == gate.score_rule().limit
     for v in ("onnx_fp16", "onnx_int8", "onnx_int4"):
@@ -213,15 +188,52 @@ def test_04_deployment(notebook_run):
         best = m["llamacpp_best_4bit"]
         assert m["int4_vs_llamacpp"] == pytest.approx(m["onnx_int4_tok_s"] / m[f"{best}_tok_s"])
         assert m[f"{best}_tok_s"] == max(m["gguf_q4_0_tok_s"], m["gguf_q4_k_m_tok_s"])
-        # the GGUF package behind the same server answers with llama.cpp's own benchmark answer
-        if m.get("gguf_package_variant"):
-            assert m["gguf_server_ok"] is True and m["gguf_server_same_answer"] is True
-            manifest = json.loads((artifacts_dir() / "04_deployment" / "package_gguf" / "manifest.json").read_text())
-            assert manifest["runtime"] == "gguf" and manifest["lineage"]["variant"] == m["gguf_package_variant"]
-    # the package is the model the notebook says it deployed
-    chosen = next(c for c in choose.deploy_candidates() if c.label == m["deployed_source"])
+
+
+def test_04b_serving(notebook_run):
+    decided = notebook_run("04_deployment").metrics  # notebook 04b packages what notebook 04 chose
+    m = notebook_run("04b_serving").metrics
+    # package integrity and a server that survives bad input
+    assert m["tamper_detected"] is True and m["package_variant"] == decided["chosen_onnx_variant"]
+    assert m["server_ok"] == 20 and m["server_p95_s"] >= m["server_p50_s"] > 0
+    assert m["server_malformed_4xx"] == 50 and m["server_healthy_after"] is True
+    assert m["server_ticket_format_ok"] is True
+    # through the openai client: a seeded sampled answer reproduces, a json_schema answer validates
+    assert m["server_sampled_reproducible"] is True and m["server_json_valid"] is True
+    # speculative decoding never changes a greedy answer: identical, or parted at a near-tie that the
+    # wider verification pass tipped (float32 sums in another order, as in the genai check below)
+    assert m["speculative_identical"] is True or m["speculative_divergence_margin"] < 1e-3
+    for draft in ("int4", "lookup"):
+        assert 0 <= m[f"speculative_{draft}_acceptance"] <= 1 and m[f"speculative_{draft}_speedup"] > 0
+        assert m[f"speculative_{draft}_gamma"] in deploy.get_config("smoke").spec_gammas
+    # the cost model's inputs: verifying several tokens in one pass costs less than that many passes
+    verify_tokens = m["speculative_int4_gamma"] + 1
+    assert m["speculative_int4_target_verify_ms"] < verify_tokens * m["speculative_int4_target_pass_ms"]
+    # the mask makes every answer well-formed (a cut one stays a prefix of the format)
+    assert m["constrained_format_ok"] == 1.0 and m["constrained_answers_in_format"] is True
+    assert m["constrained_format_ok"] >= m["unconstrained_format_ok"]
+    # the validation checklist, item by item: the runtime's own properties must hold on any model;
+    # the domain check is the quality gate of the packaged variant, and the tuned model keeps the format
+    assert m["checklist_total"] == len(checklist.CHECKS) == 5
+    assert m["checklist_memory"] and m["checklist_lengths"] and m["checklist_edge_cases"] and m["checklist_format"]
+    assert m["checklist_domain"] == decided[f"{m['package_variant']}_quality_ok"]
+    # onnxruntime-genai and our loop decode the same int4 folder: the same tokens, or they part at a near-tie
+    assert m["genai_agreement"] == 1.0 or 0 < m["genai_divergence_margin"] < 1e-3
+    # the packages answered the test tickets once, paired against the deployed model's own test scores
+    assert m["report_split"] == "test" and m["report_tickets"] == decided["deploy_report_tickets"] == 8
+    assert m["deployed_score"] == pytest.approx(decided["deployed_score"])
+    assert m["package_test_score_ci_low"] <= m["package_test_score"] <= m["package_test_score_ci_high"]
+    assert m["package_vs_deployed_score_diff"] == pytest.approx(m["package_test_score"] - m["deployed_score"])
+    # the GGUF package behind the same server answers with llama.cpp's own benchmark answer
+    assert m.get("gguf_package_variant") == decided["chosen_gguf_variant"]
+    if m.get("gguf_package_variant"):
+        assert m["gguf_server_ok"] is True and m["gguf_server_same_answer"] is True
+        manifest = json.loads((artifacts_dir() / "04_deployment" / "package_gguf" / "manifest.json").read_text())
+        assert manifest["runtime"] == "gguf" and manifest["lineage"]["variant"] == m["gguf_package_variant"]
+    # the package is the model notebook 04 says it deployed
+    chosen = next(c for c in choose.deploy_candidates() if c.label == decided["deployed_source"])
     lineage = json.loads((artifacts_dir() / "04_deployment" / "package" / "manifest.json").read_text())["lineage"]
-    assert m["deployed_source"] == lineage["deployed_from"]
+    assert decided["deployed_source"] == lineage["deployed_from"]
     assert lineage["source_fingerprint"] == export.source_fingerprint(chosen.source)
 
 

@@ -142,7 +142,9 @@ def collect_sections(root: Path, artifacts: Path) -> list[Section]:
     sections = []
     for source in runner.course_notebooks(root):
         nb = _read(source)
-        section = Section(source.name[:2], source.stem, notebook_title(nb, source.stem), learning_goals(nb))
+        section = Section(
+            runner.notebook_number(source), source.stem, notebook_title(nb, source.stem), learning_goals(nb)
+        )
         executed = artifacts / "notebooks" / source.name
         if executed.is_file():
             section.executed = executed
@@ -289,7 +291,9 @@ def build_site(
     out = out or artifacts / "site"
     if run_missing:
         missing = [
-            p.name[:2] for p in runner.course_notebooks(root) if not (artifacts / "notebooks" / p.name).is_file()
+            runner.notebook_number(p)
+            for p in runner.course_notebooks(root)
+            if not (artifacts / "notebooks" / p.name).is_file()
         ]
         if missing:
             print(f"running notebooks {', '.join(missing)} first (profile {profile})")

@@ -44,6 +44,14 @@ HEADLINES: dict[str, list[tuple[str, str, str]]] = {
         ("torch_fp32_tok_s", "PyTorch fp32 speed (tokens/s)", "{:.1f}"),
         ("onnx_int4_tok_s", "ONNX int4 speed (tokens/s)", "{:.1f}"),
     ],
+    "04b_serving": [
+        ("package_variant", "packaged ONNX variant", "{}"),
+        ("package_mib", "package size (MiB)", "{:.0f}"),
+        ("package_test_score", "package's test score, scored once", "{:.1f}"),
+        ("speculative_int4_speedup", "speculative decoding with the int4 draft (×)", "{:.2f}"),
+        ("server_p95_s", "server p95 latency, 20 concurrent requests (s)", "{:.1f}"),
+        ("checklist_passed", "validation checklist items passed", "{}"),
+    ],
     "05_slmops_pipeline": [
         ("production_score", "production task score", "{:.1f}"),
         ("candidate_score", "candidate task score", "{:.1f}"),
