@@ -323,7 +323,9 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.set_defaults(func=_prepare)
     run = sub.add_parser("run", help="execute the course notebooks with papermill")
     run.add_argument("--profile", choices=sorted(PROFILES), default="smoke")
-    run.add_argument("--only", help="comma-separated notebook numbers, e.g. 01,02")
+    run.add_argument(
+        "--only", help="comma-separated notebook numbers, e.g. 01,02 (04: both parts of section 4; 04b: its second)"
+    )
     run.set_defaults(func=_run)
     sub.add_parser("summary", help="print recorded metrics").set_defaults(func=_summary)
     sub.add_parser("render-labs", help="regenerate the exercise notebooks").set_defaults(func=_render_labs)
@@ -341,7 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", help="also write the table as JSON here")
     bench.set_defaults(func=_bench)
     serve = sub.add_parser("serve", help="serve a model package with an OpenAI-compatible API on loopback")
-    serve.add_argument("package", help="package folder (notebook 04 writes artifacts/04_deployment/package)")
+    serve.add_argument("package", help="package folder (notebook 04b writes artifacts/04_deployment/package)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000, help="0 picks a free port")
     serve.add_argument("--max-tokens", type=int, default=256, help="upper bound on max_tokens per request")

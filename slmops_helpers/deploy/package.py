@@ -124,7 +124,7 @@ def verify_package(folder: Path) -> dict[str, Any]:
     folder = Path(folder)
     if not folder.is_dir():
         raise PackageError(
-            f"No package at {folder}: the folder does not exist. Fix: pass the folder notebook 04 writes "
+            f"No package at {folder}: the folder does not exist. Fix: pass the folder notebook 04b writes "
             "(artifacts/04_deployment/package), or write one with write_package."
         )
     if not (folder / MANIFEST).is_file():

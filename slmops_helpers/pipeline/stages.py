@@ -128,7 +128,7 @@ def save_model(model: Any, tokenizer: Any, folder: str | Path) -> Path:
 def copy_package(package: str | Path, dest: str | Path) -> Path:
     """Verify ``package``, copy it to ``dest`` atomically, verify the copy.
 
-    A registry entry must point at files nobody overwrites: re-running notebook 04
+    A registry entry must point at files nobody overwrites: re-running notebook 04b
     rewrites its package, but not this copy.
     """
 

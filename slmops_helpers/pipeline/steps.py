@@ -46,7 +46,7 @@ def production_package(prod: stages.Production, out: Path, model_name: str) -> t
     built = package.write_package(
         onnx_dir, dest, stages.PACKAGE_NAME, VERSIONS["production"], origin, data.SYSTEM_PROMPT
     )
-    return built, "built here: notebook 04 left no verified package"
+    return built, "built here: notebook 04b left no verified package"
 
 
 @dataclass
