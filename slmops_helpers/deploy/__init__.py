@@ -3,6 +3,7 @@
 One module per step, in the order notebooks 04 and 04b take them:
 
 - ``export``   PyTorch folder → ONNX with a KV cache (onnxruntime-genai's builder), fp16 / int8 / int4
+- ``qat``      quantization-aware fine-tuning on the int4 export's own grid (``benchmarks/qat_int4.py``)
 - ``runtime``  greedy, streaming generation with onnxruntime (no torch needed), chat prompts;
                onnxruntime-genai's own generator timed the same way
 - ``llamacpp`` the same model as GGUF (llama.cpp's converter and quantizer) and run by llama.cpp;
