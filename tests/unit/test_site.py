@@ -215,6 +215,8 @@ def test_links_to_course_notebooks_point_at_their_pages():
     out = site._link_notebooks(page, {"01_alpha", "02_beta"})
     assert 'href="../notebooks/01_alpha.html"' in out and 'href="../labs/02_beta.html"' in out
     assert 'href="other.ipynb"' in out
+    # a notebook linking the next part of its section, in the same folder (04 to 04b)
+    assert site._link_notebooks('<a href="02_beta.ipynb">', {"02_beta"}) == '<a href="02_beta.html">'
 
 
 def test_cli_site_subcommand(monkeypatch, capsys, tmp_path):

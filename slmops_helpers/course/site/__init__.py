@@ -244,6 +244,10 @@ def _link_notebooks(page: str, stems: set[str], up: str = "../") -> str:
         return f'href="{up}{folder}/{stem}.html"' if stem in stems else match.group(0)
 
     page = re.sub(r'href="((?:\.\./)*)(notebooks|labs)/([\w-]+)\.ipynb"', repl, page)
+    # a notebook's link to the next one in its own folder (04 to 04b): the page beside this one
+    page = re.sub(
+        r'href="([\w-]+)\.ipynb"', lambda m: f'href="{m.group(1)}.html"' if m.group(1) in stems else m.group(0), page
+    )
     page = re.sub(
         r'href="((?:\.\./)*)docs/prerequisites\.md(#[\w-]*)?"',
         lambda m: f'href="{up}prerequisites.html{m.group(2) or ""}"',
