@@ -35,20 +35,24 @@ def notebook_number(path: Path) -> str:
     return path.name.split("_")[0]
 
 
+def _answers_to(path: Path) -> set[str]:
+    """The numbers that select ``path``: its own (``04b``) and its section's (``04``)."""
+    return {notebook_number(path), path.name[:2]}
+
+
 def course_notebooks(root: Path | None = None, only: list[str] | None = None) -> list[Path]:
     """The sequenced notebooks ``notebooks/NN_*.ipynb`` (and a second part ``NNb_*.ipynb``), in order,
     optionally filtered by number: ``04`` selects both parts of section 4, ``04b`` the second alone."""
     folder = (root or project_root()) / "notebooks"
     notebooks = sorted(folder.glob(NOTEBOOK_GLOB))
     if only:
-        numbers = {notebook_number(p) for p in notebooks} | {p.name[:2] for p in notebooks}
-        unknown = [n for n in only if n not in numbers]
+        unknown = [n for n in only if not any(n in _answers_to(p) for p in notebooks)]
         if unknown:
             raise ValueError(
                 f"No notebook numbered {', '.join(unknown)} in {folder}; "
                 f"available: {', '.join(notebook_number(p) for p in notebooks) or 'none'}."
             )
-        notebooks = [p for p in notebooks if notebook_number(p) in only or p.name[:2] in only]
+        notebooks = [p for p in notebooks if _answers_to(p) & set(only)]
     return notebooks
 
 

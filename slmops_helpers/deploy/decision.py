@@ -72,13 +72,13 @@ class Decision:
             "bench_ids": list(self.bench_ids),
             "table": [
                 {k: v for k, v in r.items() if k != "tickets"} | {"tickets": r["tickets"].to_json()} for r in self.table
-            ],  # fmt: skip
+            ],
             "answers": self.answers,
             "gate": {
                 "margin": self.gate.margin,
                 "drop_bounds": self.gate.drop_bounds,
                 "differences": self.gate.differences,
-            },  # fmt: skip
+            },
             "deployed_test": self.deployed_test.to_json(),
             "onnx_variant": self.onnx_variant,
             "gguf_variant": self.gguf_variant,
@@ -119,10 +119,14 @@ def decide(
     if choice.test is None:
         raise ValueError("The choice has no test scores yet. Fix: call choice.score_on_test(test_rows, ...) first.")
     source, label = choice.chosen.source, choice.chosen.label
-    ids = tuple(str(r.get("id")) for r in rows)
-    fingerprint = export.source_fingerprint(source)
-    return Decision(profile, model_name, source, label, fingerprint, ids, table, answers, gate, choice.test[label],
-                    chosen_variant(gate), chosen_gguf(gate))  # fmt: skip
+    return Decision(
+        profile, model_name, source, label, export.source_fingerprint(source), _ticket_ids(rows), table, answers,
+        gate, choice.test[label], chosen_variant(gate), chosen_gguf(gate),
+    )  # fmt: skip
+
+
+def _ticket_ids(rows: list[dict[str, str]]) -> tuple[str, ...]:
+    return tuple(str(r.get("id")) for r in rows)
 
 
 def write_decision(folder: Path, decision: Decision) -> Path:
@@ -142,9 +146,8 @@ def read_decision(folder: Path, profile: str, rows: list[dict[str, str]]) -> Dec
         raise ValueError(f"{path} is not a decision notebook 04 wrote ({err}). {RERUN}") from err
     if decision.profile != profile:
         raise ValueError(f"{path} was written by a {decision.profile!r} run, and this one is {profile!r}. {RERUN}")
-    ids = tuple(str(r.get("id")) for r in rows)
-    if ids != decision.bench_ids:
-        raise ValueError(f"{path} chose on other validation tickets than these {len(ids)}. {RERUN}")
+    if _ticket_ids(rows) != decision.bench_ids:
+        raise ValueError(f"{path} chose on other validation tickets than these {len(rows)}. {RERUN}")
     if export.source_fingerprint(decision.source) != decision.source_fingerprint:
         raise ValueError(f"The model at {decision.source} changed after notebook 04 chose it. {RERUN}")
     return decision
